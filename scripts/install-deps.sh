@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs the real peers the test suite runs against, pinned to the versions the tests expect.
+# Idempotent: a tool already at the right version is not rebuilt.
+set -euo pipefail
+GOBIN="${GOBIN:-$(go env GOPATH)/bin}"
+export GOBIN
+mkdir -p "$GOBIN"
+
+need_go() { # name module@version
+  local bin=$1 mod=$2
+  local stamp="$GOBIN/.trustgate-$bin-$(echo "$mod" | tr '/@' '__')"
+  if [ -x "$GOBIN/$bin" ] && [ -f "$stamp" ]; then return 0; fi
+  echo "install-deps: go install $mod"
+  go install "$mod"
+  touch "$stamp"
+}
+
+need_go registry      github.com/distribution/distribution/v3/cmd/registry@v3.1.2
+need_go notary-server github.com/theupdateframework/notary/cmd/notary-server@v0.7.0
+need_go notary        github.com/theupdateframework/notary/cmd/notary@v0.7.0
+need_go crane         github.com/google/go-containerregistry/cmd/crane@v0.22.1
+need_go staticcheck   honnef.co/go/tools/cmd/staticcheck@latest
+
+if ! command -v skopeo >/dev/null || ! command -v dockerd >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "install-deps: apt-get install skopeo docker.io"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq skopeo docker.io >/dev/null
+  else
+    echo "install-deps: skopeo/dockerd missing and not root; install skopeo and docker.io" >&2
+    exit 1
+  fi
+fi
+echo "install-deps: ok ($GOBIN)"
