@@ -1,0 +1,45 @@
+# The two commands (see README):
+#   make run    build and run trustgate with configs/trustgate.yaml (CONFIG=... to choose another)
+#   make test   install the real peers, then run every check and test (unit + real-peer e2e)
+GO       ?= go
+GOBIN    ?= $(shell $(GO) env GOPATH)/bin
+CONFIG   ?= configs/trustgate.yaml
+export PATH := $(GOBIN):$(PATH)
+
+.PHONY: run build deps test lint unit oracle fuzz bench clean
+
+build:
+	$(GO) build -o bin/trustgate ./cmd/trustgate
+
+run: build
+	./bin/trustgate serve --config $(CONFIG)
+
+deps:
+	bash scripts/install-deps.sh
+
+lint:
+	@out=$$(gofmt -l . | grep -v '^oracle/' ; cd oracle && gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	staticcheck ./...
+	cd oracle && $(GO) vet ./...
+
+# unit + real-peer e2e tests of the main module (fuzz seed corpora run as ordinary tests).
+unit:
+	$(GO) test -count=1 -timeout 20m ./...
+
+# the differential test against the notary v0.7.0 client library, kept in its own module.
+oracle:
+	cd oracle && $(GO) test -count=1 -timeout 10m ./...
+
+test: deps lint unit oracle
+
+# Not part of `make test`: each fuzz target for FUZZTIME (default 20s).
+FUZZTIME ?= 20s
+fuzz:
+	bash scripts/fuzz-all.sh $(FUZZTIME)
+
+bench:
+	bash bench/run.sh
+
+clean:
+	rm -rf bin
