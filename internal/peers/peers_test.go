@@ -182,7 +182,9 @@ func TestNotarySignListRestart(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("timestamp.json: %d", code)
 	}
-	ts := func(r NotaryRequest) bool { return strings.HasSuffix(r.URI, "/_trust/tuf/timestamp.json") && r.Method == "GET" }
+	ts := func(r NotaryRequest) bool {
+		return strings.HasSuffix(r.URI, "/_trust/tuf/timestamp.json") && r.Method == "GET"
+	}
 	if c := n.CountRequests(ts); c < 1 {
 		t.Errorf("timestamp requests counted %d", c)
 	}
@@ -196,7 +198,9 @@ func TestNotarySignListRestart(t *testing.T) {
 	getBody(t, n.URL+"/v2/"+gun+"/_trust/tuf/timestamp.json")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := n.Log().WaitFor(ctx, func(l string) bool { return strings.Contains(l, "response completed") && strings.Contains(l, "timestamp.json") }); err != nil {
+	if _, err := n.Log().WaitFor(ctx, func(l string) bool {
+		return strings.Contains(l, "response completed") && strings.Contains(l, "timestamp.json")
+	}); err != nil {
 		t.Fatal(err)
 	}
 	if after := n.CountRequests(ts); after != before+1 {
