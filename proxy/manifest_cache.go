@@ -1,0 +1,140 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/singleflight"
+)
+
+// maxManifestSize is containerd's limit; distribution refuses to store larger manifests, so
+// anything bigger upstream is refused rather than buffered.
+const maxManifestSize = 4 << 20
+
+// manifestAccept is sent upstream: every manifest type, so the upstream never picks a platform or
+// converts on trustgate's behalf (the signed digest is of the bytes as pushed).
+var manifestAccept = strings.Join([]string{
+	v1.MediaTypeImageManifest, v1.MediaTypeImageIndex,
+	"application/vnd.docker.distribution.manifest.v2+json",
+	"application/vnd.docker.distribution.manifest.list.v2+json",
+	"*/*",
+}, ", ")
+
+// manifest is a manifest whose bytes were hashed by trustgate. Immutable once built.
+type manifest struct {
+	digest    digest.Digest
+	mediaType string
+	body      []byte
+	children  []digest.Digest
+}
+
+var (
+	errDigestMismatch = errors.New("upstream content does not match its digest")
+	errTooLarge       = fmt.Errorf("manifest larger than %d bytes", maxManifestSize)
+)
+
+// manifestCache holds verified manifests by (upstream, repository, digest). Manifests by digest
+// are immutable, so a hit needs no upstream request at all (and costs no Docker Hub pull). The key
+// includes the repository so content seen in one repository is never served for another that
+// doesn't have it (a private repository's manifest must not leak through a public one).
+type manifestCache struct {
+	lru     *lru.Cache[string, *manifest]
+	flights singleflight.Group
+}
+
+func newManifestCache(size int) (*manifestCache, error) {
+	c, err := lru.New[string, *manifest](size)
+	if err != nil {
+		return nil, err
+	}
+	return &manifestCache{lru: c}, nil
+}
+
+func manifestKey(up *upstream, repo string, d digest.Digest) string {
+	return up.cfg.Name + "\x00" + repo + "\x00" + d.String()
+}
+
+// byDigest returns the manifest d of repo, from the cache or fetched upstream by digest. Concurrent
+// misses share one upstream fetch, which runs detached from any one client so a disconnect does
+// not fail the others. The bytes are hashed before anything is cached or returned.
+func (c *manifestCache) byDigest(ctx context.Context, up *upstream, repo string, d digest.Digest) (*manifest, bool, error) {
+	key := manifestKey(up, repo, d)
+	if m, ok := c.lru.Get(key); ok {
+		return m, true, nil
+	}
+	ch := c.flights.DoChan(key, func() (any, error) {
+		fctx, cancel := up.withTimeout(context.WithoutCancel(ctx))
+		defer cancel()
+		m, err := fetchManifest(fctx, up, repo, d.String(), d)
+		if err != nil {
+			return nil, err
+		}
+		c.lru.Add(key, m)
+		return m, nil
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, false, res.Err
+		}
+		return res.Val.(*manifest), false, nil
+	case <-ctx.Done():
+		return nil, false, ctx.Err()
+	}
+}
+
+// byTag fetches a tag's current manifest upstream (warn and off mode only). The upstream's
+// Docker-Content-Digest is ignored: the digest reported is the hash of the bytes received, and the
+// result is cached under it so the by-digest requests that follow cost nothing.
+func (c *manifestCache) byTag(ctx context.Context, up *upstream, repo, tag string) (*manifest, error) {
+	fctx, cancel := up.withTimeout(ctx)
+	defer cancel()
+	m, err := fetchManifest(fctx, up, repo, tag, "")
+	if err != nil {
+		return nil, err
+	}
+	c.lru.Add(manifestKey(up, repo, m.digest), m)
+	return m, nil
+}
+
+// fetchManifest GETs /v2/<repo>/manifests/<ref> and, if want is set, refuses bytes that don't hash
+// to it.
+func fetchManifest(ctx context.Context, up *upstream, repo, ref string, want digest.Digest) (*manifest, error) {
+	resp, err := up.request(ctx, http.MethodGet, repo, http.Header{"Accept": {manifestAccept}}, "manifests", ref)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.ContentLength > maxManifestSize {
+		return nil, fmt.Errorf("%s@%s: upstream announces %d bytes: %w", repo, ref, resp.ContentLength, errTooLarge)
+	}
+	var buf bytes.Buffer
+	if _, err := io.Copy(&buf, io.LimitReader(resp.Body, maxManifestSize+1)); err != nil {
+		return nil, errUnavailable("upstream %s: reading manifest %s@%s: %v", up.cfg.Name, repo, ref, err)
+	}
+	if buf.Len() > maxManifestSize {
+		return nil, fmt.Errorf("%s@%s: %w", repo, ref, errTooLarge)
+	}
+	body := buf.Bytes()
+	alg := digest.Canonical
+	if want != "" {
+		alg = want.Algorithm()
+		if !alg.Available() {
+			return nil, fmt.Errorf("%s: digest algorithm %q is not supported", want, alg)
+		}
+	}
+	got := alg.FromBytes(body)
+	if want != "" && got != want {
+		return nil, fmt.Errorf("%s@%s: upstream sent %d bytes hashing to %s: %w", repo, want, len(body), got, errDigestMismatch)
+	}
+	mt, children := describe(body, resp.Header.Get("Content-Type"))
+	return &manifest{digest: got, mediaType: mt, body: body, children: children}, nil
+}

@@ -1,0 +1,161 @@
+// Package proxy is trustgate's registry v2 read API. It answers pulls on behalf of configured
+// upstream registries and serves only what the repository's policy allows: in enforce mode a tag is
+// rewritten to the digest its verified signature names and fetched upstream by that digest, and
+// anything asked for by digest must be reachable from such a signed manifest.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/trustgate/trustgate/policy"
+	"github.com/trustgate/trustgate/proxy/fanout"
+	"github.com/trustgate/trustgate/resolver"
+)
+
+// TrustSource answers "which digest is this tag signed to". It is an interface so the proxy does not
+// care whether answers come from a cache, a resolver or a test; resolver errors pass through it so
+// resolver.IsNotSigned still tells "unsigned" (404) from "cannot verify" (503).
+type TrustSource interface {
+	Resolve(ctx context.Context, gun, tag string, roles []string) (resolver.Target, error)
+	Tags(ctx context.Context, gun string, roles []string) ([]string, error)
+}
+
+// Policy maps a full repository name (the GUN) to what trustgate must do with it.
+type Policy interface {
+	Decide(name string) policy.Decision
+}
+
+// Upstream is one registry trustgate pulls from.
+type Upstream struct {
+	// Name is matched against containerd's ?ns= and against a path prefix /v2/<Name>/..., e.g.
+	// "docker.io". Only configured names are ever dialled, so a client can't make trustgate fetch
+	// from a host of its choosing.
+	Name      string
+	URL       *url.URL // e.g. https://registry-1.docker.io
+	GUNPrefix string   // GUN = GUNPrefix + "/" + repo; "" means Name
+	// DockerHub makes single-segment names official images ("alpine" → "library/alpine"), as the
+	// docker CLI does for docker.io names but not for names addressed to trustgate directly.
+	DockerHub bool
+	// Username and Password are trustgate's own upstream credentials; a client's are never used.
+	Username, Password string
+	Transport          http.RoundTripper // TLS settings baked in; nil = http.DefaultTransport
+	Trust              TrustSource       // this upstream's Notary resolver (normally through cache.Cache)
+}
+
+// Options configure a Server.
+type Options struct {
+	Upstreams []*Upstream
+	// Default names the upstream used when a request carries neither ?ns= nor a path prefix (the
+	// docker registry-mirror case). "" means such requests are refused with NAME_UNKNOWN.
+	Default string
+	Policy  Policy
+	Logger  *slog.Logger // nil = slog.Default()
+	// ManifestCacheSize bounds the verified-manifest LRU and the per-repository reachability LRU.
+	// 0 = 4096.
+	ManifestCacheSize int
+	TempDir           string // blob fan-out spool; "" = os.TempDir()
+	// BlobSpoolBytes bounds verified blobs kept on disk after their download for later pulls;
+	// 0 keeps none (each cold pull streams from upstream, concurrent ones still share one download).
+	BlobSpoolBytes int64
+	Metrics        prometheus.Registerer // nil = no metrics
+	// UpstreamTimeout bounds a manifest, tag-list or referrers round trip, and the wait for a blob's
+	// response headers (the blob body itself is bounded by the fan-out). 0 = 30s.
+	UpstreamTimeout time.Duration
+}
+
+// Server implements the registry v2 read API. Create it with New.
+type Server struct {
+	upstreams map[string]*upstream
+	def       *upstream
+	policy    Policy
+	log       *slog.Logger
+	manifests *manifestCache
+	reach     *reachability
+	blobs     *fanout.Group
+	metrics   *metrics
+	handler   http.Handler
+	timeout   time.Duration
+}
+
+// New validates opts and builds the handler.
+func New(opts Options) (*Server, error) {
+	if opts.Policy == nil {
+		return nil, errors.New("proxy: Options.Policy is required")
+	}
+	if len(opts.Upstreams) == 0 {
+		return nil, errors.New("proxy: at least one upstream is required")
+	}
+	s := &Server{
+		upstreams: map[string]*upstream{},
+		policy:    opts.Policy,
+		log:       opts.Logger,
+		timeout:   opts.UpstreamTimeout,
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.timeout <= 0 {
+		s.timeout = 30 * time.Second
+	}
+	size := opts.ManifestCacheSize
+	if size <= 0 {
+		size = 4096
+	}
+	for i, u := range opts.Upstreams {
+		if u == nil || u.Name == "" || u.URL == nil || u.URL.Host == "" {
+			return nil, fmt.Errorf("proxy: upstream %d: Name and an absolute URL are required", i)
+		}
+		if u.Trust == nil {
+			return nil, fmt.Errorf("proxy: upstream %q: Trust is required", u.Name)
+		}
+		if _, dup := s.upstreams[u.Name]; dup {
+			return nil, fmt.Errorf("proxy: upstream %q configured twice", u.Name)
+		}
+		up, err := newUpstream(u, size, s.timeout)
+		if err != nil {
+			return nil, fmt.Errorf("proxy: upstream %q: %w", u.Name, err)
+		}
+		s.upstreams[u.Name] = up
+	}
+	if opts.Default != "" {
+		s.def = s.upstreams[opts.Default]
+		if s.def == nil {
+			return nil, fmt.Errorf("proxy: default upstream %q is not configured", opts.Default)
+		}
+	}
+	var err error
+	if s.manifests, err = newManifestCache(size); err != nil {
+		return nil, err
+	}
+	if s.reach, err = newReachability(size); err != nil {
+		return nil, err
+	}
+	if s.metrics, err = newMetrics(opts.Metrics); err != nil {
+		return nil, err
+	}
+	dir := opts.TempDir
+	if dir == "" {
+		dir = os.TempDir()
+	}
+	s.blobs = fanout.New(fanout.Options{Dir: dir, Logger: s.log, MaxSpoolBytes: opts.BlobSpoolBytes, OnError: blobServeError})
+	s.handler = s.routes()
+	return s, nil
+}
+
+// ServeHTTP answers a registry request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.handler.ServeHTTP(w, r)
+}
+
+// Close stops blob downloads in flight and removes spooled blobs.
+func (s *Server) Close() error {
+	return s.blobs.Close()
+}

@@ -1,0 +1,82 @@
+package proxy
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strconv"
+
+	"github.com/distribution/distribution/v3/registry/api/errcode"
+	"github.com/gorilla/mux"
+	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/trustgate/trustgate/policy"
+)
+
+// emptyIndex is the referrers answer when there are none. The spec says a registry that implements
+// the API must not 404 (clients would fall back to the sha256-<hex> referrers tag).
+var emptyIndex = []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}`)
+
+// handleReferrers serves GET /v2/<name>/referrers/<digest>. In enforce mode the answer is always
+// an empty index: referrers (cosign signatures, SBOMs, attestations) are separate manifests that
+// Docker Content Trust does not sign, so trustgate can't vouch for them, and listing them would
+// invite pulls that enforce mode refuses anyway. warn and off relay the upstream (a 404 there, as
+// from distribution v3 which has no referrers API, becomes the empty index).
+func (s *Server) handleReferrers(w http.ResponseWriter, r *http.Request) {
+	vars := mux.Vars(r)
+	ref, err := s.locate(r, vars["name"])
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	d, err := digest.Parse(vars["digest"])
+	if err != nil {
+		writeError(w, r, newError(errcode.ErrorCodeDigestInvalid, "invalid digest %q: %v", vars["digest"], err))
+		return
+	}
+	dec := s.policy.Decide(ref.gun)
+	body := emptyIndex
+	switch dec.Mode {
+	case policy.Deny:
+		_, err := denied(ref, dec)
+		writeError(w, r, err)
+		return
+	case policy.Warn, policy.Off:
+		b, err := s.upstreamReferrers(r, ref, d)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		if b != nil {
+			body = b
+		}
+	}
+	w.Header().Set("Content-Type", v1.MediaTypeImageIndex)
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	_, _ = w.Write(body)
+}
+
+func (s *Server) upstreamReferrers(r *http.Request, ref repoRef, d digest.Digest) ([]byte, error) {
+	ctx, cancel := ref.up.withTimeout(r.Context())
+	defer cancel()
+	// artifactType is not forwarded: the whole list is relayed unfiltered (and no
+	// OCI-Filters-Applied is claimed), which the spec allows and clients filter themselves.
+	resp, err := ref.up.request(ctx, http.MethodGet, ref.repo, http.Header{"Accept": {v1.MediaTypeImageIndex}}, "referrers", d.String())
+	if err != nil {
+		if isNotFound(err) {
+			return nil, nil
+		}
+		return nil, blobError(err, ref, d)
+	}
+	defer resp.Body.Close()
+	var buf bytes.Buffer
+	if _, err := io.Copy(&buf, io.LimitReader(resp.Body, maxManifestSize+1)); err != nil || buf.Len() > maxManifestSize {
+		return nil, errUnavailable("upstream %s: unreadable referrers of %s@%s", ref.up.cfg.Name, ref.repo, d)
+	}
+	var idx v1.Index
+	if err := json.Unmarshal(buf.Bytes(), &idx); err != nil {
+		return nil, errUnavailable("upstream %s: referrers of %s@%s is not an index: %v", ref.up.cfg.Name, ref.repo, d, err)
+	}
+	return buf.Bytes(), nil
+}

@@ -1,0 +1,123 @@
+package proxy
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"sort"
+	"strconv"
+
+	"github.com/distribution/distribution/v3/registry/api/errcode"
+	"github.com/gorilla/mux"
+	"github.com/trustgate/trustgate/policy"
+	"github.com/trustgate/trustgate/resolver"
+)
+
+type tagList struct {
+	Name string   `json:"name"`
+	Tags []string `json:"tags"`
+}
+
+// maxTagListBytes bounds an upstream tag list trustgate relays (warn/off).
+const maxTagListBytes = 16 << 20
+
+// handleTags serves GET /v2/<name>/tags/list. In enforce mode the list is the signed tags, because
+// those are the only tags a client can pull; warn and off relay the upstream's list.
+func (s *Server) handleTags(w http.ResponseWriter, r *http.Request) {
+	ref, err := s.locate(r, mux.Vars(r)["name"])
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	q := r.URL.Query()
+	n := -1
+	if v := q.Get("n"); v != "" {
+		if n, err = strconv.Atoi(v); err != nil || n < 0 {
+			writeError(w, r, newError(errcode.ErrorCodePaginationNumberInvalid, "invalid n=%q", v))
+			return
+		}
+	}
+	dec := s.policy.Decide(ref.gun)
+	var tags []string
+	switch dec.Mode {
+	case policy.Deny:
+		_, err := denied(ref, dec)
+		writeError(w, r, err)
+		return
+	case policy.Enforce:
+		roles, ok := notaryRoles(dec)
+		if !ok {
+			writeError(w, r, errUnavailable("policy requires a verifier this trustgate does not implement"))
+			return
+		}
+		tags, err = ref.up.cfg.Trust.Tags(r.Context(), ref.gun, roles)
+		if resolver.IsNotSigned(err) {
+			tags, err = nil, nil // no trust data: no pullable tags
+		}
+		if err != nil {
+			writeError(w, r, errUnavailable("cannot read the signed tags of %s: %v", ref.gun, err))
+			return
+		}
+	default:
+		tags, err = s.upstreamTags(r, ref)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+	}
+	tags = slices.Clone(tags)
+	sort.Strings(tags)
+	tags = slices.Compact(tags)
+	page, more := paginate(tags, q.Get("last"), n)
+	if more {
+		next := url.URL{Path: r.URL.Path, RawQuery: url.Values{"n": {strconv.Itoa(n)}, "last": {page[len(page)-1]}}.Encode()}
+		if ns := q.Get("ns"); ns != "" {
+			next.RawQuery += "&" + url.Values{"ns": {ns}}.Encode()
+		}
+		w.Header().Set("Link", "<"+next.String()+`>; rel="next"`)
+	}
+	body, _ := json.Marshal(tagList{Name: mux.Vars(r)["name"], Tags: page})
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	_, _ = w.Write(body)
+}
+
+// paginate applies the spec's n/last: tags sorting after last, at most n of them (n < 0: all).
+func paginate(tags []string, last string, n int) (page []string, more bool) {
+	if last != "" {
+		i, found := slices.BinarySearch(tags, last)
+		if found {
+			i++
+		}
+		tags = tags[i:]
+	}
+	if n >= 0 && len(tags) > n {
+		return tags[:n], n > 0
+	}
+	if tags == nil {
+		tags = []string{}
+	}
+	return tags, false
+}
+
+// upstreamTags reads the upstream's whole list (following its Link pages would let the upstream
+// keep trustgate busy; one page of up to 16 MiB is relayed, then paginated here).
+func (s *Server) upstreamTags(r *http.Request, ref repoRef) ([]string, error) {
+	ctx, cancel := ref.up.withTimeout(r.Context())
+	defer cancel()
+	resp, err := ref.up.request(ctx, http.MethodGet, ref.repo, nil, "tags", "list")
+	if err != nil {
+		if isNotFound(err) {
+			return nil, newError(errcode.ErrorCodeNameUnknown, "repository %s not found upstream %s", ref.gun, ref.up.cfg.Name)
+		}
+		return nil, blobError(err, ref, "")
+	}
+	defer resp.Body.Close()
+	var tl tagList
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxTagListBytes)).Decode(&tl); err != nil {
+		return nil, errUnavailable("upstream %s: unreadable tag list for %s: %v", ref.up.cfg.Name, ref.repo, err)
+	}
+	return tl.Tags, nil
+}

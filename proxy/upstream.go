@@ -1,0 +1,159 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/distribution/distribution/v3/registry/api/errcode"
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	lru "github.com/hashicorp/golang-lru/v2"
+	"golang.org/x/sync/singleflight"
+)
+
+// errNotFound means the upstream answered 404 (NAME_UNKNOWN, MANIFEST_UNKNOWN, BLOB_UNKNOWN are not
+// told apart: the handler knows which object it asked for and says so in its own words).
+var errNotFound = errors.New("not found upstream")
+
+// upstream is the client side of one configured registry.
+type upstream struct {
+	cfg       *Upstream
+	gunPrefix string
+	reg       name.Registry
+	auth      authn.Authenticator
+	base      http.RoundTripper
+	timeout   time.Duration
+	// transports holds one authenticating transport per repository: registry tokens are scoped to
+	// "repository:<repo>:pull", so reusing the transport reuses the token instead of fetching one
+	// per request (distribution's proxy fetches a token per request).
+	transports *lru.Cache[string, http.RoundTripper]
+	handshakes singleflight.Group
+}
+
+func newUpstream(cfg *Upstream, size int, timeout time.Duration) (*upstream, error) {
+	var opts []name.Option
+	if cfg.URL.Scheme == "http" {
+		opts = append(opts, name.Insecure)
+	} else if cfg.URL.Scheme != "https" {
+		return nil, fmt.Errorf("URL scheme %q is not http or https", cfg.URL.Scheme)
+	}
+	reg, err := name.NewRegistry(cfg.URL.Host, opts...)
+	if err != nil {
+		return nil, err
+	}
+	u := &upstream{cfg: cfg, gunPrefix: cfg.GUNPrefix, reg: reg, base: cfg.Transport, timeout: timeout}
+	if u.gunPrefix == "" {
+		u.gunPrefix = cfg.Name
+	}
+	if u.base == nil {
+		u.base = http.DefaultTransport
+	}
+	u.auth = authn.Anonymous
+	if cfg.Username != "" || cfg.Password != "" {
+		u.auth = &authn.Basic{Username: cfg.Username, Password: cfg.Password}
+	}
+	if u.transports, err = lru.New[string, http.RoundTripper](size); err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+// client returns an http.Client authenticated for repo. Redirects (Docker Hub sends blob GETs to a
+// CDN with 307) are followed here, server-side, rather than passed to the client: the bytes then
+// go through trustgate's verification and fan-out, short-lived signed CDN URLs don't leak, and
+// clients need no egress beyond trustgate (air-gapped mirrors). net/http drops Authorization on a
+// redirect to another host, and ggcr's bearer transport only adds its token for the registry host.
+func (u *upstream) client(ctx context.Context, repo string) (*http.Client, error) {
+	rt, ok := u.transports.Get(repo)
+	if !ok {
+		v, err, _ := u.handshakes.Do(repo, func() (any, error) {
+			if rt, ok := u.transports.Get(repo); ok {
+				return rt, nil
+			}
+			// The handshake is shared by every request waiting on it; one client going away
+			// must not fail the others.
+			hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), u.timeout)
+			defer cancel()
+			scope := "repository:" + repo + ":" + transport.PullScope
+			rt, err := transport.NewWithContext(hctx, u.reg, u.auth, u.base, []string{scope})
+			if err != nil {
+				return nil, err
+			}
+			u.transports.Add(repo, rt)
+			return rt, nil
+		})
+		if err != nil {
+			return nil, errUnavailable("upstream %s: authenticating for %s: %v", u.cfg.Name, repo, err)
+		}
+		rt = v.(http.RoundTripper)
+	}
+	return &http.Client{Transport: rt}, nil
+}
+
+// request sends one request for /v2/<repo>/<kind>/<ref> upstream. Non-2xx statuses are turned
+// into errors here (and the body closed), so callers only see usable responses.
+func (u *upstream) request(ctx context.Context, method, repo string, hdr http.Header, path ...string) (*http.Response, error) {
+	c, err := u.client(ctx, repo)
+	if err != nil {
+		return nil, err
+	}
+	target := u.cfg.URL.JoinPath(append([]string{"v2", repo}, path...)...)
+	req, err := http.NewRequestWithContext(ctx, method, target.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	// identity: Go would otherwise ask for gzip and transparently decode, and then
+	// Content-Length no longer describes what we serve.
+	req.Header.Set("Accept-Encoding", "identity")
+	req.Header.Set("User-Agent", "trustgate")
+	resp, err := c.Do(req)
+	if err != nil {
+		if ctx.Err() != nil && context.Cause(ctx) != nil {
+			err = context.Cause(ctx)
+		}
+		return nil, errUnavailable("upstream %s unreachable: %v", u.cfg.Name, err)
+	}
+	if resp.StatusCode/100 == 2 {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	return nil, u.statusError(resp, method+" "+target.Path)
+}
+
+// statusError maps an upstream failure to what trustgate's client sees. An upstream outage must
+// look like an outage (503), never like missing content.
+func (u *upstream) statusError(resp *http.Response, what string) error {
+	switch {
+	case resp.StatusCode == http.StatusNotFound:
+		return fmt.Errorf("%s: %w", what, errNotFound)
+	case resp.StatusCode == http.StatusTooManyRequests:
+		e := newError(errcode.ErrorCodeTooManyRequests, "upstream %s is rate limiting trustgate", u.cfg.Name)
+		if ra := resp.Header.Get("Retry-After"); ra != "" {
+			if _, err := strconv.Atoi(ra); err == nil {
+				e.header = http.Header{"Retry-After": {ra}}
+			}
+		}
+		return e
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		return errUnavailable("upstream %s refused trustgate's credentials (%s: %s)", u.cfg.Name, what, resp.Status)
+	default:
+		return errUnavailable("upstream %s: %s: %s", u.cfg.Name, what, resp.Status)
+	}
+}
+
+// withTimeout bounds a whole upstream exchange (manifests, tag lists, referrers are small).
+func (u *upstream) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeoutCause(ctx, u.timeout, fmt.Errorf("upstream %s: no answer within %s", u.cfg.Name, u.timeout))
+}
+
+func isNotFound(err error) bool { return errors.Is(err, errNotFound) }
