@@ -1,0 +1,56 @@
+// Package fanout streams a blob from upstream to any number of concurrent
+// clients with one upstream download, memory that does not grow with the
+// blob, and the digest checked while streaming.
+//
+// # How it works
+//
+// The first request for a digest starts a download: a goroutine copies the
+// upstream body into an unlinked spool file, hashing it, and publishes how many
+// bytes it has written. Every request (the first one included) tails the spool
+// up to the published offset through one small buffer. Requests for the same
+// digest while the download runs join it instead of going upstream.
+//
+// # Verification
+//
+// Readers hold back the last byte of the blob until the download has finished
+// and the bytes hashed to the requested digest. If upstream sends the wrong
+// bytes, fewer or more bytes than it announced, or fails, every response under
+// way is aborted with http.ErrAbortHandler: clients see a reset connection and
+// a short body against Content-Length, never a complete wrong body. A request
+// whose headers are not yet out gets Options.OnError instead (502 by default).
+//
+// Ranges are served as soon as their bytes are in the spool. A range that does
+// not include the blob's last byte can therefore complete with bytes that are
+// not verified yet: holding every range until the whole blob is verified would
+// make lazy-pull clients (zstd:chunked, nydus) wait for full downloads. The
+// clients that resume or parallelise with Range (Docker, containerd) verify
+// the assembled blob's digest themselves, and the download that fed the range
+// is itself verified and never retained if wrong.
+//
+// # Policies
+//
+//   - Clients gone: the download continues to completion (bounded by
+//     IdleTimeout without upstream bytes). A client that disconnects usually
+//     retries or resumes with Range at once; finishing lets that retry join the
+//     download in flight or hit the retained spool instead of starting over
+//     upstream, which is the point of a pull-through cache.
+//   - Unknown size: an Opener that reports size -1 (no Content-Length) makes
+//     every request wait until the blob is fully spooled and verified, then it
+//     is served with an exact Content-Length. Clients rely on Content-Length
+//     for progress and truncation checks, and nothing unverified is sent.
+//   - Range: one "bytes=a-b", "bytes=a-" or "bytes=-n" is answered with 206
+//     and Content-Range (Docker needs 206 for resumes; containerd needs the
+//     answer to be consistent); an unsatisfiable one with 416 RANGE_INVALID;
+//     several ranges, another unit or bad syntax with 200 and the whole blob.
+//     A range on a cold blob starts the full download and is served from it.
+//   - Retention: verified spools are kept open in a byte-bounded LRU
+//     (Options.MaxSpoolBytes, 0 = none) so a second pull right after is served
+//     without upstream. In-flight downloads are not refused when the budget is
+//     exceeded; retained spools are evicted to make room for them.
+package fanout
+
+import (
+	// The digest algorithms go-digest resolves must be linked in.
+	_ "crypto/sha256"
+	_ "crypto/sha512"
+)

@@ -1,0 +1,120 @@
+package fanout
+
+import (
+	"context"
+	"fmt"
+	"hash"
+	"io"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// copyBufSize is the unit the fetcher reads from upstream and publishes; it
+// bounds the fetcher's memory to one buffer per download.
+const copyBufSize = 256 << 10
+
+// fillState is what survives from one upstream connection to the next when a
+// dropped connection is resumed with a Range request.
+type fillState struct {
+	h       hash.Hash
+	buf     []byte
+	off     int64
+	size    int64
+	sizeSet bool
+	idle    *time.Timer
+}
+
+// fetch runs the download under ctx, which is detached from the request
+// that started it: the blob keeps filling for the clients that joined (and
+// for a client that retries after disconnecting) when that request goes
+// away. It stops on upstream failure, on IdleTimeout without a byte, or when
+// the Group is closed.
+func (g *Group) fetch(ctx context.Context, d *download, open Opener) {
+	err := g.fill(ctx, d, open)
+	d.finish(err)
+	g.finished(d, err)
+	d.release()
+}
+
+func (g *Group) fill(ctx context.Context, d *download, open Opener) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := context.AfterFunc(g.ctx, func() { cancel(ErrClosed) })
+	defer stop()
+
+	st := &fillState{
+		h:    d.dgst.Algorithm().Hash(),
+		buf:  make([]byte, copyBufSize),
+		size: -1,
+		idle: time.AfterFunc(g.opts.IdleTimeout, func() { cancel(ErrIdle) }),
+	}
+	defer st.idle.Stop()
+
+	for attempt := 0; ; attempt++ {
+		retry, err := g.fillOnce(ctx, d, open, st)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w (after %d bytes): %w", context.Cause(ctx), st.off, err)
+		}
+		if !retry || attempt >= g.opts.MaxResumes {
+			return err
+		}
+		g.stats.resumes.Add(1)
+		g.log.Warn("resuming blob download", "digest", d.dgst, "offset", st.off, "err", err)
+	}
+	if got := digest.NewDigest(d.dgst.Algorithm(), st.h); got != d.dgst {
+		return fmt.Errorf("%w: got %s after %d bytes", ErrDigestMismatch, got, st.off)
+	}
+	return nil
+}
+
+// fillOnce copies one upstream connection into the spool. retry says whether
+// reconnecting at st.off could help: a dropped connection or a short body
+// can, a lie about the size or a failed first request cannot.
+func (g *Group) fillOnce(ctx context.Context, d *download, open Opener, st *fillState) (retry bool, err error) {
+	g.stats.opens.Add(1)
+	body, size, err := open(ctx, st.off)
+	if err != nil {
+		return st.sizeSet, fmt.Errorf("open upstream at offset %d: %w", st.off, err)
+	}
+	// Close the body on cancellation too, for Openers whose body ignores ctx.
+	stopClose := context.AfterFunc(ctx, func() { body.Close() })
+	defer func() {
+		stopClose()
+		body.Close()
+	}()
+	if !st.sizeSet {
+		st.size, st.sizeSet = size, true
+		g.makeRoom(size)
+		d.setSize(size)
+	} else if size != st.size {
+		return false, fmt.Errorf("upstream size changed on resume: %d, was %d", size, st.size)
+	}
+	for {
+		n, rerr := body.Read(st.buf)
+		if n > 0 {
+			st.idle.Reset(g.opts.IdleTimeout)
+			if st.size >= 0 && st.off+int64(n) > st.size {
+				return false, fmt.Errorf("%w: more than %d bytes", ErrTooLong, st.size)
+			}
+			st.h.Write(st.buf[:n])
+			if _, err := d.file.WriteAt(st.buf[:n], st.off); err != nil {
+				return false, fmt.Errorf("write spool: %w", err)
+			}
+			st.off += int64(n)
+			g.stats.upstreamBytes.Add(int64(n))
+			d.publish(st.off)
+		}
+		switch {
+		case rerr == io.EOF && st.size >= 0 && st.off < st.size:
+			return true, fmt.Errorf("%w: %d of %d bytes", ErrTruncated, st.off, st.size)
+		case rerr == io.EOF:
+			return false, nil
+		case rerr != nil:
+			return true, fmt.Errorf("read upstream at offset %d: %w", st.off, rerr)
+		}
+	}
+}

@@ -1,0 +1,59 @@
+package fanout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// tailBufSize is each response's only buffer: memory per client is constant
+// however large the blob or however far behind the client is.
+const tailBufSize = 64 << 10
+
+// tail copies bytes [start, end] of the spool to w as they become readable,
+// so every client moves at its own pace: a slow one only lags behind in the
+// file and never holds up the download or the other clients. final says the
+// response ends with the blob's last byte and must not complete before the
+// download is verified.
+func (g *Group) tail(ctx context.Context, w http.ResponseWriter, d *download, start, end int64, final bool) error {
+	rc := http.NewResponseController(w)
+	buf := make([]byte, tailBufSize)
+	for pos := start; pos <= end; {
+		avail, changed, err := d.readable()
+		if err != nil {
+			return err
+		}
+		if avail <= pos {
+			// Push out what is buffered before waiting, so the client
+			// sees progress while upstream is slow.
+			_ = rc.Flush()
+			select {
+			case <-changed:
+				continue
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		for stop := min(avail, end+1); pos < stop; {
+			n := int(min(int64(len(buf)), stop-pos))
+			if _, err := d.file.ReadAt(buf[:n], pos); err != nil {
+				return &failedError{err: fmt.Errorf("read spool at %d: %w", pos, err)}
+			}
+			// A client that accepts nothing for IdleTimeout would
+			// otherwise pin the spool forever.
+			if err := rc.SetWriteDeadline(time.Now().Add(g.opts.IdleTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+				return err
+			}
+			if _, err := w.Write(buf[:n]); err != nil {
+				return err
+			}
+			pos += int64(n)
+		}
+	}
+	if final {
+		return d.verified(ctx)
+	}
+	return nil
+}
