@@ -6,6 +6,7 @@ package oracle
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -97,11 +98,16 @@ func (c *Client) Resolve(ctx context.Context, serverURL, gun, tag string) Result
 	}
 	// docker/cli cli/command/image/trust.go: only these roles count.
 	if t.Role != roles[0] && t.Role != roles[1] {
-		return Result{NotSigned: true, Role: t.Role.String(), Err: fmt.Errorf("No trust data for %s", tag)}
+		return Result{NotSigned: true, Role: t.Role.String(), Err: fmt.Errorf("no trust data for %s (docker accepts only targets/releases and targets)", tag)}
 	}
 	sum, ok := t.Hashes["sha256"]
 	if !ok {
 		return Result{Role: t.Role.String(), Err: errors.New("no valid hash, expecting sha256")}
+	}
+	// docker then pulls name@sha256:<hex>; reference.WithDigest refuses a digest of the wrong
+	// length, so the pull fails rather than resolving.
+	if len(sum) != sha256.Size {
+		return Result{Role: t.Role.String(), Err: errors.New("invalid checksum digest length")}
 	}
 	return Result{Accepted: true, Digest: "sha256:" + hex.EncodeToString(sum), Size: t.Length, Role: t.Role.String()}
 }

@@ -37,6 +37,8 @@ type Response struct {
 // GUNs: GET /v2/<GUN>/_trust/tuf/<role>.json, <role>.<sha256 hex>.json and <N>.<role>.json.
 // Files are swappable at runtime (re-signing, rollback), and every file remembers all
 // versions it ever had so checksum URLs keep working for old bytes, as on the real server.
+// Unlike the real server, a checksum URL whose hash matches no stored bytes is answered with
+// the role's current file (see Strict), so tests can tamper with a file in place.
 type Server struct {
 	*httptest.Server
 
@@ -45,6 +47,7 @@ type Server struct {
 	byHash    map[string]map[string][]byte // gun → "<role>.<sha256 hex>" → bytes
 	overrides map[string]Response          // "<gun>/<name>" → response
 	requests  []string                     // "<gun>/<name>" in arrival order
+	strict    bool
 }
 
 // NewServer starts a server on loopback that is closed when the test ends.
@@ -76,6 +79,23 @@ func (s *Server) Set(gun string, files map[string][]byte) {
 	for name, b := range files {
 		s.setLocked(gun, name, b)
 	}
+}
+
+// Files returns a copy of gun's current files, e.g. to replay them later.
+func (s *Server) Files(gun string) map[string][]byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string][]byte, len(s.files[gun]))
+	for k, v := range s.files[gun] {
+		out[k] = v
+	}
+	return out
+}
+
+// SHA256Hex is the hex sha256 of b, as used in checksum URLs ("snapshot.<hex>.json").
+func SHA256Hex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 // SetFile replaces (nil: removes) one file of gun, e.g. "timestamp.json".
@@ -181,11 +201,24 @@ func (s *Server) serve(w http.ResponseWriter, req *http.Request) {
 func (s *Server) lookupLocked(gun, name string) ([]byte, bool) {
 	base := strings.TrimSuffix(name, ".json")
 	if m := checksumName.FindStringSubmatch(base); m != nil {
-		b, ok := s.byHash[gun][base]
-		return b, ok
+		if b, ok := s.byHash[gun][base]; ok || s.strict {
+			return b, ok
+		}
+		// Like a man in the middle (or a corrupted store), answer a checksum URL with the
+		// current file of that role even if its hash differs: the client must notice.
+		b, ok := s.files[gun][m[1]+".json"]
+		return b, ok && len(m[2]) == 64
 	}
 	b, ok := s.files[gun][name]
 	return b, ok
+}
+
+// Strict makes checksum URLs answer only bytes whose sha256 matches, as the real
+// notary-server does, instead of the current (possibly tampered) file of the role.
+func (s *Server) Strict() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.strict = true
 }
 
 func notFound(w http.ResponseWriter) {

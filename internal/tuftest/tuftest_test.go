@@ -300,7 +300,8 @@ func TestServer(t *testing.T) {
 		{"targets/releases." + hexOf(files["targets/releases.json"]) + ".json", 200, files["targets/releases.json"]},
 		{"1.root.json", 200, files["1.root.json"]},
 		{"2.root.json", 404, nil},
-		{"targets." + strings.Repeat("0", 64) + ".json", 404, nil},
+		{"targets." + strings.Repeat("0", 64) + ".json", 200, files["targets.json"]},
+		{"targets." + strings.Repeat("0", 128) + ".json", 404, nil},
 		{"nope.json", 404, nil},
 	} {
 		status, ct, body := get(t, base+tc.name)
@@ -317,6 +318,10 @@ func TestServer(t *testing.T) {
 		if ct != "text/plain; charset=utf-8" || !bytes.Equal(body, tc.want) {
 			t.Errorf("%s: content-type %q, body equal %v", tc.name, ct, bytes.Equal(body, tc.want))
 		}
+	}
+	s.Strict()
+	if status, _, _ := get(t, base+"targets."+strings.Repeat("0", 64)+".json"); status != 404 {
+		t.Errorf("strict: unknown checksum answered %d", status)
 	}
 	if n := s.Count(gun + "/timestamp.json"); n != 1 {
 		t.Errorf("timestamp requested %d times, want 1", n)
