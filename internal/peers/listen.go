@@ -89,8 +89,8 @@ func parseProcAddr(s string) (string, error) {
 	return net.JoinHostPort(ip.String(), strconv.FormatUint(port, 10)), nil
 }
 
-// waitListen polls until p listens on a TCP port, p exits, or ctx ends.
-func waitListen(ctx context.Context, p *Process) (string, error) {
+// WaitListen polls until p listens on a TCP port, p exits, or ctx ends.
+func WaitListen(ctx context.Context, p *Process) (string, error) {
 	for {
 		addrs, err := ListenAddrs(p.Pid())
 		if err == nil && len(addrs) > 0 {

@@ -69,7 +69,7 @@ func (n *Notary) start(addr string) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	got, err := waitListen(ctx, p)
+	got, err := WaitListen(ctx, p)
 	if err != nil {
 		_ = p.Stop()
 		return fmt.Errorf("notary-server: %w", err)

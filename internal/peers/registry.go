@@ -57,7 +57,7 @@ func StartRegistry(tb testing.TB) *Registry {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	addr, err := waitListen(ctx, p)
+	addr, err := WaitListen(ctx, p)
 	if err != nil {
 		tb.Fatalf("peers: registry: %v", err)
 	}

@@ -1,0 +1,187 @@
+package peers
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// BuildTrustgate compiles ./cmd/trustgate of the module containing the working directory into dir
+// and returns the binary's path. Tests run the real binary, so configuration parsing, wiring and
+// logging are covered as users get them. Callers build once (TestMain) and share the path.
+func BuildTrustgate(dir string) (string, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, "trustgate")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/trustgate")
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/trustgate: %w\n%s", err, b)
+	}
+	return out, nil
+}
+
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	mod := strings.TrimSpace(string(out))
+	if mod == "" || mod == os.DevNull {
+		return "", fmt.Errorf("not inside a Go module")
+	}
+	return filepath.Dir(mod), nil
+}
+
+// GateConfig is the part of trustgate's configuration tests vary. It is rendered as the YAML the
+// binary reads (the format in configs/trustgate.yaml) with one docker.io upstream.
+type GateConfig struct {
+	RegistryURL string        // upstream registry (docker.io's stand-in)
+	NotaryURL   string        // its notary-server
+	TrustDir    string        // "" = a fresh temporary directory
+	TrustTTL    time.Duration // 0 = 30s
+	LogLevel    string        // "" = debug, so blob decisions are visible too
+	DefaultMode string        // "" = enforce
+	Rules       []GateRule
+}
+
+// GateRule is one policy rule.
+type GateRule struct {
+	Match, Mode string
+	Roles       []string // nil = policy default
+}
+
+// YAML renders the configuration. Strings are emitted as JSON strings, which YAML reads as
+// double-quoted scalars, so paths and URLs need no escaping rules of their own.
+func (c GateConfig) YAML() string {
+	q := func(s string) string { b, _ := json.Marshal(s); return string(b) }
+	ttl := c.TrustTTL
+	if ttl == 0 {
+		ttl = 30 * time.Second
+	}
+	level := c.LogLevel
+	if level == "" {
+		level = "debug"
+	}
+	mode := c.DefaultMode
+	if mode == "" {
+		mode = "enforce"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "listen: 127.0.0.1:0\n")
+	fmt.Fprintf(&b, "log: {level: %s, format: json}\n", level)
+	fmt.Fprintf(&b, "trust_dir: %s\n", q(c.TrustDir))
+	fmt.Fprintf(&b, "trust_ttl: %s\n", ttl)
+	fmt.Fprintf(&b, "default_upstream: docker.io\n")
+	fmt.Fprintf(&b, "upstreams:\n  - name: docker.io\n    url: %s\n    gun_prefix: docker.io\n    docker_hub: true\n", q(c.RegistryURL))
+	fmt.Fprintf(&b, "    notary:\n      url: %s\n", q(c.NotaryURL))
+	fmt.Fprintf(&b, "policy:\n  default: {mode: %s}\n", mode)
+	if len(c.Rules) > 0 {
+		fmt.Fprintf(&b, "  rules:\n")
+		for _, r := range c.Rules {
+			fmt.Fprintf(&b, "    - {match: %s, mode: %s", q(r.Match), r.Mode)
+			if r.Roles != nil {
+				rs, _ := json.Marshal(r.Roles)
+				fmt.Fprintf(&b, ", notary: {roles: %s}", rs)
+			}
+			fmt.Fprintf(&b, "}\n")
+		}
+	}
+	return b.String()
+}
+
+// Trustgate is a running `trustgate serve`.
+type Trustgate struct {
+	URL        string // http://127.0.0.1:port
+	Host       string // 127.0.0.1:port
+	ConfigPath string
+	TrustDir   string
+	*Process
+}
+
+// StartTrustgate writes cfg next to a fresh trust_dir (unless cfg sets one), starts bin serve, and
+// waits until /v2/ answers.
+func StartTrustgate(tb testing.TB, bin string, cfg GateConfig) *Trustgate {
+	tb.Helper()
+	dir := tb.TempDir()
+	if cfg.TrustDir == "" {
+		cfg.TrustDir = filepath.Join(dir, "trust")
+	}
+	path := filepath.Join(dir, "trustgate.yaml")
+	if err := os.WriteFile(path, []byte(cfg.YAML()), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	cmd := exec.Command(bin, "serve", "--config", path)
+	cmd.Dir = dir
+	cmd.Env = cleanEnv("TRUSTGATE_")
+	p := StartProcess(tb, "trustgate", dir, cmd)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	addr, err := WaitListen(ctx, p)
+	if err != nil {
+		tb.Fatalf("peers: trustgate: %v", err)
+	}
+	g := &Trustgate{URL: "http://" + addr, Host: addr, ConfigPath: path, TrustDir: cfg.TrustDir, Process: p}
+	if err := waitHTTP(ctx, g.URL+"/v2/", http.StatusOK); err != nil {
+		tb.Fatalf("peers: trustgate: %v\n%s", err, p.Log.Tail(30))
+	}
+	return g
+}
+
+// Decision is one "decision" record of trustgate's JSON log.
+type Decision struct {
+	Level    string `json:"level"`
+	Repo     string `json:"repo"`
+	Tag      string `json:"tag"`
+	Digest   string `json:"digest"`
+	Role     string `json:"role"`
+	Decision string `json:"decision"`
+	Reason   string `json:"reason"`
+	Upstream string `json:"upstream"`
+	Method   string `json:"method"`
+}
+
+// Decisions parses the decision records logged so far.
+func (g *Trustgate) Decisions() []Decision {
+	var out []Decision
+	for _, line := range g.Log.Lines() {
+		var rec struct {
+			Msg string `json:"msg"`
+			Decision
+		}
+		if json.Unmarshal([]byte(line), &rec) != nil || rec.Msg != "decision" {
+			continue
+		}
+		out = append(out, rec.Decision)
+	}
+	return out
+}
+
+// PeakRSS is the process's high-water resident set size (VmHWM) in bytes.
+func PeakRSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			var kb int64
+			if _, err := fmt.Sscanf(strings.TrimSpace(v), "%d kB", &kb); err != nil {
+				return 0, fmt.Errorf("parsing VmHWM %q: %w", v, err)
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", pid)
+}
