@@ -1,8 +1,11 @@
 package proxy
 
 import (
+	"fmt"
 	"net"
 	"testing"
+
+	"github.com/trustgate/trustgate/resolver"
 )
 
 func listenLoopback(t *testing.T) net.Listener {
@@ -13,3 +16,5 @@ func listenLoopback(t *testing.T) net.Listener {
 	}
 	return l
 }
+
+var errTrustDown = fmt.Errorf("GET timestamp.json: %w", resolver.ErrUnavailable)
