@@ -231,6 +231,12 @@ func (r *Repo) AddDelegation(name string, keys []*Key, paths []string, threshold
 	r.roles[parent].dirty = true
 }
 
+// SetPaths changes a delegation's path prefixes (declared in its parent).
+func (r *Repo) SetPaths(name string, paths ...string) {
+	r.role(name).paths = paths
+	r.declarer(name).dirty = true
+}
+
 // SetExpiry sets a role's expiry.
 func (r *Repo) SetExpiry(name string, t time.Time) {
 	rl := r.role(name)
