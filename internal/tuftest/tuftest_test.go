@@ -367,3 +367,29 @@ func hexOf(b []byte) string {
 	}
 	return string(out)
 }
+
+// TestCanonicalMatchesNotary: notary signs the canonical form of "signed" and stores exactly
+// those bytes, so tuftest's canonicalization (cjson over a decoded map) must reproduce every
+// real file's raw "signed" bytes.
+func TestCanonicalMatchesNotary(t *testing.T) {
+	dir := "testdata/delegations-and-rotations"
+	for _, name := range []string{"root.json", "2.root.json", "targets.json", "targets/releases.json", "targets/alice.json", "snapshot.json", "timestamp.json"} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var f struct {
+			Signed json.RawMessage `json:"signed"`
+		}
+		if err := json.Unmarshal(b, &f); err != nil {
+			t.Fatal(err)
+		}
+		got, err := Canonical(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, f.Signed) {
+			t.Errorf("%s: canonical form differs from notary's signed bytes", name)
+		}
+	}
+}
