@@ -64,8 +64,8 @@ func (s *Server) locate(r *http.Request, name string) (repoRef, error) {
 }
 
 func validateRepo(repo string) error {
-	if len(repo) > reference.NameTotalLengthMax {
-		return newError(errcode.ErrorCodeNameInvalid, "repository name longer than %d characters", reference.NameTotalLengthMax)
+	if len(repo) > reference.RepositoryNameTotalLengthMax {
+		return newError(errcode.ErrorCodeNameInvalid, "repository name longer than %d characters", reference.RepositoryNameTotalLengthMax)
 	}
 	n, err := reference.WithName(validDomain + "/" + repo)
 	if err != nil || reference.Domain(n) != validDomain || reference.Path(n) != repo {

@@ -5,6 +5,7 @@ import (
 	"net"
 	"testing"
 
+	"github.com/trustgate/trustgate/policy"
 	"github.com/trustgate/trustgate/resolver"
 )
 
@@ -18,3 +19,12 @@ func listenLoopback(t *testing.T) net.Listener {
 }
 
 var errTrustDown = fmt.Errorf("GET timestamp.json: %w", resolver.ErrUnavailable)
+
+func mustPolicy(tb testing.TB) *policy.Policy {
+	tb.Helper()
+	p, err := policy.New(policy.Config{Rules: []policy.RuleConfig{{Match: "docker.io/off/**", Mode: policy.Off}}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}

@@ -1,0 +1,126 @@
+package proxy
+
+import (
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/distribution/reference"
+	"github.com/opencontainers/go-digest"
+)
+
+// FuzzRoute sends arbitrary paths and ns values through the router and name mapping. Nothing may
+// panic, every answer is a registry JSON error or a local success, and no upstream is dialled: the
+// only upstream is unreachable, and every request that passes validation must name a valid
+// repository of a configured upstream.
+func FuzzRoute(f *testing.F) {
+	for _, s := range []struct{ path, ns string }{
+		{"/v2/", ""}, {"/v2/alpine/manifests/latest", ""}, {"/v2/library/alpine/manifests/sha256:abc", "docker.io"},
+		{"/v2/docker.io/x/blobs/sha256:" + strings.Repeat("a", 64), ""}, {"/v2/a/b/c/tags/list", "ghcr.io"},
+		{"/v2/x/manifests/manifests/manifests/y", ""}, {"/v2//manifests/x", ""}, {"/v2/x/referrers/sha256:00", "evil"},
+	} {
+		f.Add(s.path, s.ns)
+	}
+	pol := mustPolicy(f)
+	u, _ := url.Parse("http://127.0.0.1:1")
+	s, err := New(Options{
+		Upstreams: []*Upstream{{Name: "docker.io", URL: u, DockerHub: true, Trust: newFakeTrust()}, {Name: "ghcr.io", URL: u, Trust: newFakeTrust()}},
+		Default:   "docker.io", Policy: pol, TempDir: f.TempDir(),
+	})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { s.Close() })
+	f.Fuzz(func(t *testing.T, path, ns string) {
+		if !strings.HasPrefix(path, "/") {
+			path = "/" + path
+		}
+		u := &url.URL{Path: path}
+		if ns != "" {
+			u.RawQuery = url.Values{"ns": {ns}}.Encode()
+		}
+		req := httptest.NewRequest(http.MethodGet, "http://trustgate.test/", nil)
+		req.URL = u
+		req.RequestURI = u.RequestURI()
+		// Name mapping on its own: a success is a configured upstream and a valid repository.
+		name := strings.TrimPrefix(path, "/v2/")
+		if ref, err := s.locate(req, name); err == nil {
+			if ref.up == nil || s.upstreams[ref.up.cfg.Name] != ref.up {
+				t.Fatalf("locate(%q, ns=%q) chose an unconfigured upstream", name, ns)
+			}
+			if _, err := reference.WithName(validDomain + "/" + ref.repo); err != nil {
+				t.Fatalf("locate(%q) accepted invalid repository %q", name, ref.repo)
+			}
+		} else {
+			var ae *apiError
+			if !errors.As(err, &ae) || ae.status/100 != 4 {
+				t.Fatalf("locate(%q): %v is not a client error", name, err)
+			}
+		}
+		// Whole router, only for paths that can't reach the (unreachable) upstream slowly.
+		if strings.Contains(path, "/manifests/") || strings.Contains(path, "/blobs/") || strings.Contains(path, "/tags/") || strings.Contains(path, "/referrers/") {
+			return
+		}
+		w := httptest.NewRecorder()
+		s.ServeHTTP(w, req)
+		if w.Header().Get("Docker-Distribution-API-Version") != "registry/2.0" {
+			t.Fatalf("%s: no API version header", path)
+		}
+		if w.Code != http.StatusOK && w.Header().Get("Content-Type") != "application/json" {
+			t.Fatalf("%s: %d without JSON error", path, w.Code)
+		}
+	})
+}
+
+// FuzzParseAccept: any set of Accept lines parses; the wildcard and the exact-match rules hold.
+func FuzzParseAccept(f *testing.F) {
+	for _, s := range []string{
+		"", "*/*", "application/vnd.oci.image.manifest.v1+json",
+		"application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.index.v1+json, */*",
+		"application/*;q=0.5", "text/html;q=0", ";;;,,,", "a/b;q=0.000, */*;q=0",
+	} {
+		f.Add(s, "application/vnd.oci.image.manifest.v1+json")
+	}
+	f.Fuzz(func(t *testing.T, header, mediaType string) {
+		lines := strings.Split(header, "\n")
+		a := parseAccept(lines)
+		got := a.accepts(mediaType)
+		if a.any && !got {
+			t.Fatalf("*/* set but %q not accepted", mediaType)
+		}
+		_ = a.String()
+		// An exact listing without q=0 is always accepted.
+		if mediaType != "" && !strings.ContainsAny(mediaType, ",;\n") && strings.TrimSpace(mediaType) == mediaType {
+			if !parseAccept(append(lines, mediaType)).accepts(mediaType) {
+				t.Fatalf("%q listed but not accepted", mediaType)
+			}
+		}
+	})
+}
+
+// FuzzDescribe: descriptor extraction from arbitrary bytes never panics and never yields an
+// invalid digest or a media type unfit for a header.
+func FuzzDescribe(f *testing.F) {
+	for _, s := range []string{
+		`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:` + strings.Repeat("a", 64) + `","size":1},"layers":[{"digest":"sha256:` + strings.Repeat("b", 64) + `","size":2}]}`,
+		`{"schemaVersion":2,"manifests":[{"digest":"sha256:` + strings.Repeat("c", 64) + `","size":3},{"digest":"bogus"}]}`,
+		`{"mediaType":"text/plain; charset=utf-8\r\nX: y"}`,
+		`{"layers":null,"config":null}`, `[]`, `not json`, `{"subject":{"digest":"sha256:` + strings.Repeat("d", 64) + `"}}`,
+	} {
+		f.Add([]byte(s), "application/vnd.docker.distribution.manifest.v2+json")
+	}
+	f.Fuzz(func(t *testing.T, body []byte, upstreamType string) {
+		mt, children := describe(body, upstreamType)
+		if mt == "" || strings.ContainsAny(mt, "\r\n;") || len(mt) > 255 {
+			t.Fatalf("media type %q unfit for a header", mt)
+		}
+		for _, c := range children {
+			if err := digest.Digest(c).Validate(); err != nil {
+				t.Fatalf("invalid child digest %q", c)
+			}
+		}
+	})
+}
