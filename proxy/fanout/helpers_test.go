@@ -171,3 +171,12 @@ func contentLength(t testing.TB, h http.Header) int64 {
 	}
 	return n
 }
+
+func httptestServer(t testing.TB, h http.HandlerFunc) *httptest.Server {
+	t.Helper()
+	s := httptest.NewServer(h)
+	t.Cleanup(s.Close)
+	return s
+}
+
+func digestOf(s string) digest.Digest { return digest.Digest(s) }

@@ -53,6 +53,7 @@ func (g *Group) tail(ctx context.Context, w http.ResponseWriter, d *download, st
 		}
 	}
 	if final {
+		_ = rc.Flush()
 		return d.verified(ctx)
 	}
 	return nil
