@@ -15,6 +15,7 @@ import (
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 	"github.com/opencontainers/go-digest"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/trustgate/trustgate/internal/peers"
 	"github.com/trustgate/trustgate/policy"
 	"github.com/trustgate/trustgate/resolver"
@@ -97,6 +98,7 @@ type envConfig struct {
 	def         policy.Mode
 	extra       []*Upstream
 	noDefault   bool
+	metrics     prometheus.Registerer
 }
 
 func newEnv(t *testing.T, reg *peers.Registry, cfg envConfig) *env {
@@ -122,7 +124,7 @@ func newEnv(t *testing.T, reg *peers.Registry, cfg envConfig) *env {
 		def = ""
 	}
 	e.srv, err = New(Options{
-		Upstreams: ups, Default: def, Policy: pol, TempDir: t.TempDir(),
+		Upstreams: ups, Default: def, Policy: pol, TempDir: t.TempDir(), Metrics: cfg.metrics,
 		Logger: slog.New(slog.NewJSONHandler(lockedWriter{e.logMu, e.logs}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {

@@ -48,14 +48,16 @@ var (
 type manifestCache struct {
 	lru     *lru.Cache[string, *manifest]
 	flights singleflight.Group
+	// received counts manifest bytes read from an upstream (metrics).
+	received func(upstream string, n int)
 }
 
-func newManifestCache(size int) (*manifestCache, error) {
+func newManifestCache(size int, received func(upstream string, n int)) (*manifestCache, error) {
 	c, err := lru.New[string, *manifest](size)
 	if err != nil {
 		return nil, err
 	}
-	return &manifestCache{lru: c}, nil
+	return &manifestCache{lru: c, received: received}, nil
 }
 
 func manifestKey(up *upstream, repo string, d digest.Digest) string {
@@ -73,7 +75,7 @@ func (c *manifestCache) byDigest(ctx context.Context, up *upstream, repo string,
 	ch := c.flights.DoChan(key, func() (any, error) {
 		fctx, cancel := up.withTimeout(context.WithoutCancel(ctx))
 		defer cancel()
-		m, err := fetchManifest(fctx, up, repo, d.String(), d)
+		m, err := c.fetch(fctx, up, repo, d.String(), d)
 		if err != nil {
 			return nil, err
 		}
@@ -97,7 +99,7 @@ func (c *manifestCache) byDigest(ctx context.Context, up *upstream, repo string,
 func (c *manifestCache) byTag(ctx context.Context, up *upstream, repo, tag string) (*manifest, error) {
 	fctx, cancel := up.withTimeout(ctx)
 	defer cancel()
-	m, err := fetchManifest(fctx, up, repo, tag, "")
+	m, err := c.fetch(fctx, up, repo, tag, "")
 	if err != nil {
 		return nil, err
 	}
@@ -105,9 +107,8 @@ func (c *manifestCache) byTag(ctx context.Context, up *upstream, repo, tag strin
 	return m, nil
 }
 
-// fetchManifest GETs /v2/<repo>/manifests/<ref> and, if want is set, refuses bytes that don't hash
-// to it.
-func fetchManifest(ctx context.Context, up *upstream, repo, ref string, want digest.Digest) (*manifest, error) {
+// fetch GETs /v2/<repo>/manifests/<ref> and, if want is set, refuses bytes that don't hash to it.
+func (c *manifestCache) fetch(ctx context.Context, up *upstream, repo, ref string, want digest.Digest) (*manifest, error) {
 	resp, err := up.request(ctx, http.MethodGet, repo, http.Header{"Accept": {manifestAccept}}, "manifests", ref)
 	if err != nil {
 		return nil, err
@@ -117,7 +118,9 @@ func fetchManifest(ctx context.Context, up *upstream, repo, ref string, want dig
 		return nil, fmt.Errorf("%s@%s: upstream announces %d bytes: %w", repo, ref, resp.ContentLength, errTooLarge)
 	}
 	var buf bytes.Buffer
-	if _, err := io.Copy(&buf, io.LimitReader(resp.Body, maxManifestSize+1)); err != nil {
+	n, err := io.Copy(&buf, io.LimitReader(resp.Body, maxManifestSize+1))
+	c.received(up.cfg.Name, int(n))
+	if err != nil {
 		return nil, errUnavailable("upstream %s: reading manifest %s@%s: %v", up.cfg.Name, repo, ref, err)
 	}
 	if buf.Len() > maxManifestSize {

@@ -174,6 +174,12 @@ func (s *Server) manifestByTag(ctx context.Context, ref repoRef, dec policy.Deci
 // a moved or malicious tag upstream can't change what is served) and checks digest and size.
 func (s *Server) serveSigned(ctx context.Context, ref repoRef, tag string, tgt resolver.Target) (outcome, error) {
 	out := outcome{role: tgt.Role, signed: tgt.Digest}
+	// The trust source must not return an expired answer; checking again costs nothing and
+	// keeps a stale cache entry from being served.
+	if !tgt.Expires.IsZero() && !s.now().Before(tgt.Expires) {
+		out.decision, out.reason = decisionError, "signature expired"
+		return out, errUnavailable("cannot verify the signature of %s:%s: trust data expired at %s", ref.gun, tag, tgt.Expires.UTC().Format(time.RFC3339))
+	}
 	if tgt.Size > maxManifestSize {
 		out.decision, out.reason = decisionError, "signed manifest exceeds the size limit"
 		return out, errUnavailable("%s:%s is signed to %s of %d bytes, more than the %d bytes trustgate buffers", ref.gun, tag, tgt.Digest, tgt.Size, maxManifestSize)

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/trustgate/trustgate/internal/peers"
@@ -201,6 +202,15 @@ func TestRefusals(t *testing.T) {
 		e.trust.sign("docker.io/library/busybox", "size", wrong, "targets")
 		r := e.get("/v2/busybox/manifests/size")
 		expectError(t, r, http.StatusServiceUnavailable, "UNAVAILABLE", "not served")
+	})
+	t.Run("expired", func(t *testing.T) {
+		e.trust.sign("docker.io/library/busybox", "old", img, "targets")
+		e.trust.mu.Lock()
+		tgt := e.trust.targets["docker.io/library/busybox:old"]
+		tgt.Expires = time.Now().Add(-time.Minute)
+		e.trust.targets["docker.io/library/busybox:old"] = tgt
+		e.trust.mu.Unlock()
+		expectError(t, e.get("/v2/busybox/manifests/old"), http.StatusServiceUnavailable, "UNAVAILABLE", "expired")
 	})
 	t.Run("signed too large", func(t *testing.T) {
 		big := img

@@ -66,6 +66,8 @@ type Options struct {
 	// 0 keeps none (each cold pull streams from upstream, concurrent ones still share one download).
 	BlobSpoolBytes int64
 	Metrics        prometheus.Registerer // nil = no metrics
+	// Now is the clock a signed target's expiry is checked against; nil = time.Now.
+	Now func() time.Time
 	// UpstreamTimeout bounds a manifest, tag-list or referrers round trip, and the wait for a blob's
 	// response headers (the blob body itself is bounded by the fan-out). 0 = 30s.
 	UpstreamTimeout time.Duration
@@ -83,6 +85,7 @@ type Server struct {
 	metrics   *metrics
 	handler   http.Handler
 	timeout   time.Duration
+	now       func() time.Time
 }
 
 // New validates opts and builds the handler.
@@ -98,6 +101,10 @@ func New(opts Options) (*Server, error) {
 		policy:    opts.Policy,
 		log:       opts.Logger,
 		timeout:   opts.UpstreamTimeout,
+		now:       opts.Now,
+	}
+	if s.now == nil {
+		s.now = time.Now
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -132,13 +139,14 @@ func New(opts Options) (*Server, error) {
 		}
 	}
 	var err error
-	if s.manifests, err = newManifestCache(size); err != nil {
+	if s.metrics, err = newMetrics(opts.Metrics); err != nil {
+		return nil, err
+	}
+	received := func(up string, n int) { s.metrics.upstreamBytes.WithLabelValues(up, "manifest").Add(float64(n)) }
+	if s.manifests, err = newManifestCache(size, received); err != nil {
 		return nil, err
 	}
 	if s.reach, err = newReachability(size); err != nil {
-		return nil, err
-	}
-	if s.metrics, err = newMetrics(opts.Metrics); err != nil {
 		return nil, err
 	}
 	dir := opts.TempDir

@@ -20,6 +20,7 @@ func (s *Server) routes() http.Handler {
 	r.SkipClean(true)
 	read := []string{http.MethodGet, http.MethodHead}
 	r.Handle("/v2/", s.instrument("base", http.HandlerFunc(handleBase))).Methods(read...)
+	r.Handle("/v2", s.instrument("base", http.HandlerFunc(handleBase))).Methods(read...)
 	r.Handle("/v2/"+namePat+"/manifests/{reference}", s.instrument("manifests", http.HandlerFunc(s.handleManifest))).Methods(read...)
 	r.Handle("/v2/"+namePat+"/blobs/{digest}", s.instrument("blobs", http.HandlerFunc(s.handleBlob))).Methods(read...)
 	r.Handle("/v2/"+namePat+"/tags/list", s.instrument("tags", http.HandlerFunc(s.handleTags))).Methods(http.MethodGet)
