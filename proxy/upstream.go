@@ -103,7 +103,7 @@ func (u *upstream) request(ctx context.Context, method, repo string, hdr http.He
 	if err != nil {
 		return nil, err
 	}
-	target := u.cfg.URL.JoinPath(append([]string{"v2", repo}, path...)...)
+	target := u.cfg.URL.JoinPath(append([]string{"/v2", repo}, path...)...)
 	req, err := http.NewRequestWithContext(ctx, method, target.String(), nil)
 	if err != nil {
 		return nil, err

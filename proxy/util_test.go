@@ -3,6 +3,8 @@ package proxy
 import (
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 
 	"github.com/trustgate/trustgate/policy"
@@ -27,4 +29,11 @@ func mustPolicy(tb testing.TB) *policy.Policy {
 		tb.Fatal(err)
 	}
 	return p
+}
+
+func newTestHTTP(t *testing.T, h http.Handler) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv
 }
