@@ -93,12 +93,25 @@ func (c *manifestCache) byDigest(ctx context.Context, up *upstream, repo string,
 	}
 }
 
-// byTag fetches a tag's current manifest upstream (warn and off mode only). The upstream's
-// Docker-Content-Digest is ignored: the digest reported is the hash of the bytes received, and the
-// result is cached under it so the by-digest requests that follow cost nothing.
+// byTag returns a tag's current manifest upstream (warn and off mode only). It first asks with a
+// HEAD (which Docker Hub does not count as a pull) and, if the digest the upstream names is cached,
+// serves the cached bytes: they hash to that digest, so the answer is self-consistent, and the
+// tag→digest mapping is the upstream's word in these modes anyway. Otherwise it GETs the tag. The
+// upstream's Docker-Content-Digest is never reported: the digest is the hash of the bytes served,
+// and the result is cached under it so the by-digest requests that follow cost nothing.
 func (c *manifestCache) byTag(ctx context.Context, up *upstream, repo, tag string) (*manifest, error) {
 	fctx, cancel := up.withTimeout(ctx)
 	defer cancel()
+	resp, err := up.request(fctx, http.MethodHead, repo, http.Header{"Accept": {manifestAccept}}, "manifests", tag)
+	if err != nil {
+		return nil, err
+	}
+	resp.Body.Close()
+	if d, err := digest.Parse(resp.Header.Get("Docker-Content-Digest")); err == nil {
+		if m, ok := c.lru.Get(manifestKey(up, repo, d)); ok {
+			return m, nil
+		}
+	}
 	m, err := c.fetch(fctx, up, repo, tag, "")
 	if err != nil {
 		return nil, err

@@ -365,6 +365,23 @@ func TestModes(t *testing.T) {
 	if r.status != 200 || sha(r.body) != oimg.Digest || r.header.Get(HeaderDecision) != "allow" || r.header.Get("Warning") != "" {
 		t.Errorf("off: %d %v", r.status, r.header)
 	}
+	// Repeated pulls of an unchanged tag: HEAD upstream, bytes from the cache.
+	mark := reg.Log.Len()
+	for range 3 {
+		if r := e.get("/v2/off/app/manifests/1"); r.status != 200 || sha(r.body) != oimg.Digest {
+			t.Fatalf("off again: %d", r.status)
+		}
+	}
+	for _, r := range manifestRequests(reg, mark) {
+		if r.Method != http.MethodHead {
+			t.Errorf("cached off-mode tag fetched again: %+v", r)
+		}
+	}
+	// The tag moves upstream: the new content is served.
+	moved := peers.PushImage(t, reg, "off/app", "1")
+	if r := e.get("/v2/off/app/manifests/1"); r.status != 200 || sha(r.body) != moved.Digest {
+		t.Errorf("moved tag: %d %s", r.status, sha(r.body))
+	}
 	if r := e.get("/v2/off/app/manifests/nope"); r.status != 404 {
 		t.Errorf("off missing tag: %d", r.status)
 	}

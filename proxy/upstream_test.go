@@ -219,6 +219,17 @@ func TestBlobRange(t *testing.T) {
 		t.Fatal(r.status)
 	}
 	layer := img.Layers[0]
+	// HEAD is answered by an upstream HEAD: the blob is not downloaded.
+	mark := reg.Log.Len()
+	h := e.do(http.MethodHead, "/v2/alpine/blobs/"+layer.Digest, nil)
+	if h.status != 200 || h.header.Get("Content-Length") != strconv.FormatInt(layer.Size, 10) {
+		t.Fatalf("HEAD: %d %v", h.status, h.header)
+	}
+	for _, r := range reg.RequestsSince(mark) {
+		if r.Method == http.MethodGet && strings.Contains(r.Path, layer.Digest) {
+			t.Errorf("HEAD downloaded the blob: %+v", r)
+		}
+	}
 	full := e.get("/v2/alpine/blobs/" + layer.Digest)
 	r := e.do(http.MethodGet, "/v2/alpine/blobs/"+layer.Digest, http.Header{"Range": {"bytes=10-"}})
 	if r.status != http.StatusPartialContent || !bytes.Equal(r.body, full.body[10:]) || r.header.Get("Content-Range") != "bytes 10-"+strconv.FormatInt(layer.Size-1, 10)+"/"+strconv.FormatInt(layer.Size, 10) {
