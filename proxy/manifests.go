@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -150,8 +151,14 @@ func (s *Server) manifestByTag(ctx context.Context, ref repoRef, dec policy.Deci
 	var err error
 	if ok {
 		tgt, err = ref.up.cfg.Trust.Resolve(ctx, ref.gun, tag, roles)
-		if err == nil && tgt.Digest.Validate() != nil {
-			err = errors.Join(resolver.ErrInvalid, errors.New("trust data names an invalid digest "+strconv.Quote(tgt.Digest.String())))
+		switch {
+		case err != nil:
+		case tgt.Digest.Validate() != nil:
+			err = fmt.Errorf("%w: trust data names the invalid digest %q", resolver.ErrInvalid, tgt.Digest)
+		case !tgt.Expires.IsZero() && !s.now().Before(tgt.Expires):
+			// The trust source must not return an expired answer; checking again costs
+			// nothing and keeps a stale cache entry from being served.
+			err = fmt.Errorf("%w at %s", resolver.ErrExpired, tgt.Expires.UTC().Format(time.RFC3339))
 		}
 	} else {
 		err = errors.New("policy requires a verifier this trustgate does not implement")
@@ -174,12 +181,6 @@ func (s *Server) manifestByTag(ctx context.Context, ref repoRef, dec policy.Deci
 // a moved or malicious tag upstream can't change what is served) and checks digest and size.
 func (s *Server) serveSigned(ctx context.Context, ref repoRef, tag string, tgt resolver.Target) (outcome, error) {
 	out := outcome{role: tgt.Role, signed: tgt.Digest}
-	// The trust source must not return an expired answer; checking again costs nothing and
-	// keeps a stale cache entry from being served.
-	if !tgt.Expires.IsZero() && !s.now().Before(tgt.Expires) {
-		out.decision, out.reason = decisionError, "signature expired"
-		return out, errUnavailable("cannot verify the signature of %s:%s: trust data expired at %s", ref.gun, tag, tgt.Expires.UTC().Format(time.RFC3339))
-	}
 	if tgt.Size > maxManifestSize {
 		out.decision, out.reason = decisionError, "signed manifest exceeds the size limit"
 		return out, errUnavailable("%s:%s is signed to %s of %d bytes, more than the %d bytes trustgate buffers", ref.gun, tag, tgt.Digest, tgt.Size, maxManifestSize)
