@@ -72,6 +72,10 @@ func (s *Server) handleBlob(w http.ResponseWriter, r *http.Request) {
 		}
 	} else {
 		s.blobs.Serve(w, r, d, s.blobOpener(ref, d))
+		// The fan-out answers failures itself; the recorder tells the log what happened.
+		if sr, ok := w.(*statusRecorder); ok && sr.status >= 400 && sr.status != http.StatusRequestedRangeNotSatisfiable {
+			rec.decision, rec.reason = decisionError, "upstream fetch failed with "+strconv.Itoa(sr.status)
+		}
 	}
 	s.logDecision(r.Context(), rec, slog.LevelDebug)
 }

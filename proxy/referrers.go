@@ -67,7 +67,7 @@ func (s *Server) upstreamReferrers(r *http.Request, ref repoRef, d digest.Digest
 		if isNotFound(err) {
 			return nil, nil
 		}
-		return nil, blobError(err, ref, d)
+		return nil, asAPIError(err, ref.up, "referrers of "+ref.repo+"@"+d.String())
 	}
 	defer resp.Body.Close()
 	var buf bytes.Buffer

@@ -112,7 +112,7 @@ func (s *Server) upstreamTags(r *http.Request, ref repoRef) ([]string, error) {
 		if isNotFound(err) {
 			return nil, newError(errcode.ErrorCodeNameUnknown, "repository %s not found upstream %s", ref.gun, ref.up.cfg.Name)
 		}
-		return nil, blobError(err, ref, "")
+		return nil, asAPIError(err, ref.up, "tag list of "+ref.repo)
 	}
 	defer resp.Body.Close()
 	var tl tagList

@@ -157,3 +157,13 @@ func (u *upstream) withTimeout(ctx context.Context) (context.Context, context.Ca
 }
 
 func isNotFound(err error) bool { return errors.Is(err, errNotFound) }
+
+// asAPIError passes on an error the upstream layer already worded (503, 429) and words anything
+// else as an outage of up.
+func asAPIError(err error, up *upstream, what string) error {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae
+	}
+	return errUnavailable("upstream %s: %s: %v", up.cfg.Name, what, err)
+}
