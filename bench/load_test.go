@@ -1,0 +1,147 @@
+package bench
+
+import (
+	"context"
+	"encoding/xml"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestPercentile(t *testing.T) {
+	ms := func(v ...int) []time.Duration {
+		var out []time.Duration
+		for _, x := range v {
+			out = append(out, time.Duration(x)*time.Millisecond)
+		}
+		return out
+	}
+	hundred := make([]int, 100)
+	for i := range hundred {
+		hundred[i] = i + 1
+	}
+	for _, tc := range []struct {
+		name string
+		in   []time.Duration
+		q    float64
+		want time.Duration
+	}{
+		{"empty", nil, 0.5, 0},
+		{"one", ms(7), 0.99, 7 * time.Millisecond},
+		{"median of 4 is the 2nd", ms(1, 2, 3, 4), 0.5, 2 * time.Millisecond},
+		{"p0 is the minimum", ms(1, 2, 3), 0, 1 * time.Millisecond},
+		{"p100 is the maximum", ms(1, 2, 3), 1, 3 * time.Millisecond},
+		{"p99 of 1..100", ms(hundred...), 0.99, 99 * time.Millisecond},
+		{"p50 of 1..100", ms(hundred...), 0.50, 50 * time.Millisecond},
+	} {
+		if got := Percentile(tc.in, tc.q); got != tc.want {
+			t.Errorf("%s: Percentile(%v) = %v, want %v", tc.name, tc.q, got, tc.want)
+		}
+	}
+}
+
+// TestRunCountsEveryResponse: the closed loop reports exactly the requests the server answered
+// (minus at most one in flight per worker when time ran out) and counts wrong statuses as errors.
+func TestRunCountsEveryResponse(t *testing.T) {
+	var served atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		served.Add(1)
+		if r.URL.Path == "/bad" {
+			http.Error(w, "no", http.StatusNotFound)
+		}
+	}))
+	defer srv.Close()
+	client := &http.Client{Transport: NewTransport(4)}
+	for _, tc := range []struct {
+		path     string
+		wantErrs bool
+	}{{"/ok", false}, {"/bad", true}} {
+		served.Store(0)
+		res := Run(context.Background(), client, Load{
+			Concurrency: 4, Duration: 200 * time.Millisecond, Want: http.StatusOK,
+			NewRequest: func(ctx context.Context) (*http.Request, error) {
+				return http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+tc.path, nil)
+			},
+		})
+		if res.Requests == 0 {
+			t.Fatalf("%s: no requests", tc.path)
+		}
+		if s := served.Load(); int64(res.Requests) > s || s > int64(res.Requests)+4 {
+			t.Errorf("%s: %d requests reported, server answered %d", tc.path, res.Requests, s)
+		}
+		if tc.wantErrs != (res.Errors == res.Requests) || (!tc.wantErrs && res.Errors != 0) {
+			t.Errorf("%s: %d errors in %d requests (%s)", tc.path, res.Errors, res.Requests, res.FirstErr)
+		}
+		if !tc.wantErrs && res.RPS() <= 0 {
+			t.Errorf("%s: RPS %v", tc.path, res.RPS())
+		}
+		for i := 1; i < len(res.Latencies); i++ {
+			if res.Latencies[i] < res.Latencies[i-1] {
+				t.Fatalf("%s: latencies not sorted", tc.path)
+			}
+		}
+	}
+}
+
+func TestFetchAll(t *testing.T) {
+	body := strings.Repeat("x", 1<<20)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/missing" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write([]byte(body))
+	}))
+	defer srv.Close()
+	client := &http.Client{Transport: NewTransport(8)}
+	_, fs := FetchAll(context.Background(), client, srv.URL+"/blob", 8, nil)
+	for i, f := range fs {
+		if f.Err != nil || f.Bytes != int64(len(body)) {
+			t.Errorf("fetch %d: %d bytes, %v", i, f.Bytes, f.Err)
+		}
+	}
+	_, fs = FetchAll(context.Background(), client, srv.URL+"/missing", 1, nil)
+	if fs[0].Err == nil {
+		t.Error("404 not reported as an error")
+	}
+}
+
+func TestChartSVG(t *testing.T) {
+	c := Chart{
+		Title:  "blob <MB/s> & more",
+		Series: []string{"direct", "trustgate", "distribution"},
+		Groups: []ChartGroup{
+			{Label: "1 client", Unit: "MB/s", Values: []float64{1000, 950, 500}},
+			{Label: "HEAD", Unit: "req/s", Values: []float64{3000, math.NaN(), 0}},
+		},
+	}
+	svg := c.SVG()
+	var doc struct {
+		XMLName xml.Name
+		Rects   []struct {
+			Width string `xml:"width,attr"`
+		} `xml:"rect"`
+	}
+	if err := xml.Unmarshal(svg, &doc); err != nil {
+		t.Fatalf("not well-formed XML: %v\n%s", err, svg)
+	}
+	if doc.XMLName.Local != "svg" {
+		t.Errorf("root element %q", doc.XMLName.Local)
+	}
+	// background + 3 legend swatches + 5 measured bars (the NaN one is drawn as text "n/a")
+	if len(doc.Rects) != 1+3+5 {
+		t.Errorf("%d rects, want 9", len(doc.Rects))
+	}
+	for _, want := range []string{"blob &lt;MB/s&gt; &amp; more", "n/a", "950 MB/s", "1000 MB/s"} {
+		if !strings.Contains(string(svg), want) {
+			t.Errorf("SVG lacks %q", want)
+		}
+	}
+	if string(c.SVG()) != string(svg) {
+		t.Error("SVG not deterministic")
+	}
+}
