@@ -1,0 +1,343 @@
+package resolver
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+)
+
+// Config configures a Client for one Notary server.
+type Config struct {
+	ServerURL          string            // Notary server base URL, e.g. http://127.0.0.1:4443
+	Transport          http.RoundTripper // TLS etc.; nil = http.DefaultTransport
+	Username, Password string            // optional credentials for the token flow
+	TrustDir           string            // persistent verified state; "" = in memory only
+	Pinning            TrustPinning
+	Now                func() time.Time // nil = time.Now
+	Logger             *slog.Logger
+}
+
+// Client is a Notary v1 reader that verifies like the notary v0.7.0 client. It is safe for
+// concurrent use; Updates of the same GUN are serialised, different GUNs run in parallel.
+type Client struct {
+	base      *url.URL
+	transport http.RoundTripper
+	user      string
+	pass      string
+	pin       TrustPinning
+	now       func() time.Time
+	log       *slog.Logger
+	store     store
+
+	mu   sync.Mutex
+	guns map[string]*gunState
+}
+
+// gunState is everything known about one GUN; mu serialises its Updates.
+type gunState struct {
+	mu       sync.Mutex
+	loaded   bool
+	remote   *remote
+	root     *trustedRoot
+	files    map[string][]byte // verified (or cached-from-disk) raw metadata by role
+	versions map[string]int    // highest version verified per role (rollback floor)
+	onDisk   map[string]string // sha256 of what store holds, to skip rewriting
+	// nextRoot is snapshot.meta.root from the last snapshot that verified: the checksum a
+	// root update fetches by (root.<sha256>.json), as notary's builder remembers it.
+	nextRoot *fileMeta
+}
+
+// NewClient checks cfg; it makes no requests.
+func NewClient(cfg Config) (*Client, error) {
+	u, err := url.Parse(cfg.ServerURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("resolver: invalid notary server URL %q", cfg.ServerURL)
+	}
+	c := &Client{
+		base:      u,
+		transport: cfg.Transport,
+		user:      cfg.Username,
+		pass:      cfg.Password,
+		pin:       cfg.Pinning,
+		now:       cfg.Now,
+		log:       cfg.Logger,
+		store:     store{dir: cfg.TrustDir},
+		guns:      map[string]*gunState{},
+	}
+	if c.transport == nil {
+		c.transport = http.DefaultTransport
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	for prefix, bundle := range cfg.Pinning.CA {
+		if _, err := parseCertBundle([]byte(bundle)); err != nil {
+			return nil, fmt.Errorf("resolver: trust pinning CA for %q: %w", prefix, err)
+		}
+	}
+	return c, nil
+}
+
+func (c *Client) gunState(gun string) *gunState {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g, ok := c.guns[gun]
+	if !ok {
+		g = &gunState{remote: &remote{
+			base: c.base,
+			gun:  gun,
+			client: &http.Client{Transport: &tokenTransport{
+				inner:    c.transport,
+				scope:    "repository:" + gun + ":pull",
+				username: c.user,
+				password: c.pass,
+				secure:   c.base.Scheme == "https",
+				now:      c.now,
+			}},
+		}}
+		c.guns[gun] = g
+	}
+	return g
+}
+
+// Update brings the verified state of gun up to date (timestamp always; more only if it
+// changed) and returns an immutable snapshot. Offline/5xx on timestamp with a still-valid
+// cached timestamp → cached state.
+//
+// Like notary's tufClient.Update, any failure of the timestamp→snapshot→targets pass leads
+// to a root update (which is how root rotations are noticed) and one more pass.
+func (c *Client) Update(ctx context.Context, gun string) (*State, error) {
+	if err := validateGUN(gun); err != nil {
+		return nil, err
+	}
+	g := c.gunState(gun)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.loaded {
+		files, versions, err := c.store.load(gun)
+		if err != nil {
+			return nil, err
+		}
+		g.files, g.versions, g.onDisk = files, versions, map[string]string{}
+		for role, raw := range files {
+			g.onDisk[role] = sha256Hex(raw)
+		}
+		g.loaded = true
+	}
+	now := c.now()
+	if g.root == nil {
+		if err := c.bootstrap(ctx, g, now); err != nil {
+			return nil, err
+		}
+	}
+	st, err := c.updatePass(ctx, g, now)
+	if err == nil {
+		return st, nil
+	}
+	if ctx.Err() != nil {
+		return nil, err
+	}
+	c.log.Debug("trust update failed, updating root", "gun", gun, "err", err)
+	if rerr := c.updateRoot(ctx, g, now); rerr != nil {
+		if errors.Is(rerr, ErrUnavailable) {
+			// The root could not even be fetched: the first failure says more.
+			return nil, err
+		}
+		return nil, rerr
+	}
+	return c.updatePass(ctx, g, now)
+}
+
+// bootstrap establishes the trusted root: the cached one if present (it is the pin and is
+// not re-fetched unless it has expired), else root.json validated against the pinning.
+func (c *Client) bootstrap(ctx context.Context, g *gunState, now time.Time) error {
+	gun := g.remote.gun
+	if raw, ok := g.files[roleRoot]; ok {
+		cached, err := validateRoot(raw, rootCheck{gun: gun, now: now})
+		if err != nil {
+			return fmt.Errorf("cached root of %s: %w", gun, err)
+		}
+		if err := checkVersion(cached.signed.signedCommon, g.versions[roleRoot], gun, roleRoot); err != nil {
+			return err
+		}
+		if !cached.signed.Expires.Before(now) {
+			g.root = cached
+			return nil
+		}
+		// Expired cached root: it still vouches for its successor.
+		newRaw, err := g.remote.get(ctx, roleRoot, maxDownloadSize)
+		if err != nil {
+			return err
+		}
+		nr, err := c.acceptRoot(gun, newRaw, cached, now, cached.signed.Version, true)
+		if err != nil {
+			return err
+		}
+		return c.commitRoot(g, nr)
+	}
+	raw, err := g.remote.get(ctx, roleRoot, maxDownloadSize)
+	if err != nil {
+		if errors.Is(err, errNotFound) {
+			return fmt.Errorf("%w: %s has no trust data for %s", ErrNoTrustData, c.base.Host, gun)
+		}
+		return err
+	}
+	r, err := c.acceptRoot(gun, raw, nil, now, 1, true)
+	if err != nil {
+		return err
+	}
+	return c.commitRoot(g, r)
+}
+
+// acceptRoot is notary's builder.loadRoot: ValidateRoot, then version, then (for a final
+// root) expiry.
+func (c *Client) acceptRoot(gun string, raw []byte, prev *trustedRoot, now time.Time, minVersion int, final bool) (*trustedRoot, error) {
+	r, err := validateRoot(raw, rootCheck{gun: gun, prev: prev, pin: c.pin, now: now})
+	if err != nil {
+		return nil, err
+	}
+	if err := checkVersion(r.signed.signedCommon, minVersion, gun, roleRoot); err != nil {
+		return nil, err
+	}
+	if final {
+		if err := checkExpiry(r.signed.signedCommon, now, gun, roleRoot); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+func (c *Client) commitRoot(g *gunState, r *trustedRoot) error {
+	g.root = r
+	g.files[roleRoot] = r.raw
+	if r.signed.Version > g.versions[roleRoot] {
+		g.versions[roleRoot] = r.signed.Version
+	}
+	return c.persist(g, []string{roleRoot})
+}
+
+// updateRoot is notary's tufClient.updateRoot: fetch the root snapshot meta names (or
+// root.json), require it be signed by the current root; if only that fails, walk
+// N.root.json from current+1 to newest-1, each vouched for by its predecessor (expired
+// intermediates allowed), then verify the newest against the last.
+func (c *Client) updateRoot(ctx context.Context, g *gunState, now time.Time) error {
+	gun := g.remote.gun
+	cur := g.root
+	var raw []byte
+	var err error
+	if g.nextRoot != nil {
+		raw, err = c.fetchChecked(ctx, g, roleRoot, *g.nextRoot)
+	} else {
+		raw, err = g.remote.get(ctx, roleRoot, maxDownloadSize)
+	}
+	if err != nil {
+		return err
+	}
+	nr, err := c.acceptRoot(gun, raw, cur, now, max(cur.signed.Version, g.versions[roleRoot]), true)
+	if err == nil {
+		return c.commitRoot(g, nr)
+	}
+	if !errors.Is(err, errRotation) {
+		return err
+	}
+	env, perr := parseEnvelope(raw)
+	if perr != nil {
+		return perr
+	}
+	newest, perr := parseRoot(env)
+	if perr != nil {
+		return perr
+	}
+	prev := cur
+	for v := cur.signed.Version + 1; v <= newest.Version-1; v++ {
+		vraw, err := g.remote.get(ctx, fmt.Sprintf("%d.%s", v, roleRoot), maxDownloadSize)
+		if err != nil {
+			return fmt.Errorf("root rotation of %s: %w", gun, err)
+		}
+		ir, err := c.acceptRoot(gun, vraw, prev, now, v, false)
+		if err != nil {
+			return fmt.Errorf("root rotation of %s at version %d: %w", gun, v, err)
+		}
+		prev = ir
+	}
+	nr, err = c.acceptRoot(gun, raw, prev, now, newest.Version, true)
+	if err != nil {
+		return fmt.Errorf("root rotation of %s: %w", gun, err)
+	}
+	c.log.Info("root rotated", "gun", gun, "from", cur.signed.Version, "to", nr.signed.Version)
+	return c.commitRoot(g, nr)
+}
+
+func checkVersion(sc signedCommon, min int, gun, role string) error {
+	if sc.Version < min {
+		return fmt.Errorf("%w: %s %s: version %d is lower than %d verified before", ErrRollback, gun, role, sc.Version, min)
+	}
+	return nil
+}
+
+func checkExpiry(sc signedCommon, now time.Time, gun, role string) error {
+	if sc.Expires.Before(now) {
+		return fmt.Errorf("%w: %s %s expired at %s", ErrExpired, gun, role, sc.Expires.Format(time.RFC3339))
+	}
+	return nil
+}
+
+// fetchChecked returns the bytes meta describes: the in-memory copy if its hashes match,
+// else <role>.<sha256>.json capped at meta's length, hash-checked.
+func (c *Client) fetchChecked(ctx context.Context, g *gunState, role string, meta fileMeta) ([]byte, error) {
+	if raw, ok := g.files[role]; ok && checkHashes(raw, role, meta.Hashes) == nil {
+		return raw, nil
+	}
+	sum, ok := meta.Hashes["sha256"]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s %s: no sha256 checksum to fetch by", ErrInvalid, g.remote.gun, role)
+	}
+	limit := meta.Length
+	if limit < 0 {
+		limit = maxDownloadSize
+	}
+	raw, err := g.remote.get(ctx, role+"."+hex.EncodeToString(sum), limit)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkHashes(raw, role, meta.Hashes); err != nil {
+		return nil, fmt.Errorf("%s: %w", g.remote.gun, err)
+	}
+	return raw, nil
+}
+
+func (c *Client) persist(g *gunState, roles []string) error {
+	if c.store.dir == "" {
+		return nil
+	}
+	gun := g.remote.gun
+	for _, role := range roles {
+		raw := g.files[role]
+		sum := sha256Hex(raw)
+		if g.onDisk[role] == sum {
+			continue
+		}
+		if err := c.store.saveFile(gun, role, raw); err != nil {
+			return fmt.Errorf("%w: persisting %s of %s: %v", ErrUnavailable, role, gun, err)
+		}
+		g.onDisk[role] = sum
+	}
+	vs := fmt.Sprint(g.versions) // fmt sorts map keys, so this is a stable fingerprint
+	if g.onDisk["\x00versions"] == vs {
+		return nil
+	}
+	if err := c.store.saveVersions(gun, g.versions); err != nil {
+		return fmt.Errorf("%w: persisting versions of %s: %v", ErrUnavailable, gun, err)
+	}
+	g.onDisk["\x00versions"] = vs
+	return nil
+}

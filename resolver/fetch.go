@@ -1,0 +1,66 @@
+package resolver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+)
+
+// Download caps from notary's const.go: the timestamp is small and unauthenticated by any
+// parent, so it gets a fixed cap; roots fetched without a known length get the generic one.
+// Every other file is capped at the length its parent lists.
+const (
+	maxTimestampSize = 1 << 20
+	maxDownloadSize  = 100 << 20
+	maxErrorBody     = 1 << 10
+)
+
+// errNotFound marks a 404 so bootstrap can tell "no trust data" from other failures.
+var errNotFound = errors.New("not found")
+
+// remote fetches metadata files of one GUN from a notary-server.
+type remote struct {
+	base   *url.URL // server base URL
+	gun    string
+	client *http.Client
+}
+
+func (r *remote) url(name string) string {
+	return r.base.JoinPath("v2", r.gun, "_trust", "tuf", name+".json").String()
+}
+
+// get fetches <name>.json, refusing a declared Content-Length over limit and reading at most
+// limit bytes otherwise (an over-long body is truncated, so its hash cannot match), exactly
+// like notary's HTTPStore.GetSized. All transport and status failures wrap ErrUnavailable,
+// which is what lets a still-valid cached timestamp stand in.
+func (r *remote) get(ctx context.Context, name string, limit int64) ([]byte, error) {
+	u := r.url(name)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrInvalid, name, err)
+	}
+	resp, err := r.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%w: GET %s: %w", ErrUnavailable, u, err)
+	}
+	defer resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusNotFound:
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
+		return nil, fmt.Errorf("%w: GET %s: %w", ErrUnavailable, u, errNotFound)
+	case resp.StatusCode != http.StatusOK:
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
+		return nil, fmt.Errorf("%w: GET %s: server returned %d", ErrUnavailable, u, resp.StatusCode)
+	}
+	if resp.ContentLength > limit {
+		return nil, fmt.Errorf("%w: GET %s: Content-Length %d exceeds the %d bytes allowed", ErrInvalid, u, resp.ContentLength, limit)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, limit))
+	if err != nil {
+		return nil, fmt.Errorf("%w: reading %s: %w", ErrUnavailable, u, err)
+	}
+	return b, nil
+}

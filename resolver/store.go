@@ -1,0 +1,161 @@
+package resolver
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// store persists verified trust data so a restart neither repeats TOFU nor forgets the
+// versions that rollback protection depends on. Layout under TrustDir:
+//
+//	tuf/<escaped GUN>/metadata/<escaped role>.json   raw verified metadata, as served
+//	tuf/<escaped GUN>/versions.json                   {"<role>": highest verified version}
+//
+// Escaping keeps [A-Za-z0-9._-] and writes every other byte as %XX, so GUNs with '/' and
+// ':' become one flat directory name and no GUN can name another's directory or climb out
+// of TrustDir. A cached root.json is the trust anchor for its GUN (no pin is re-applied to
+// it), exactly like docker's ~/.docker/trust/tuf/<GUN>/metadata/root.json. Writes are
+// atomic: temp file in the same directory, fsync, rename, fsync the directory.
+type store struct {
+	dir string // "" = keep nothing on disk
+}
+
+const maxName = 200 // stay well below NAME_MAX (255) after escaping
+
+func escapeName(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-' {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+	}
+	out := b.String()
+	if len(out) > maxName || out == "." || out == ".." {
+		sum := sha256.Sum256([]byte(s))
+		return "sha256-" + hex.EncodeToString(sum[:])
+	}
+	return out
+}
+
+func (s store) gunDir(gun string) string {
+	return filepath.Join(s.dir, "tuf", escapeName(gun))
+}
+
+// load returns the cached files and versions for gun; a missing directory is empty state.
+func (s store) load(gun string) (map[string][]byte, map[string]int, error) {
+	files, versions := map[string][]byte{}, map[string]int{}
+	if s.dir == "" {
+		return files, versions, nil
+	}
+	dir := s.gunDir(gun)
+	b, err := os.ReadFile(filepath.Join(dir, "versions.json"))
+	switch {
+	case err == nil:
+		if err := json.Unmarshal(b, &versions); err != nil {
+			return nil, nil, fmt.Errorf("%w: %s: versions.json: %v", ErrInvalid, gun, err)
+		}
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, nil, fmt.Errorf("%w: reading trust state of %s: %v", ErrUnavailable, gun, err)
+	}
+	entries, err := os.ReadDir(filepath.Join(dir, "metadata"))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, fmt.Errorf("%w: reading trust state of %s: %v", ErrUnavailable, gun, err)
+	}
+	for _, e := range entries {
+		name, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || e.IsDir() {
+			continue
+		}
+		role, ok := unescapeName(name)
+		if !ok || (role != roleRoot && role != roleTimestamp && role != roleSnapshot && role != roleTargets && !isDelegation(role)) {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, "metadata", e.Name()))
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: reading trust state of %s: %v", ErrUnavailable, gun, err)
+		}
+		files[role] = b
+	}
+	return files, versions, nil
+}
+
+func unescapeName(s string) (string, bool) {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '%' {
+			b.WriteByte(s[i])
+			continue
+		}
+		if i+2 >= len(s) {
+			return "", false
+		}
+		v, err := hex.DecodeString(s[i+1 : i+3])
+		if err != nil {
+			return "", false
+		}
+		b.WriteByte(v[0])
+		i += 2
+	}
+	return b.String(), true
+}
+
+// saveFile writes one role's raw metadata.
+func (s store) saveFile(gun, role string, raw []byte) error {
+	if s.dir == "" {
+		return nil
+	}
+	return writeAtomic(filepath.Join(s.gunDir(gun), "metadata"), escapeName(role)+".json", raw)
+}
+
+func (s store) saveVersions(gun string, versions map[string]int) error {
+	if s.dir == "" {
+		return nil
+	}
+	b, err := json.Marshal(versions)
+	if err != nil {
+		return err
+	}
+	return writeAtomic(s.gunDir(gun), "versions.json", b)
+}
+
+func writeAtomic(dir, name string, data []byte) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".tmp-"+name+"-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // no-op after a successful rename
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

@@ -1,0 +1,241 @@
+package resolver
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// pass is one timestamp→snapshot→targets→delegations run. Nothing in gunState changes
+// until the whole pass has verified, except nextRoot (notary's builder also remembers the
+// snapshot's root checksum when a later step fails, so the root update can use it).
+type pass struct {
+	c        *Client
+	g        *gunState
+	now      time.Time
+	files    map[string][]byte
+	versions map[string]int
+}
+
+func sha256Hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// verifyRole runs notary's per-role order: signatures, structure (parse), version, expiry.
+// It returns the envelope, the signer IDs and the parsed body via parse.
+func (p *pass) verifyRole(role string, raw []byte, ks keySet, parse func(*envelope) (signedCommon, error)) ([]string, signedCommon, error) {
+	gun := p.g.remote.gun
+	env, err := parseEnvelope(raw)
+	if err != nil {
+		return nil, signedCommon{}, fmt.Errorf("%s %s: %w", gun, role, err)
+	}
+	signers, err := verifySignatures(env, ks)
+	if err != nil {
+		return nil, signedCommon{}, fmt.Errorf("%s %s: %w", gun, role, err)
+	}
+	sc, err := parse(env)
+	if err != nil {
+		return nil, signedCommon{}, fmt.Errorf("%s: %w", gun, err)
+	}
+	if err := checkVersion(sc, p.g.versions[role], gun, role); err != nil {
+		return nil, signedCommon{}, err
+	}
+	if err := checkExpiry(sc, p.now, gun, role); err != nil {
+		return nil, signedCommon{}, err
+	}
+	return signers, sc, nil
+}
+
+func (p *pass) accept(role string, raw []byte, version int) {
+	p.files[role] = raw
+	p.versions[role] = max(version, p.g.versions[role])
+}
+
+// updatePass verifies the current trust data and, on success, commits and persists it.
+func (c *Client) updatePass(ctx context.Context, g *gunState, now time.Time) (*State, error) {
+	p := &pass{c: c, g: g, now: now, files: map[string][]byte{}, versions: map[string]int{}}
+	gun := g.remote.gun
+	root := g.root
+
+	// 1. timestamp: always fetched; on network/status failure a still-valid cached one
+	// stands in (notary's downloadTimestamp).
+	var ts *timestampSigned
+	parseTS := func(env *envelope) (signedCommon, error) {
+		t, err := parseTimestamp(env)
+		if err != nil {
+			return signedCommon{}, err
+		}
+		ts = t
+		return t.signedCommon, nil
+	}
+	raw, err := g.remote.get(ctx, roleTimestamp, maxTimestampSize)
+	if err != nil {
+		cached, ok := g.files[roleTimestamp]
+		if !errors.Is(err, ErrUnavailable) || !ok {
+			return nil, err
+		}
+		if _, _, verr := p.verifyRole(roleTimestamp, cached, root.keySet(roleTimestamp), parseTS); verr != nil {
+			return nil, fmt.Errorf("%w; cached timestamp unusable: %w", err, verr)
+		}
+		c.log.Warn("trust server unavailable, using cached timestamp", "gun", gun, "err", err)
+		raw = cached
+	} else if _, _, err := p.verifyRole(roleTimestamp, raw, root.keySet(roleTimestamp), parseTS); err != nil {
+		return nil, err
+	}
+	p.accept(roleTimestamp, raw, ts.Version)
+	expires := minTime(root.signed.Expires, ts.Expires)
+
+	// 2. snapshot, by the hash the timestamp pins.
+	raw, err = c.fetchChecked(ctx, g, roleSnapshot, ts.Meta[roleSnapshot])
+	if err != nil {
+		return nil, err
+	}
+	var snap *snapshotSigned
+	if _, _, err := p.verifyRole(roleSnapshot, raw, root.keySet(roleSnapshot), func(env *envelope) (signedCommon, error) {
+		s, err := parseSnapshot(env)
+		if err != nil {
+			return signedCommon{}, err
+		}
+		snap = s
+		return s.signedCommon, nil
+	}); err != nil {
+		return nil, err
+	}
+	rootMeta := snap.Meta[roleRoot]
+	g.nextRoot = &rootMeta
+	if err := checkHashes(root.raw, roleRoot, rootMeta.Hashes); err != nil {
+		return nil, fmt.Errorf("%s: trusted root differs from the snapshot's: %w", gun, err)
+	}
+	p.accept(roleSnapshot, raw, snap.Version)
+	expires = minTime(expires, snap.Expires)
+
+	// 3. targets (fatal on any failure), then 4. delegations in pre-order.
+	st := &State{gun: gun, roles: map[string]*roleState{}}
+	type item struct {
+		w       walkRole
+		ks      keySet
+		expires time.Time
+	}
+	queue := []item{{w: walkRole{name: roleTargets, paths: []string{""}}, ks: root.keySet(roleTargets), expires: expires}}
+	for len(queue) > 0 {
+		it := queue[0]
+		queue = queue[1:]
+		name := it.w.name
+		top := name == roleTargets
+		meta, ok := snap.Meta[name]
+		if !ok {
+			c.log.Debug("skipping role not listed in snapshot", "gun", gun, "role", name)
+			continue
+		}
+		raw, err := c.fetchChecked(ctx, g, name, meta)
+		if err != nil {
+			return nil, err
+		}
+		if !top {
+			if err := checkDelegationCerts(it.ks, now); err != nil {
+				return nil, fmt.Errorf("%s %s: %w", gun, name, err)
+			}
+		}
+		var tg *targetsSigned
+		signers, _, err := p.verifyRole(name, raw, it.ks, func(env *envelope) (signedCommon, error) {
+			t, err := parseTargets(env, name)
+			if err != nil {
+				return signedCommon{}, err
+			}
+			tg = t
+			return t.signedCommon, nil
+		})
+		if err != nil {
+			if !top && skippable(err) {
+				c.log.Warn("skipping delegation", "gun", gun, "role", name, "err", err)
+				continue
+			}
+			return nil, err
+		}
+		p.accept(name, raw, tg.Version)
+		rs := &roleState{targets: tg.Targets, signers: signers, expires: minTime(it.expires, tg.Expires)}
+		if top {
+			st.expires = rs.expires
+		}
+		var children []item
+		for _, d := range tg.Delegations.Roles {
+			ks := keySet{name: d.Name, keys: map[string]tufKey{}, threshold: d.Threshold}
+			for _, id := range d.KeyIDs {
+				ks.keys[id] = tg.Delegations.Keys[id]
+			}
+			cw := walkRole{name: d.Name, paths: restrictPaths(it.w.paths, d.Paths)}
+			rs.children = append(rs.children, cw)
+			children = append(children, item{w: cw, ks: ks, expires: rs.expires})
+		}
+		st.roles[name] = rs
+		queue = append(children, queue...)
+	}
+
+	// Commit.
+	for role, raw := range p.files {
+		g.files[role] = raw
+	}
+	for role, v := range p.versions {
+		g.versions[role] = v
+	}
+	roles := make([]string, 0, len(p.files))
+	for role := range p.files {
+		roles = append(roles, role)
+	}
+	slices.Sort(roles)
+	if err := c.persist(g, roles); err != nil {
+		c.log.Error("could not persist trust data", "gun", gun, "err", err)
+	}
+	return st, nil
+}
+
+// skippable is notary's downloadTargets rule: an expired delegation or one below its
+// threshold is ignored (its tags are simply not found); anything else is fatal.
+func skippable(err error) bool {
+	return errors.Is(err, ErrExpired) || (errors.Is(err, ErrThreshold) && !errors.Is(err, errNoSignatures))
+}
+
+// checkDelegationCerts mirrors Repo.GetDelegationRole: certificate keys of a delegation must
+// be sane certificates; expiry only warrants a warning there, TUF expiry governs.
+func checkDelegationCerts(ks keySet, now time.Time) error {
+	for id, k := range ks.keys {
+		if k.Type != keyECDSAx509 && k.Type != keyRSAx509 {
+			continue
+		}
+		certs, err := parseCertBundle(k.Value.Public)
+		if err != nil {
+			continue
+		}
+		if err := validateCertificate(certs[0], true, now); err != nil && !errors.Is(err, errCertExpired) {
+			return fmt.Errorf("%w: delegation key %s: %v", ErrInvalid, id, err)
+		}
+	}
+	return nil
+}
+
+// restrictPaths is RestrictDelegationPathPrefixes: a child keeps only paths that extend one
+// of its parent's.
+func restrictPaths(parent, child []string) []string {
+	var out []string
+	for _, c := range child {
+		for _, p := range parent {
+			if len(c) >= len(p) && c[:len(p)] == p {
+				out = append(out, c)
+				break
+			}
+		}
+	}
+	return out
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
