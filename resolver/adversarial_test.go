@@ -69,6 +69,7 @@ func wantErr(t *testing.T, err error, want ...error) {
 	if err == nil {
 		t.Fatalf("resolved, want one of %v", want)
 	}
+	t.Logf("refused: %v", err)
 	for _, w := range want {
 		if errors.Is(err, w) {
 			if w != resolver.ErrTagNotSigned && w != resolver.ErrNoTrustData && resolver.IsNotSigned(err) {
@@ -104,7 +105,9 @@ func TestAdversarialGenerated(t *testing.T) {
 			files: func(t *testing.T, f map[string][]byte) {
 				f["targets/releases.json"] = flipFirst(t, f["targets/releases.json"], `"sha256":"`)
 			}},
-		{name: "targets re-indented", tag: "v1", want: []error{resolver.ErrChecksum},
+		{name: "targets re-indented", tag: "v1", want: []error{resolver.ErrChecksum, resolver.ErrInvalid},
+			// Longer than snapshot lists: refused on Content-Length before hashing (notary:
+			// ErrMaliciousServer); the brief files length mismatches under ErrChecksum.
 			files: func(t *testing.T, f map[string][]byte) {
 				var b bytes.Buffer
 				if err := json.Indent(&b, f["targets.json"], "", " "); err != nil {
@@ -156,11 +159,11 @@ func TestAdversarialGenerated(t *testing.T) {
 		{name: "root threshold 2 with one signature", tag: "v1", want: []error{resolver.ErrThreshold},
 			opts:  []tuftest.Option{tuftest.WithRootKeys(2, 2)},
 			setup: func(t *testing.T, r *tuftest.Repo) { r.SignWith("root", r.Keys("root")[0]) }},
-		{name: "ecdsa signature in ASN.1 DER", tag: "v1", want: []error{resolver.ErrThreshold, resolver.ErrInvalid},
+		{name: "ecdsa signature in ASN.1 DER", tag: "v1", want: []error{resolver.ErrThreshold},
 			// notary's ecdsa verifier requires raw r||s of exactly 64 bytes; the signature does
 			// not count (ErrRoleThreshold).
 			setup: func(t *testing.T, r *tuftest.Repo) { r.SignFunc("targets", (*tuftest.Key).SignASN1) }},
-		{name: "unknown signature method", tag: "v1", want: []error{resolver.ErrThreshold, resolver.ErrInvalid},
+		{name: "unknown signature method", tag: "v1", want: []error{resolver.ErrThreshold},
 			// notary skips a signature whose method has no verifier (ErrRoleThreshold).
 			setup: func(t *testing.T, r *tuftest.Repo) {
 				r.SignFunc("snapshot", func(k *tuftest.Key, msg []byte) tuftest.Signature {
@@ -179,10 +182,10 @@ func TestAdversarialGenerated(t *testing.T) {
 			setup: func(t *testing.T, r *tuftest.Repo) { r.SetExpiry("root", past()) }},
 		{name: "expired root certificate", tag: "v1", want: []error{resolver.ErrExpired},
 			opts: []tuftest.Option{tuftest.WithRootCertValidity(time.Now().AddDate(-2, 0, 0), past())}},
-		{name: "root certificate CN is another GUN", tag: "v1", want: []error{resolver.ErrPinMismatch, resolver.ErrInvalid},
+		{name: "root certificate CN is another GUN", tag: "v1", want: []error{resolver.ErrInvalid},
 			// notary: ErrValidationFail "unable to retrieve valid leaf certificates".
 			opts: []tuftest.Option{tuftest.WithRootCN("example.com/team/other")}},
-		{name: "root key is not a certificate", tag: "v1", want: []error{resolver.ErrInvalid, resolver.ErrPinMismatch},
+		{name: "root key is not a certificate", tag: "v1", want: []error{resolver.ErrInvalid},
 			setup: func(t *testing.T, r *tuftest.Repo) { r.SetKeys("root", advKey(t)) }},
 		{name: "pinned to another certificate", tag: "v1", want: []error{resolver.ErrPinMismatch},
 			cfg: func(r *tuftest.Repo) func(*resolver.Config) {
@@ -223,7 +226,7 @@ func TestAdversarialGenerated(t *testing.T) {
 					m["signatures"].([]interface{})[0].(map[string]interface{})["sig"] = "!!not base64"
 				})
 			}},
-		{name: "malformed key material", tag: "v1", want: []error{resolver.ErrInvalid, resolver.ErrThreshold},
+		{name: "malformed key material", tag: "v1", want: []error{resolver.ErrInvalid},
 			setup: func(t *testing.T, r *tuftest.Repo) {
 				r.MutateSigned("root", func(s map[string]interface{}) {
 					id := r.Keys("timestamp")[0].ID()
@@ -260,11 +263,13 @@ func TestAdversarialGenerated(t *testing.T) {
 				r.SetTargetMeta("targets", "v1", map[string]interface{}{"length": int64(3),
 					"hashes": map[string]interface{}{"sha256": "AAAA"}})
 			}},
-		{name: "timestamp over 1 MiB", tag: "v1", want: []error{resolver.ErrInvalid, resolver.ErrUnavailable},
+		{name: "timestamp over 1 MiB", tag: "v1", want: []error{resolver.ErrInvalid},
+			// notary: Content-Length over MaxTimestampSize → ErrMaliciousServer.
 			files: func(t *testing.T, f map[string][]byte) {
 				f["timestamp.json"] = append(f["timestamp.json"], bytes.Repeat([]byte(" "), 1<<20)...)
 			}},
-		{name: "timestamp body never ends", tag: "v1", want: []error{resolver.ErrInvalid, resolver.ErrUnavailable},
+		{name: "timestamp body never ends", tag: "v1", want: []error{resolver.ErrInvalid},
+			// Read through a 1 MiB limit, the truncated JSON does not parse (as in notary).
 			serve: func(t *testing.T, s *tuftest.Server) {
 				s.Override(advGUN, "timestamp.json", tuftest.Response{Endless: true, Body: []byte(`{"signed":{"_type":"Timestamp","x":"` + strings.Repeat("a", 1<<16))})
 			}},
@@ -272,7 +277,7 @@ func TestAdversarialGenerated(t *testing.T) {
 			files: func(t *testing.T, f map[string][]byte) {
 				f["snapshot.json"] = append(f["snapshot.json"], bytes.Repeat([]byte(" "), 4<<20)...)
 			}},
-		{name: "Content-Length larger than the body", tag: "v1", want: []error{resolver.ErrUnavailable, resolver.ErrInvalid},
+		{name: "Content-Length larger than the body", tag: "v1", want: []error{resolver.ErrUnavailable},
 			serve: func(t *testing.T, s *tuftest.Server) {
 				s.Override(advGUN, "timestamp.json", tuftest.Response{Body: []byte(`{"signed":`), ContentLength: 500})
 			}},
@@ -280,7 +285,7 @@ func TestAdversarialGenerated(t *testing.T) {
 			serve: func(t *testing.T, s *tuftest.Server) {
 				s.Override(advGUN, "timestamp.json", tuftest.Response{Status: 500, Body: []byte("oops")})
 			}},
-		{name: "timestamp 404", tag: "v1", want: []error{resolver.ErrUnavailable, resolver.ErrInvalid},
+		{name: "timestamp 404", tag: "v1", want: []error{resolver.ErrUnavailable},
 			files: func(t *testing.T, f map[string][]byte) { delete(f, "timestamp.json") }},
 		{name: "root 404", tag: "v1", want: []error{resolver.ErrNoTrustData},
 			files: func(t *testing.T, f map[string][]byte) { delete(f, "root.json") }},
@@ -362,7 +367,7 @@ func TestAdversarialAfterPull(t *testing.T) {
 				s.Set(advGUN, files)
 				s.Override(advGUN, "snapshot."+tuftest.SHA256Hex(files["snapshot.json"])+".json", tuftest.Response{Body: oldSnap})
 			}},
-		{name: "new root not signed by the trusted root key", tag: "v1", want: []error{resolver.ErrThreshold, resolver.ErrPinMismatch},
+		{name: "new root not signed by the trusted root key", tag: "v1", want: []error{resolver.ErrThreshold},
 			then: func(t *testing.T, r *tuftest.Repo, s *tuftest.Server, pull func(tag string)) {
 				k := tuftest.NewCertKey(t, tuftest.ECDSA, advGUN, past(), time.Now().AddDate(1, 0, 0))
 				r.RotateRoot(k)
@@ -480,7 +485,11 @@ func TestAdversarialFixtures(t *testing.T) {
 			files: func(t *testing.T, f map[string][]byte) {
 				f["targets/releases.json"] = flipFirst(t, f["targets/releases.json"], `"sha256":"`)
 			}},
-		{name: "whitespace in targets", tag: "v1", want: []error{resolver.ErrChecksum},
+		{name: "envelope keys re-ordered in targets (same length)", tag: "v1", want: []error{resolver.ErrChecksum},
+			files: func(t *testing.T, f map[string][]byte) {
+				f["targets.json"] = tuftest.EditJSON(t, f["targets.json"], func(map[string]interface{}) {})
+			}},
+		{name: "whitespace in targets", tag: "v1", want: []error{resolver.ErrChecksum, resolver.ErrInvalid},
 			files: func(t *testing.T, f map[string][]byte) {
 				f["targets.json"] = bytes.Replace(f["targets.json"], []byte(`{"signed":{`), []byte(`{"signed": {`), 1)
 			}},
@@ -488,7 +497,7 @@ func TestAdversarialFixtures(t *testing.T) {
 			files: func(t *testing.T, f map[string][]byte) {
 				f["timestamp.json"] = flipFirst(t, f["timestamp.json"], `"sig":"`)
 			}},
-		{name: "wrong GUN", gun: "localhost:5000/test/other", tag: "v1", want: []error{resolver.ErrPinMismatch, resolver.ErrInvalid}},
+		{name: "wrong GUN", gun: "localhost:5000/test/other", tag: "v1", want: []error{resolver.ErrInvalid}},
 		{name: "after the timestamp expired", now: time.Date(2026, 12, 8, 0, 0, 0, 0, time.UTC), tag: "v1", want: []error{resolver.ErrExpired}},
 		{name: "tag only in targets/alice", tag: "v4", want: []error{resolver.ErrTagNotSigned}},
 		{name: "snapshot replaced by another signed snapshot version", tag: "v1", want: []error{resolver.ErrChecksum},

@@ -71,7 +71,7 @@ type rootRole struct {
 
 type rootSigned struct {
 	signedCommon
-	Keys  map[string]tufKey  `json:"keys"`
+	Keys  map[string]tufKey    `json:"keys"`
 	Roles map[string]*rootRole `json:"roles"`
 }
 
