@@ -80,6 +80,9 @@ func (u *upstream) client(ctx context.Context, repo string) (*http.Client, error
 			// must not fail the others.
 			hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), u.timeout)
 			defer cancel()
+			if err := u.checkRealm(hctx); err != nil {
+				return nil, err
+			}
 			scope := "repository:" + repo + ":" + transport.PullScope
 			rt, err := transport.NewWithContext(hctx, u.reg, u.auth, u.base, []string{scope})
 			if err != nil {
