@@ -141,6 +141,7 @@ func TestNotaryDown(t *testing.T) {
 			t.Errorf("%s fresh:v1 with notary down returned a manifest body: %s", method, got.body)
 		}
 	}
+	// crane retries 503s with backoff (~8 s) before giving up: the client-visible outcome.
 	if r := peers.Crane(t, "digest", g.Host+"/library/fresh:v1"); r.Err == nil {
 		t.Error("crane digest with notary down succeeded")
 	}
