@@ -129,7 +129,9 @@ func (d *download) waitSize(ctx context.Context) (int64, error) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.size < 0 {
+	// A request that arrives after the verdict gets a proper error status
+	// rather than headers followed by an aborted body.
+	if d.err != nil {
 		return 0, d.err
 	}
 	return d.size, nil

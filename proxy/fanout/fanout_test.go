@@ -170,7 +170,7 @@ func TestUpstreamIdleTimeout(t *testing.T) {
 func TestSlowAndFastClient(t *testing.T) {
 	blob, dgst := randomBlob(t, 14, 48<<20)
 	up := newUpstream(t, honest(blob))
-	g := newGroup(t, Options{})
+	g := newGroup(t, Options{MaxSpoolBytes: 1 << 30})
 	px := proxyFor(t, g, dgst, httpOpener(up.URL))
 
 	slow, err := http.Get(px.URL)
@@ -345,5 +345,29 @@ func TestRetentionBound(t *testing.T) {
 	pull("a") // evicted, fetched again
 	if s := g.Stats(); s.Fetches != 4 {
 		t.Errorf("after pulling a again: %+v", s)
+	}
+}
+
+// A client that stops reading altogether is cut off after IdleTimeout, so
+// it cannot pin the spool (and its disk space) forever.
+func TestStalledClientReleasesSpool(t *testing.T) {
+	blob, dgst := randomBlob(t, 18, 48<<20)
+	up := newUpstream(t, honest(blob))
+	dir := t.TempDir()
+	g := newGroup(t, Options{Dir: dir, IdleTimeout: 300 * time.Millisecond})
+	px := proxyFor(t, g, dgst, httpOpener(up.URL))
+
+	resp, err := http.Get(px.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if _, err := io.ReadFull(resp.Body, make([]byte, 64<<10)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "download to finish", func() bool { return g.Stats().UpstreamBytes == int64(len(blob)) })
+	waitFor(t, "stalled response to release the spool", func() bool { return openSpools(t, dir) == 0 })
+	if _, err := io.Copy(io.Discard, resp.Body); err == nil {
+		t.Error("stalled client got a complete body")
 	}
 }

@@ -32,6 +32,11 @@ type fillState struct {
 // the Group is closed.
 func (g *Group) fetch(ctx context.Context, d *download, open Opener) {
 	err := g.fill(ctx, d, open)
+	if err != nil {
+		// Counted before the verdict is published, so a client that
+		// sees the failure also sees it in Stats.
+		g.stats.failures.Add(1)
+	}
 	d.finish(err)
 	g.finished(d, err)
 	d.release()

@@ -163,7 +163,6 @@ func (g *Group) finished(d *download, err error) {
 		delete(g.inflight, d.dgst)
 	}
 	if err != nil {
-		g.stats.failures.Add(1)
 		g.log.Warn("blob download failed", "digest", d.dgst, "err", err)
 		return
 	}

@@ -42,7 +42,8 @@ func (g *Group) tail(ctx context.Context, w http.ResponseWriter, d *download, st
 				return &failedError{err: fmt.Errorf("read spool at %d: %w", pos, err)}
 			}
 			// A client that accepts nothing for IdleTimeout would
-			// otherwise pin the spool forever.
+			// otherwise pin the spool forever. net/http clears the
+			// deadline after the response, so keep-alive is unaffected.
 			if err := rc.SetWriteDeadline(time.Now().Add(g.opts.IdleTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
 				return err
 			}
