@@ -106,6 +106,27 @@ func TestCrane(t *testing.T) {
 		}
 	})
 
+	t.Run("enforced repositories are never fetched by tag upstream", func(t *testing.T) {
+		// trustgate rewrites tag → signed digest; upstream's tag is never consulted. The test's own
+		// pushes (go-containerregistry checks for an existing manifest by tag) are the only by-tag
+		// requests the registry may have seen.
+		proxied := 0
+		for _, e := range w.reg.Requests() {
+			if e.Method != http.MethodGet && e.Method != http.MethodHead || strings.Contains(e.UserAgent, "go-containerregistry") {
+				continue
+			}
+			proxied++
+			for _, p := range []string{"/v2/library/alpine/manifests/", "/v2/library/multi/manifests/"} {
+				if ref, ok := strings.CutPrefix(e.Path, p); ok && !strings.HasPrefix(ref, "sha256:") {
+					t.Errorf("upstream saw %s %s", e.Method, e.Path)
+				}
+			}
+		}
+		if proxied == 0 {
+			t.Error("the registry's access log shows no request from trustgate at all")
+		}
+	})
+
 	t.Run("warn mode serves unsigned and logs warn", func(t *testing.T) {
 		r := peers.Crane(t, "digest", ref("team/app:unsigned"))
 		if r.Err != nil || strings.TrimSpace(r.Stdout) != team.Digest {
