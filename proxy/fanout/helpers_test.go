@@ -137,7 +137,7 @@ func get(t testing.TB, url string, hdr map[string]string) result {
 // beyond any plausible run time), not an assertion about speed.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	give := time.Now().Add(2 * time.Minute)
+	give := time.Now().Add(30 * time.Second)
 	for !cond() {
 		if time.Now().After(give) {
 			t.Fatalf("gave up waiting for %s", what)

@@ -37,7 +37,7 @@ func (r *retention) get(dgst digest.Digest) *download {
 // add retains a verified download, evicting older ones beyond the budget.
 // A blob larger than the whole budget is not kept at all.
 func (r *retention) add(d *download) {
-	if d.size > r.max || r.lru.Contains(d.dgst) {
+	if r.max <= 0 || d.size > r.max || r.lru.Contains(d.dgst) {
 		return
 	}
 	r.makeRoom(d.size)

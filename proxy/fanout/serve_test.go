@@ -129,7 +129,8 @@ func trunc(b []byte) []byte {
 func TestServeEmptyBlob(t *testing.T) {
 	dgst := digest.FromBytes(nil)
 	up := newUpstream(t, honest(nil))
-	g := newGroup(t, Options{})
+	dir := t.TempDir()
+	g := newGroup(t, Options{Dir: dir})
 	px := proxyFor(t, g, dgst, httpOpener(up.URL))
 	res := get(t, px.URL, nil)
 	if res.err != nil || res.status != 200 || len(res.body) != 0 || res.header.Get("Content-Length") != "0" {
@@ -137,6 +138,11 @@ func TestServeEmptyBlob(t *testing.T) {
 	}
 	if res := get(t, px.URL, map[string]string{"Range": "bytes=0-"}); res.status != 416 {
 		t.Fatalf("range on empty blob: status %d, want 416", res.status)
+	}
+	// Nothing is retained with MaxSpoolBytes 0, not even a blob of 0 bytes.
+	waitFor(t, "spools to be closed", func() bool { return openSpools(t, dir) == 0 })
+	if s := g.Stats(); s.Retained != 0 || s.Fetches != 2 {
+		t.Errorf("stats %+v", s)
 	}
 }
 
