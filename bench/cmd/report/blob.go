@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/trustgate/trustgate/bench"
+	"github.com/trustgate/trustgate/internal/peers"
+)
+
+// BlobRow is scenario 1: n clients GET the same ~1 GiB blob at the same moment.
+type BlobRow struct {
+	System  string
+	Clients int
+	// Cache is "cold" for a proxy that has never seen the blob, "warm" for the second round on
+	// the same proxy, "" for the upstream itself.
+	Cache         string
+	Seconds       float64 // wall time until the last client finished
+	MBps          float64 // all bytes received / wall time (MB = 10^6 bytes)
+	PerClientMBps float64 // median of each client's bytes / its own time
+	Errors        int
+	FirstErr      string `json:",omitempty"`
+	// PeakRSSMiB is the server's VmHWM at the end of the row; each trustgate row is a fresh
+	// process, each distribution proxy cold row too (its warm row follows on the same process).
+	PeakRSSMiB       float64
+	UpstreamBlobGETs int // blob GETs the upstream registry's access log shows for this row
+}
+
+func blobScenario(root *scope, w *world, out string, prof *[]Profile) []BlobRow {
+	layer := w.big.Layers[0]
+	var rows []BlobRow
+	run := func(system, cache, base string, n, pid int) BlobRow {
+		client := &http.Client{Transport: bench.NewTransport(n)}
+		defer client.CloseIdleConnections()
+		mark := w.reg.Log.Len()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		wall, fs := bench.FetchAll(ctx, client, blobURL(base, w.big.Repo, layer.Digest), n, nil)
+		time.Sleep(300 * time.Millisecond) // the access log line is written after the response
+		r := BlobRow{System: system, Clients: n, Cache: cache, Seconds: wall.Seconds(), PeakRSSMiB: -1,
+			UpstreamBlobGETs: upstreamBlobGETs(w.reg, mark)}
+		var total int64
+		var per []float64
+		for _, f := range fs {
+			total += f.Bytes
+			if f.Err != nil {
+				r.Errors++
+				if r.FirstErr == "" {
+					r.FirstErr = f.Err.Error()
+				}
+				continue
+			}
+			per = append(per, float64(f.Bytes)/1e6/f.Elapsed.Seconds())
+		}
+		r.MBps = float64(total) / 1e6 / wall.Seconds()
+		if len(per) > 0 {
+			slices.Sort(per)
+			r.PerClientMBps = per[len(per)/2]
+		}
+		if pid > 0 {
+			if rss, err := peers.PeakRSS(pid); err == nil {
+				r.PeakRSSMiB = mib(rss)
+			}
+		}
+		root.Logf("blob: %-20s %-4s %2d clients: %.2fs, %.0f MB/s, rss %.1f MiB, upstream blob GETs %d, errors %d %s",
+			system, cache, n, r.Seconds, r.MBps, r.PeakRSSMiB, r.UpstreamBlobGETs, r.Errors, r.FirstErr)
+		return r
+	}
+
+	for _, n := range []int{1, 16} {
+		rows = append(rows, run("direct", "", w.reg.URL, n, 0))
+	}
+	// Peak RSS is a high-water mark, so every trustgate row is a fresh process: the 16-client
+	// figure is not inflated (or hidden) by the 1-client run before it.
+	for _, n := range []int{1, 16} {
+		sc := root.sub("blob-trustgate")
+		g := w.gate(sc, w.reg.URL, w.notCount.URL)
+		prime(sc, g.URL, w.big)
+		rows = append(rows, run("trustgate", "cold", g.URL, n, g.Pid()))
+		sc.close()
+	}
+	for _, n := range []int{1, 16} {
+		sc := root.sub("blob-distribution")
+		d := startDistProxy(sc, w.reg.URL)
+		rows = append(rows, run("distribution proxy", "cold", d.URL, n, d.Pid()))
+		rows = append(rows, run("distribution proxy", "warm", d.URL, n, d.Pid()))
+		sc.close()
+	}
+
+	// A profiled extra round, not part of the table (perf costs a few percent).
+	sc := root.sub("blob-profile")
+	defer sc.close()
+	g := w.gate(sc, w.reg.URL, w.notCount.URL)
+	prime(sc, g.URL, w.big)
+	pr, err := startPerf(g.Pid(), filepath.Join(out, "perf-blob-1client.data"))
+	if err != nil {
+		*prof = append(*prof, Profile{Scenario: "blob, 1 client", Err: err.Error()})
+		return rows
+	}
+	run("trustgate (perf)", "cold", g.URL, 1, 0)
+	*prof = append(*prof, pr.stop("blob streaming, 1 client (scenario 1)"))
+	return rows
+}

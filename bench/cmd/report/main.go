@@ -1,0 +1,162 @@
+// Command report runs trustgate's benchmark scenarios against real peers on loopback — the
+// upstream registry (distribution v3), notary-server and the notary CLI for signing, crane, and
+// distribution's own proxy mode as the comparison — and writes bench/results/latest.{md,json,svg}.
+//
+// It is started by `make bench` (bench/run.sh), which also runs the packages' Go micro-benchmarks
+// and hands their output in with -micro. Nothing here asserts a speed: the report states what was
+// measured next to the targets of issue #4.
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"time"
+)
+
+type config struct {
+	out         string
+	bigSize     int64
+	layerSize   int64
+	layers      int
+	tagDuration time.Duration
+	coldRuns    int
+	herd        int
+	pullRepeats int
+	micro       string
+	microCPU    string
+	only        string
+}
+
+func main() {
+	var cfg config
+	flag.StringVar(&cfg.out, "out", "bench/results", "directory for latest.md, latest.json, latest.svg and perf data")
+	flag.Int64Var(&cfg.bigSize, "blob-size", 1<<30, "size of the scenario-1 blob's file (the layer is a tar around it)")
+	flag.Int64Var(&cfg.layerSize, "layer-size", 20<<20, "size of each layer of the scenario-5 image")
+	flag.IntVar(&cfg.layers, "layers", 5, "layers of the scenario-5 image")
+	flag.DurationVar(&cfg.tagDuration, "tag-duration", 5*time.Second, "duration of each 32-client row of scenario 2")
+	flag.IntVar(&cfg.coldRuns, "cold-runs", 5, "fresh processes per system in scenario 3")
+	flag.IntVar(&cfg.herd, "herd", 100, "concurrent first pulls in scenario 4")
+	flag.IntVar(&cfg.pullRepeats, "pull-repeats", 2, "pulls after the first in scenario 5")
+	flag.StringVar(&cfg.micro, "micro", "", "file with `go test -bench` output to include")
+	flag.StringVar(&cfg.microCPU, "micro-cpu", "", "comma-separated files with pprof -top output to include")
+	flag.StringVar(&cfg.only, "only", "", "comma-separated scenarios to run (blob,tag,cold,herd,pull); empty = all")
+	flag.Parse()
+	os.Exit(run(cfg))
+}
+
+func run(cfg config) (code int) {
+	// The driver shares two cores with what it measures; fewer collections of its own heap (which
+	// holds the upstream registry's access log) mean fewer stalls in the load generator.
+	debug.SetGCPercent(400)
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	root := newScope("bench", log)
+	start := time.Now()
+	defer func() {
+		if v := recover(); v != nil {
+			if f, ok := v.(fatal); ok {
+				log.Error("benchmark aborted", "error", f.msg)
+			} else {
+				log.Error("benchmark panicked", "panic", v, "stack", string(debug.Stack()))
+			}
+			code = 1
+		}
+		root.close()
+	}()
+	if err := os.MkdirAll(cfg.out, 0o755); err != nil {
+		log.Error("output directory", "error", err)
+		return 1
+	}
+
+	rep := &Report{Machine: describeMachine(root), Config: map[string]string{
+		"blob":        fmt.Sprintf("%d MiB", cfg.bigSize>>20),
+		"layer":       fmt.Sprintf("%d MiB", cfg.layerSize>>20),
+		"image":       fmt.Sprintf("%d × %d MiB", cfg.layers, cfg.layerSize>>20),
+		"tagDuration": cfg.tagDuration.String(),
+		"coldRuns":    fmt.Sprint(cfg.coldRuns),
+		"herd":        fmt.Sprint(cfg.herd),
+		"pullRepeats": fmt.Sprint(cfg.pullRepeats),
+	}}
+	w := newWorld(root, cfg)
+	log.Info("world ready", "elapsed", time.Since(start).Round(time.Second))
+
+	want := func(s string) bool { return cfg.only == "" || strings.Contains(","+cfg.only+",", ","+s+",") }
+	// Each scenario runs in its own scope: a failing one is reported and the others still run.
+	try := func(name string, f func(sc *scope)) {
+		if !want(name) {
+			return
+		}
+		sc := root.sub(name)
+		defer sc.close()
+		defer func() {
+			if v := recover(); v != nil {
+				msg := fmt.Sprint(v)
+				if f, ok := v.(fatal); ok {
+					msg = f.msg
+				}
+				log.Error("scenario failed", "scenario", name, "error", msg)
+				rep.Failures = append(rep.Failures, name+": "+msg)
+			}
+		}()
+		t0 := time.Now()
+		f(sc)
+		log.Info("scenario done", "scenario", name, "elapsed", time.Since(t0).Round(time.Second))
+	}
+	try("tag", func(sc *scope) { rep.Tag = tagScenario(sc, w, cfg, cfg.out, &rep.Profiles) })
+	try("cold", func(sc *scope) { rep.Cold = coldScenario(sc, w, cfg.coldRuns) })
+	try("herd", func(sc *scope) { rep.Herd = herdScenario(sc, w, cfg.herd) })
+	try("pull", func(sc *scope) { rep.Pull = pullScenario(sc, w, cfg.pullRepeats) })
+	try("blob", func(sc *scope) { rep.Blob = blobScenario(sc, w, cfg.out, &rep.Profiles) })
+
+	rep.Checks = checkTargets(rep)
+	if cfg.micro != "" {
+		if b, err := os.ReadFile(cfg.micro); err == nil {
+			rep.Micro = string(b)
+		} else {
+			rep.Failures = append(rep.Failures, "micro-benchmarks: "+err.Error())
+		}
+	}
+	for _, f := range strings.Split(cfg.microCPU, ",") {
+		if f == "" {
+			continue
+		}
+		if b, err := os.ReadFile(f); err == nil {
+			rep.MicroCPU = append(rep.MicroCPU, string(b))
+		}
+	}
+	rep.Elapsed = time.Since(start).Round(time.Second).String()
+	if err := writeReport(rep, cfg.out); err != nil {
+		log.Error("writing report", "error", err)
+		return 1
+	}
+	log.Info("report written", "dir", cfg.out, "elapsed", rep.Elapsed)
+	if len(rep.Failures) > 0 {
+		return 1
+	}
+	return 0
+}
+
+func writeReport(rep *Report, dir string) error {
+	var md strings.Builder
+	rep.markdown(&md)
+	js, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	for name, b := range map[string][]byte{
+		"latest.md":   []byte(md.String()),
+		"latest.json": append(js, '\n'),
+		"latest.svg":  rep.chart().SVG(),
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			return err
+		}
+	}
+	fmt.Print(md.String())
+	return nil
+}

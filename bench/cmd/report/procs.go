@@ -1,0 +1,157 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/trustgate/trustgate/internal/peers"
+)
+
+// server is a process under measurement (trustgate or the distribution proxy). Unlike
+// peers.StartProcess, its output goes straight to a file: under load trustgate writes one decision
+// record per request, and piping that through the driver (which keeps peer output in memory)
+// would spend the driver's — and so the measured system's — CPU on the benchmark's own logging.
+type server struct {
+	URL, Host string
+	LogPath   string
+	cmd       *exec.Cmd
+	done      chan struct{}
+}
+
+func (s *server) Pid() int { return s.cmd.Process.Pid }
+
+// stop sends SIGTERM to this process only, then SIGKILL after a grace period.
+func (s *server) stop() {
+	select {
+	case <-s.done:
+		return
+	default:
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(10 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.done
+	}
+}
+
+func startServer(tb *scope, name, dir string, cmd *exec.Cmd, envDrop string) *server {
+	logPath := filepath.Join(dir, name+".log")
+	f, err := os.Create(logPath)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, envDrop) {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		tb.Fatalf("starting %s: %v", name, err)
+	}
+	s := &server{LogPath: logPath, cmd: cmd, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); f.Close(); close(s.done) }()
+	tb.Cleanup(s.stop)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for s.Host == "" {
+		if addrs, err := peers.ListenAddrs(s.Pid()); err == nil && len(addrs) > 0 {
+			s.Host = addrs[0]
+			break
+		}
+		if err := s.wait(ctx); err != nil {
+			tb.Fatalf("%s did not listen: %v\n%s", name, err, tail(logPath))
+		}
+	}
+	s.URL = "http://" + s.Host
+	for {
+		resp, err := http.Get(s.URL + "/v2/")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return s
+			}
+		}
+		if err := s.wait(ctx); err != nil {
+			tb.Fatalf("%s did not answer /v2/: %v\n%s", name, err, tail(logPath))
+		}
+	}
+}
+
+func (s *server) wait(ctx context.Context) error {
+	select {
+	case <-s.done:
+		return errors.New("exited")
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(20 * time.Millisecond):
+		return nil
+	}
+}
+
+func tail(path string) string {
+	b, _ := os.ReadFile(path)
+	if len(b) > 4000 {
+		b = b[len(b)-4000:]
+	}
+	return string(b)
+}
+
+// gate starts a fresh `trustgate serve` (empty trust dir, empty caches) with the configuration
+// the e2e tests use. upstream and notaryURL choose whether it talks to the peers directly or
+// through the counting proxies.
+func (w *world) gate(tb *scope, upstream, notaryURL string) *server {
+	dir := tb.TempDir()
+	cfg := peers.GateConfig{
+		RegistryURL: upstream,
+		NotaryURL:   notaryURL,
+		TrustDir:    filepath.Join(dir, "trust"),
+		LogLevel:    "info", // the documented default: one decision record per manifest request
+	}
+	path := filepath.Join(dir, "trustgate.yaml")
+	if err := os.WriteFile(path, []byte(cfg.YAML()), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	return startServer(tb, "trustgate", dir, exec.Command(w.trustgate, "serve", "--config", path), "TRUSTGATE_")
+}
+
+const distProxyConfig = `version: 0.1
+log:
+  level: info
+  formatter: text
+storage:
+  filesystem:
+    rootdirectory: %q
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:0
+proxy:
+  remoteurl: %q
+`
+
+// startDistProxy starts distribution's registry in proxy (pull-through cache) mode with empty
+// storage in front of remote. Otherwise stock settings (access log on, like the upstream), so it is
+// compared as shipped.
+func startDistProxy(tb *scope, remote string) *server {
+	dir := tb.TempDir()
+	cfg := filepath.Join(dir, "config.yml")
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, distProxyConfig, filepath.Join(dir, "data"), remote), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	return startServer(tb, "registry-proxy", dir, exec.Command(peers.Binary(tb, "registry"), "serve", cfg), "REGISTRY_")
+}

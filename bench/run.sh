@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# `make bench`: trustgate's benchmark report, measured on this machine in one run.
+#
+#   1. Go micro-benchmarks of the hot paths (go test -bench in the packages that have them), each
+#      with a CPU profile summarised by `go tool pprof -top`;
+#   2. bench/cmd/report: starts the real peers on loopback (distribution registry as upstream,
+#      notary-server, notary CLI for signing, crane) and runs the five scenarios against the
+#      upstream directly, trustgate (`trustgate serve`, built with go build) and distribution's
+#      registry in proxy mode, side by side.
+#
+# Output: bench/results/latest.md (table + machine), latest.json (raw), latest.svg (chart),
+# micro.txt, pprof/ and perf-*.data (profiles; not committed).
+#
+# Knobs (environment): BENCHTIME (micro-benchmarks, default 1s), REPORT_FLAGS (extra flags for the
+# report, e.g. "-blob-size 268435456 -tag-duration 2s" for a quick run; see go run ./bench/cmd/report -h).
+# Speed figures never fail anything; the exit status is non-zero only if a scenario could not run.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+GOBIN_DIR="$(go env GOPATH | cut -d: -f1)/bin"
+export PATH="$GOBIN_DIR:$PATH"
+
+out=bench/results
+mkdir -p "$out/pprof"
+rm -f "$out"/perf-*.data "$out"/pprof/*
+
+for bin in registry notary-server notary crane; do
+	if ! command -v "$bin" >/dev/null; then
+		echo "bench: $bin not found; install the peers with: bash scripts/install-deps.sh" >&2
+		exit 1
+	fi
+done
+
+echo "== micro-benchmarks (BENCHTIME=${BENCHTIME:-1s})" >&2
+micro="$out/micro.txt"
+: >"$micro"
+cpu_tops=()
+for pkg in resolver cache proxy proxy/fanout; do
+	if ! grep -qs '^func Benchmark' "$pkg"/*_test.go; then
+		echo "# ./$pkg: no benchmarks" >>"$micro"
+		continue
+	fi
+	name="${pkg//\//-}"
+	prof="$out/pprof/$name"
+	if ! go test -run '^$' -bench . -benchmem -benchtime "${BENCHTIME:-1s}" \
+		-cpuprofile "$prof.cpu.pprof" -memprofile "$prof.mem.pprof" -o "$prof.test" "./$pkg" >>"$micro" 2>&1; then
+		echo "# ./$pkg: go test -bench failed (output above)" >>"$micro"
+		continue
+	fi
+	top="$prof.cpu.txt"
+	{
+		echo "pprof CPU, ./$pkg micro-benchmarks (go tool pprof -top -nodecount=15)"
+		go tool pprof -top -nodecount=15 "$prof.test" "$prof.cpu.pprof" 2>/dev/null | sed -n '/^Showing\|flat%/,$p'
+		echo
+		echo "pprof allocations (alloc_space), ./$pkg"
+		go tool pprof -top -nodecount=10 -sample_index=alloc_space "$prof.test" "$prof.mem.pprof" 2>/dev/null | sed -n '/flat%/,$p'
+	} >"$top"
+	cpu_tops+=("$top")
+done
+cat "$micro" >&2
+
+echo "== scenarios" >&2
+# shellcheck disable=SC2086 # REPORT_FLAGS is a list of flags
+exec go run ./bench/cmd/report -out "$out" -micro "$micro" \
+	-micro-cpu "$(IFS=,; echo "${cpu_tops[*]:-}")" ${REPORT_FLAGS:-}
