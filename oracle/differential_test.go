@@ -3,6 +3,7 @@ package oracle_test
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/base64"
 	"fmt"
 	"strings"
@@ -73,6 +74,9 @@ type diffCase struct {
 	// classDiffers, when set, explains a known, justified difference in the kind of refusal
 	// (unsigned vs failed); both sides must still refuse.
 	classDiffers string
+	// pinning, when set, runs before the repository exists: it returns extra repository options
+	// (e.g. a CA-issued root key) and the trust pinning for the finished repository.
+	pinning func(t *testing.T) ([]tuftest.Option, func(r *tuftest.Repo) oracle.Pinning)
 }
 
 func key(t *testing.T) *tuftest.Key { return tuftest.NewKey(t, tuftest.ECDSA) }
@@ -564,6 +568,43 @@ func diffCases() []diffCase {
 			})
 		})},
 
+		// --- trust pinning: certs (exact, wildcard) and CA ---
+		{name: "pin: wildcard certs entry", tags: []string{"v1"}, setup: publishWith(basic),
+			pinning: func(t *testing.T) ([]tuftest.Option, func(*tuftest.Repo) oracle.Pinning) {
+				return nil, func(r *tuftest.Repo) oracle.Pinning {
+					return oracle.Pinning{DisableTOFU: true, Certs: map[string][]string{"example.com/team/*": r.RootKeyIDs()}}
+				}
+			}},
+		{name: "pin: longest wildcard wins", tags: []string{"v1"}, setup: publishWith(basic),
+			pinning: func(t *testing.T) ([]tuftest.Option, func(*tuftest.Repo) oracle.Pinning) {
+				return nil, func(r *tuftest.Repo) oracle.Pinning {
+					return oracle.Pinning{Certs: map[string][]string{"example.com/*": {strings.Repeat("ab", 32)}, "example.com/team/*": r.RootKeyIDs()}}
+				}
+			}},
+		{name: "pin: longest wildcard is wrong", tags: []string{"v1"}, setup: publishWith(basic),
+			pinning: func(t *testing.T) ([]tuftest.Option, func(*tuftest.Repo) oracle.Pinning) {
+				return nil, func(r *tuftest.Repo) oracle.Pinning {
+					return oracle.Pinning{Certs: map[string][]string{"example.com/team/*": {strings.Repeat("ab", 32)}, "example.com/*": r.RootKeyIDs()}}
+				}
+			}},
+		{name: "pin: exact certs entry beats a CA that does not match", tags: []string{"v1"}, setup: publishWith(basic),
+			pinning: func(t *testing.T) ([]tuftest.Option, func(*tuftest.Repo) oracle.Pinning) {
+				other := tuftest.NewCA(t, "other CA", past(), time.Now().AddDate(1, 0, 0))
+				return nil, func(r *tuftest.Repo) oracle.Pinning {
+					return oracle.Pinning{Certs: map[string][]string{gun: r.RootKeyIDs()}, CA: map[string]string{"example.com/": string(other.PEM)}}
+				}
+			}},
+		{name: "pin: CA, leaf without extended key usage", tags: []string{"v1"}, setup: publishWith(basic),
+			pinning: caPinning(nil, false, true)},
+		{name: "pin: CA, leaf with code-signing usage (notary's own template)", tags: []string{"v1"}, setup: publishWith(basic),
+			pinning: caPinning([]x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning}, false, true)},
+		{name: "pin: CA, leaf with server-auth usage", tags: []string{"v1"}, setup: publishWith(basic),
+			pinning: caPinning([]x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, false, true)},
+		{name: "pin: CA, CA certificate bundled after the leaf", tags: []string{"v1"}, setup: publishWith(basic),
+			pinning: caPinning(nil, true, true)},
+		{name: "pin: another CA", tags: []string{"v1"}, setup: publishWith(basic),
+			pinning: caPinning(nil, false, false)},
+
 		// --- with state from an earlier successful pull ---
 		{name: "new tag after re-signing", tags: []string{"v1", "v3"}, setup: publishWith(basic),
 			then: func(t *testing.T, r *tuftest.Repo, srv *tuftest.Server, gun string, pull func(tag string)) {
@@ -682,13 +723,19 @@ func TestDifferential(t *testing.T) {
 			if g == "" {
 				g = gun
 			}
-			r := tuftest.NewRepo(t, g, tc.opts...)
+			opts, pinFor := tc.opts, func(*tuftest.Repo) oracle.Pinning { return tc.pin }
+			if tc.pinning != nil {
+				var more []tuftest.Option
+				more, pinFor = tc.pinning(t)
+				opts = append(append([]tuftest.Option(nil), opts...), more...)
+			}
+			r := tuftest.NewRepo(t, g, opts...)
 			srv := tuftest.Serve(t, g, tc.setup(t, r))
 			if tc.serve != nil {
 				tc.serve(t, srv, g)
 			}
-			pin := tc.pin
-			if pin.DisableTOFU && pin.Certs == nil {
+			pin := pinFor(r)
+			if pin.DisableTOFU && pin.Certs == nil && pin.CA == nil {
 				pin.Certs = map[string][]string{g: r.RootKeyIDs()}
 			}
 			ctx := context.Background()
@@ -731,6 +778,22 @@ func TestDifferential(t *testing.T) {
 	for _, class := range []string{"accept", "unsigned", "fail"} {
 		if seen[class] < 5 {
 			t.Errorf("only %d %q verdicts in the table: %v", seen[class], class, seen)
+		}
+	}
+}
+
+// caPinning issues the root key from a fresh CA (with the given extended key usage, the CA
+// bundled into the key's PEM or not) and pins "example.com/" to that CA, or to another CA.
+func caPinning(eku []x509.ExtKeyUsage, bundle, sameCA bool) func(t *testing.T) ([]tuftest.Option, func(*tuftest.Repo) oracle.Pinning) {
+	return func(t *testing.T) ([]tuftest.Option, func(*tuftest.Repo) oracle.Pinning) {
+		ca := tuftest.NewCA(t, "test CA", past(), time.Now().AddDate(5, 0, 0))
+		k := ca.Issue(t, tuftest.ECDSA, gun, past(), time.Now().AddDate(1, 0, 0), eku, bundle)
+		pinned := ca
+		if !sameCA {
+			pinned = tuftest.NewCA(t, "other CA", past(), time.Now().AddDate(5, 0, 0))
+		}
+		return []tuftest.Option{tuftest.WithRootKey(k)}, func(*tuftest.Repo) oracle.Pinning {
+			return oracle.Pinning{CA: map[string]string{"example.com/": string(pinned.PEM)}, DisableTOFU: true}
 		}
 	}
 }

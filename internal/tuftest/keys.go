@@ -18,7 +18,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
-	"math/big"
 	"testing"
 	"time"
 
@@ -89,13 +88,9 @@ func certKey(t testing.TB, alg Alg, signer crypto.Signer, cn string, notBefore, 
 	if alg == Ed25519 {
 		t.Fatalf("tuftest: notary has no ed25519 x509 keys")
 	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 128))
-	if err != nil {
-		t.Fatalf("tuftest: serial: %v", err)
-	}
 	// Same template as notary's tuf/utils.NewCertificate.
 	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
+		SerialNumber:          serial(t),
 		Subject:               pkix.Name{CommonName: cn},
 		NotBefore:             notBefore,
 		NotAfter:              notAfter,

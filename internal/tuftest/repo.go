@@ -81,6 +81,12 @@ type config struct {
 	keyAlg       Alg
 	rootKeys     int
 	rootThresh   int
+	rootGiven    []*Key
+}
+
+// WithRootKey uses the given root keys (e.g. from CA.Issue) instead of generating them.
+func WithRootKey(keys ...*Key) Option {
+	return func(c *config) { c.rootGiven, c.rootKeys = keys, len(keys) }
 }
 
 // WithNow sets the clock expiries are computed from (default time.Now). The real notary client
@@ -124,7 +130,8 @@ func NewRepo(t testing.TB, gun string, opts ...Option) *Repo {
 		roles:       map[string]*role{},
 		rootHistory: map[int][]byte{},
 	}
-	for range c.rootKeys {
+	r.rootKeys = c.rootGiven
+	for len(r.rootKeys) < c.rootKeys {
 		r.rootKeys = append(r.rootKeys, NewCertKey(t, c.rootAlg, c.rootCN, c.rootCertFrom, c.rootNotAfter))
 	}
 	r.roles[Root] = &role{name: Root, keys: r.rootKeys, threshold: c.rootThresh, expires: now.AddDate(10, 0, 0)}
