@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -42,8 +43,13 @@ func TestTrustFetchedOncePerTTL(t *testing.T) {
 			t.Errorf("pull %d: status %d or wrong digest", i, c)
 		}
 	}
-	// notary-server logs a request after answering it; give the last line a moment to land.
-	time.Sleep(200 * time.Millisecond)
+	// notary-server logs a request after answering it: wait for the first line, then give any
+	// further (unwanted) ones a moment to land.
+	eventually(t, 5*time.Second, "timestamp fetch logged", func() (bool, string) {
+		n := w.notary.CountRequests(isGUN("timestamp")) - beforeTS
+		return n >= 1, fmt.Sprint(n)
+	})
+	time.Sleep(300 * time.Millisecond)
 	if n := w.notary.CountRequests(isGUN("timestamp")) - beforeTS; n != 1 {
 		t.Errorf("%d concurrent pulls caused %d timestamp fetches, want 1", pulls, n)
 	}
