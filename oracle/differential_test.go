@@ -718,66 +718,86 @@ func diffCases() []diffCase {
 func TestDifferential(t *testing.T) {
 	seen := map[string]int{} // oracle verdict classes, so agreement cannot be vacuous
 	for _, tc := range diffCases() {
-		t.Run(tc.name, func(t *testing.T) {
-			g := tc.gun
-			if g == "" {
-				g = gun
-			}
-			opts, pinFor := tc.opts, func(*tuftest.Repo) oracle.Pinning { return tc.pin }
-			if tc.pinning != nil {
-				var more []tuftest.Option
-				more, pinFor = tc.pinning(t)
-				opts = append(append([]tuftest.Option(nil), opts...), more...)
-			}
-			r := tuftest.NewRepo(t, g, opts...)
-			srv := tuftest.Serve(t, g, tc.setup(t, r))
-			if tc.serve != nil {
-				tc.serve(t, srv, g)
-			}
-			pin := pinFor(r)
-			if pin.DisableTOFU && pin.Certs == nil && pin.CA == nil {
-				pin.Certs = map[string][]string{g: r.RootKeyIDs()}
-			}
-			ctx := context.Background()
-			o := oracle.New(nil, pin)
-			rc, err := resolver.NewClient(resolver.Config{
-				ServerURL: srv.URL,
-				Pinning:   resolver.TrustPinning{Certs: pin.Certs, CA: pin.CA, DisableTOFU: pin.DisableTOFU},
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if tc.then != nil {
-				pull := func(tag string) {
-					t.Helper()
-					ov, rv := oracleVerdict(o.Resolve(ctx, srv.URL, g, tag)), resolverVerdict(ctx, rc, g, tag)
-					if ov.class != "accept" || rv.class != "accept" {
-						t.Fatalf("intermediate pull of %s: oracle %v, resolver %v", tag, ov, rv)
-					}
-				}
-				pull(tc.tags[0])
-				tc.then(t, r, srv, g, pull)
-			}
-			for _, tag := range tc.tags {
-				ov := oracleVerdict(o.Resolve(ctx, srv.URL, g, tag))
-				seen[ov.class]++
-				rv := resolverVerdict(ctx, rc, g, tag)
-				t.Logf("%s: oracle %v | resolver %v", tag, ov, rv)
-				if tc.classDiffers != "" && ov.class != "accept" && rv.class != "accept" {
-					if ov.class != rv.class {
-						t.Logf("%s: refusal kinds differ as documented: %s", tag, tc.classDiffers)
-					}
-					continue
-				}
-				if ov.class != rv.class || ov.digest != rv.digest {
-					t.Errorf("%s: disagree: notary+docker %v, trustgate %v", tag, ov, rv)
-				}
-			}
-		})
+		if tc.then == nil {
+			t.Run(tc.name, func(t *testing.T) { runDiffCase(t, tc, false, seen) })
+			continue
+		}
+		// State carried from the first pull: in the same resolver, and in a new one that
+		// only has what the first persisted to TrustDir (notary keeps its cache either way).
+		t.Run(tc.name+"/same client", func(t *testing.T) { runDiffCase(t, tc, false, seen) })
+		t.Run(tc.name+"/restarted from TrustDir", func(t *testing.T) { runDiffCase(t, tc, true, seen) })
 	}
 	for _, class := range []string{"accept", "unsigned", "fail"} {
 		if seen[class] < 5 {
 			t.Errorf("only %d %q verdicts in the table: %v", seen[class], class, seen)
+		}
+	}
+}
+
+func runDiffCase(t *testing.T, tc diffCase, restart bool, seen map[string]int) {
+	g := tc.gun
+	if g == "" {
+		g = gun
+	}
+	opts, pinFor := tc.opts, func(*tuftest.Repo) oracle.Pinning { return tc.pin }
+	if tc.pinning != nil {
+		var more []tuftest.Option
+		more, pinFor = tc.pinning(t)
+		opts = append(append([]tuftest.Option(nil), opts...), more...)
+	}
+	r := tuftest.NewRepo(t, g, opts...)
+	srv := tuftest.Serve(t, g, tc.setup(t, r))
+	if tc.serve != nil {
+		tc.serve(t, srv, g)
+	}
+	pin := pinFor(r)
+	if pin.DisableTOFU && pin.Certs == nil && pin.CA == nil {
+		pin.Certs = map[string][]string{g: r.RootKeyIDs()}
+	}
+	ctx := context.Background()
+	o := oracle.New(nil, pin)
+	cfg := resolver.Config{
+		ServerURL: srv.URL,
+		Pinning:   resolver.TrustPinning{Certs: pin.Certs, CA: pin.CA, DisableTOFU: pin.DisableTOFU},
+	}
+	if restart {
+		cfg.TrustDir = t.TempDir()
+	}
+	newClient := func() *resolver.Client {
+		rc, err := resolver.NewClient(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rc
+	}
+	rc := newClient()
+	if tc.then != nil {
+		pull := func(tag string) {
+			t.Helper()
+			ov, rv := oracleVerdict(o.Resolve(ctx, srv.URL, g, tag)), resolverVerdict(ctx, rc, g, tag)
+			if ov.class != "accept" || rv.class != "accept" {
+				t.Fatalf("intermediate pull of %s: oracle %v, resolver %v", tag, ov, rv)
+			}
+		}
+		pull(tc.tags[0])
+		tc.then(t, r, srv, g, pull)
+		if restart {
+			rc = newClient()
+		}
+	}
+	for _, tag := range tc.tags {
+		ov := oracleVerdict(o.Resolve(ctx, srv.URL, g, tag))
+		seen[ov.class]++
+		rv := resolverVerdict(ctx, rc, g, tag)
+		t.Logf("%s: oracle %v | resolver %v", tag, ov, rv)
+		if tc.classDiffers != "" && ov.class != "accept" && rv.class != "accept" {
+			if ov.class != rv.class {
+				t.Logf("%s: refusal kinds differ as documented: %s", tag, tc.classDiffers)
+			}
+			continue
+		}
+		if ov.class != rv.class || ov.digest != rv.digest {
+			t.Errorf("%s: disagree: notary+docker %v, trustgate %v", tag, ov, rv)
 		}
 	}
 }
