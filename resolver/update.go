@@ -61,6 +61,7 @@ func (c *Client) updatePass(ctx context.Context, g *gunState, now time.Time) (*S
 	p := &pass{c: c, g: g, now: now, files: map[string][]byte{}, versions: map[string]int{}}
 	gun := g.remote.gun
 	root := g.root
+	g.nextRoot = nil // only a snapshot verified in this pass may name the next root
 
 	// 1. timestamp: always fetched; on network/status failure a still-valid cached one
 	// stands in (notary's downloadTimestamp).
