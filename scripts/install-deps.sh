@@ -21,13 +21,16 @@ need_go notary        github.com/theupdateframework/notary/cmd/notary@v0.7.0
 need_go crane         github.com/google/go-containerregistry/cmd/crane@v0.22.1
 need_go staticcheck   honnef.co/go/tools/cmd/staticcheck@latest
 
-if ! command -v skopeo >/dev/null || ! command -v dockerd >/dev/null; then
+# docker.io brings dockerd, the docker CLI (/usr/bin/docker) and containerd (+ ctr, runc); the e2e
+# tests run dockerd and containerd themselves, so both daemons' binaries must be present.
+if ! command -v skopeo >/dev/null || ! command -v dockerd >/dev/null || ! command -v containerd >/dev/null ||
+  ! command -v ctr >/dev/null; then
   if [ "$(id -u)" = 0 ]; then
-    echo "install-deps: apt-get install skopeo docker.io"
+    echo "install-deps: apt-get install skopeo docker.io containerd"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq skopeo docker.io >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq skopeo docker.io containerd >/dev/null
   else
-    echo "install-deps: skopeo/dockerd missing and not root; install skopeo and docker.io" >&2
+    echo "install-deps: skopeo/dockerd/containerd missing and not root; install skopeo, docker.io and containerd" >&2
     exit 1
   fi
 fi

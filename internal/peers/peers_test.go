@@ -265,3 +265,32 @@ func TestDockerdMirror(t *testing.T) {
 		t.Errorf("images = %v, %v", imgs, err)
 	}
 }
+
+// TestContainerdHosts pins down that containerd adds ?ns=docker.io for a hosts.toml server and
+// does not fall back to Docker Hub.
+func TestContainerdHosts(t *testing.T) {
+	reg := StartRegistry(t)
+	p := PushImage(t, reg, "library/peersctd", "v1")
+	c := StartContainerd(t, reg.URL)
+	ctx := context.Background()
+	mark := reg.Log.Len()
+	if err := c.Pull(ctx, "docker.io/library/peersctd:v1"); err != nil {
+		t.Fatalf("pull: %v", err)
+	}
+	if d, err := c.ImageDigest(ctx, "docker.io/library/peersctd:v1"); err != nil || d != p.Digest {
+		t.Errorf("image digest = %q, %v; want %s", d, err, p.Digest)
+	}
+	reqs := reg.RequestsSince(mark)
+	if len(reqs) == 0 {
+		t.Fatal("no requests reached the registry")
+	}
+	for _, e := range reqs {
+		if !strings.HasSuffix(e.Path, "?ns=docker.io") {
+			t.Errorf("request without ns=docker.io: %s %s", e.Method, e.Path)
+		}
+	}
+	err := c.Pull(ctx, "docker.io/library/peersctd:missing")
+	if err == nil || strings.Contains(err.Error(), "registry-1.docker.io") {
+		t.Errorf("pull of a missing tag: %v; want a not-found error from the configured server only", err)
+	}
+}
