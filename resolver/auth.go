@@ -31,24 +31,35 @@ type tokenTransport struct {
 	mu      sync.Mutex
 	token   string
 	expires time.Time
+	basic   bool // the server asked for Basic: send credentials up front from now on
 }
 
 // tokenMinLifetime is the spec's default when expires_in is missing.
 const tokenMinLifetime = 60 * time.Second
 
+// cached returns the Authorization value to send up front, if any.
 func (t *tokenTransport) cached() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.basic {
+		return t.basicAuth()
+	}
 	if t.token != "" && t.now().Before(t.expires) {
-		return t.token
+		return "Bearer " + t.token
 	}
 	return ""
 }
 
+func (t *tokenTransport) basicAuth() string {
+	r, _ := http.NewRequest(http.MethodGet, "/", nil)
+	r.SetBasicAuth(t.username, t.password)
+	return r.Header.Get("Authorization")
+}
+
 func (t *tokenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if tok := t.cached(); tok != "" {
+	if auth := t.cached(); auth != "" {
 		r := req.Clone(req.Context())
-		r.Header.Set("Authorization", "Bearer "+tok)
+		r.Header.Set("Authorization", auth)
 		req = r
 	}
 	resp, err := t.inner.RoundTrip(req)
@@ -65,12 +76,13 @@ func (t *tokenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		auth = "Bearer " + tok
 	case "basic":
-		if t.username == "" {
-			return resp, nil
+		if t.username == "" || req.Header.Get("Authorization") != "" {
+			return resp, nil // no credentials, or they were just refused
 		}
-		r, _ := http.NewRequest(http.MethodGet, "/", nil)
-		r.SetBasicAuth(t.username, t.password)
-		auth = r.Header.Get("Authorization")
+		t.mu.Lock()
+		t.basic = true
+		auth = t.basicAuth()
+		t.mu.Unlock()
 	default:
 		return resp, nil
 	}

@@ -3,6 +3,7 @@ package resolver
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -133,5 +134,33 @@ func TestParseChallenge(t *testing.T) {
 		if s != tc.scheme || fmt.Sprint(p) != fmt.Sprint(tc.params) {
 			t.Errorf("parseChallenge(%q) = %q %v, want %q %v", tc.in, s, p, tc.scheme, tc.params)
 		}
+	}
+}
+
+func TestBasicAuth(t *testing.T) {
+	srv := fixtureServer(t)
+	inner := srv.Config.Handler
+	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != "alice" || p != "pw" {
+			w.Header().Set("Www-Authenticate", `Basic realm="notary"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		inner.ServeHTTP(w, r)
+	})
+	c := newTestClient(t, srv, func(cfg *Config) { cfg.Username, cfg.Password = "alice", "pw" })
+	if _, err := c.Update(context.Background(), gunApp); err != nil {
+		t.Fatal(err)
+	}
+	srv.take()
+	if _, err := c.Update(context.Background(), gunApp); err != nil {
+		t.Fatal(err)
+	}
+	if got := srv.take(); len(got) != 1 {
+		t.Fatalf("warm requests with Basic auth: %v", got)
+	}
+	bad := newTestClient(t, srv, func(cfg *Config) { cfg.Username, cfg.Password = "alice", "wrong" })
+	if _, err := bad.Update(context.Background(), gunApp); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("wrong password: err = %v", err)
 	}
 }

@@ -2,9 +2,11 @@ package resolver
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/trustgate/trustgate/internal/tuftest"
 )
@@ -97,5 +99,39 @@ func TestConcurrentUpdates(t *testing.T) {
 	}
 	if n != 2 {
 		t.Fatalf("root.json fetched %d times, want 2", n)
+	}
+}
+
+func TestExpiredCachedRootIsReplaced(t *testing.T) {
+	now := time.Now()
+	repo := tuftest.NewRepo(t, genGUN)
+	repo.SetExpiry(tuftest.Root, now.Add(time.Hour))
+	repo.AddTarget("targets", "v1", []byte("one"))
+	srv := tuftest.Serve(t, genGUN, repo.Publish())
+	dir := t.TempDir()
+	later := func() time.Time { return now.Add(2 * time.Hour) }
+	c, _ := NewClient(Config{ServerURL: srv.URL, TrustDir: dir})
+	if _, err := c.Update(context.Background(), genGUN); err != nil {
+		t.Fatal(err)
+	}
+	// The server still has only the expired root: refused.
+	c, _ = NewClient(Config{ServerURL: srv.URL, TrustDir: dir, Now: later})
+	if _, err := c.Update(context.Background(), genGUN); !errors.Is(err, ErrExpired) {
+		t.Fatalf("err = %v, want ErrExpired", err)
+	}
+	// A re-signed root, vouched for by the cached one, replaces it.
+	repo.SetExpiry(tuftest.Root, now.AddDate(1, 0, 0))
+	srv.Set(genGUN, repo.Publish())
+	srv.ResetRequests()
+	c, _ = NewClient(Config{ServerURL: srv.URL, TrustDir: dir, Now: later, Pinning: TrustPinning{DisableTOFU: true}})
+	st, err := c.Update(context.Background(), genGUN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Lookup("v1", nil); err != nil {
+		t.Fatal(err)
+	}
+	if srv.Count(genGUN+"/root.json") != 1 {
+		t.Fatalf("requests %v", srv.Requests())
 	}
 }
