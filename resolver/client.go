@@ -41,7 +41,7 @@ type Client struct {
 
 // gunState is everything known about one GUN; mu serialises its Updates.
 type gunState struct {
-	mu       sync.Mutex
+	lock     chan struct{} // a mutex that a cancelled context can stop waiting for
 	loaded   bool
 	remote   *remote
 	root     *trustedRoot
@@ -95,10 +95,10 @@ func (c *Client) gunState(gun string) *gunState {
 	defer c.mu.Unlock()
 	g, ok := c.guns[gun]
 	if !ok {
-		g = &gunState{remote: &remote{
+		g = &gunState{lock: make(chan struct{}, 1), remote: &remote{
 			base: c.base,
 			gun:  gun,
-			client: &http.Client{Transport: &tokenTransport{
+			client: &http.Client{Timeout: requestTimeout, Transport: &tokenTransport{
 				inner:    c.transport,
 				scope:    "repository:" + gun + ":pull",
 				username: c.user,
@@ -112,6 +112,16 @@ func (c *Client) gunState(gun string) *gunState {
 	return g
 }
 
+// forget drops the state of a GUN that never got a trusted root, so requests for arbitrary
+// names (most of them without trust data) cannot grow the map without bound.
+func (c *Client) forget(gun string, g *gunState) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.guns[gun] == g {
+		delete(c.guns, gun)
+	}
+}
+
 // Update brings the verified state of gun up to date (timestamp always; more only if it
 // changed) and returns an immutable snapshot. Offline/5xx on timestamp with a still-valid
 // cached timestamp → cached state.
@@ -123,8 +133,18 @@ func (c *Client) Update(ctx context.Context, gun string) (*State, error) {
 		return nil, err
 	}
 	g := c.gunState(gun)
-	g.mu.Lock()
-	defer g.mu.Unlock()
+	select {
+	case g.lock <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: %s: %w", ErrUnavailable, gun, ctx.Err())
+	}
+	defer func() {
+		untrusted := g.root == nil
+		<-g.lock
+		if untrusted {
+			c.forget(gun, g)
+		}
+	}()
 	if !g.loaded {
 		files, versions, err := c.store.load(gun)
 		if err != nil {
@@ -309,8 +329,8 @@ func (c *Client) fetchChecked(ctx context.Context, g *gunState, role string, met
 		return nil, fmt.Errorf("%w: %s %s: no sha256 checksum to fetch by", ErrInvalid, g.remote.gun, role)
 	}
 	limit := meta.Length
-	if limit < 0 {
-		limit = maxDownloadSize
+	if limit < 0 || limit > maxDownloadSize {
+		limit = maxDownloadSize // notary has no ceiling here; 100 MiB is its own bound elsewhere
 	}
 	raw, err := g.remote.get(ctx, role+"."+hex.EncodeToString(sum), limit)
 	if err != nil {

@@ -159,6 +159,13 @@ func TestNoTrustData(t *testing.T) {
 	if !errors.Is(err, ErrNoTrustData) || !IsNotSigned(err) {
 		t.Fatalf("err = %v, want ErrNoTrustData", err)
 	}
+	// Names without trust data leave nothing behind (clients choose the names).
+	c.mu.Lock()
+	n := len(c.guns)
+	c.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d GUN states kept after a failed bootstrap", n)
+	}
 }
 
 func TestExpiredFixture(t *testing.T) {

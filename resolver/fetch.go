@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"time"
 )
 
 // Download caps from notary's const.go: the timestamp is small and unauthenticated by any
@@ -17,6 +18,11 @@ const (
 	maxDownloadSize  = 100 << 20
 	maxErrorBody     = 1 << 10
 )
+
+// requestTimeout bounds each request (token round trip included) even when the caller's
+// context has no deadline: a trust server that stalls must become a 503, not a hung pull
+// holding the GUN's lock.
+const requestTimeout = 30 * time.Second
 
 // errNotFound marks a 404 so bootstrap can tell "no trust data" from other failures.
 var errNotFound = errors.New("not found")
