@@ -40,7 +40,9 @@ type Result struct {
 	NotSigned bool
 	// NoTrustData: the repository has no trust data (root.json 404).
 	NoTrustData bool
-	Err         error
+	// Panicked: the notary library crashed on the input (a refusal, as for docker).
+	Panicked bool
+	Err      error
 }
 
 // Client keeps notary's metadata cache across Resolve calls, so rollback and rotation behave
@@ -67,7 +69,14 @@ func Resolve(ctx context.Context, serverURL, gun, tag string) Result {
 // Resolve loads the trust data of gun from serverURL (notary checks expiry against the real
 // clock) and looks tag up with docker's rule. ctx bounds nothing inside notary (it has no
 // context support); it is checked before starting.
-func (c *Client) Resolve(ctx context.Context, serverURL, gun, tag string) Result {
+func (c *Client) Resolve(ctx context.Context, serverURL, gun, tag string) (res Result) {
+	// notary v0.7.0 dereferences nil on some malformed metadata (e.g. a timestamp of
+	// {"signatures":[{}]} with no "signed"); docker would crash, i.e. the pull fails.
+	defer func() {
+		if p := recover(); p != nil {
+			res = Result{Panicked: true, Err: fmt.Errorf("notary panicked: %v", p)}
+		}
+	}()
 	if err := ctx.Err(); err != nil {
 		return Result{Err: err}
 	}
