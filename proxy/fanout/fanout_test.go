@@ -3,6 +3,7 @@ package fanout
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -69,10 +70,6 @@ func TestLyingUpstream(t *testing.T) {
 		b[i] ^= 0x80
 		return b
 	}
-	truncated := func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Length", strconv.Itoa(len(blob)))
-		w.Write(blob[:len(blob)/2])
-	}
 	claim := func(open Opener, delta int64) Opener {
 		return func(ctx context.Context, off int64) (io.ReadCloser, int64, error) {
 			body, size, err := open(ctx, off)
@@ -81,31 +78,57 @@ func TestLyingUpstream(t *testing.T) {
 	}
 	tests := []struct {
 		name     string
-		h        http.HandlerFunc
-		sizeLie  int64
-		wantSize int64 // Content-Length the clients were promised
+		body     []byte // what upstream sends, with Content-Length len(blob)
+		sizeLie  int64  // added to the size the Opener reports
+		wantSize int64  // Content-Length the clients were promised
 	}{
-		{"wrong last byte", honest(flip(len(blob) - 1)), 0, int64(len(blob))},
-		{"wrong first byte", honest(flip(0)), 0, int64(len(blob))},
-		{"truncated", truncated, 0, int64(len(blob))},
-		{"longer than announced", honest(blob), -1, int64(len(blob)) - 1},
-		{"shorter than announced", honest(blob), +1, int64(len(blob)) + 1},
+		{"wrong last byte", flip(len(blob) - 1), 0, int64(len(blob))},
+		{"wrong first byte", flip(0), 0, int64(len(blob))},
+		{"truncated", blob[:len(blob)/2], 0, int64(len(blob))},
+		{"longer than announced", blob, -1, int64(len(blob)) - 1},
+		{"shorter than announced", blob, +1, int64(len(blob)) + 1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			up := newUpstream(t, tc.h)
+			// Upstream pauses after a quarter of the body until every
+			// client has its response headers, so all of them are
+			// mid-body when the lie is found. (A client arriving after
+			// the verdict gets an error status instead.)
+			release := make(chan struct{})
+			up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+				cut := len(tc.body) / 4
+				w.Header().Set("Content-Length", strconv.Itoa(len(blob)))
+				w.Write(tc.body[:cut])
+				w.(http.Flusher).Flush()
+				<-release
+				w.Write(tc.body[cut:])
+			})
 			g := newGroup(t, Options{})
 			px := proxyFor(t, g, dgst, claim(httpOpener(up.URL), tc.sizeLie))
 
 			results := make([]result, 3)
+			var headers sync.WaitGroup
 			var wg sync.WaitGroup
 			for i := range results {
-				wg.Go(func() { results[i] = get(t, px.URL, nil) })
+				headers.Add(1)
+				wg.Go(func() {
+					resp, err := http.Get(px.URL)
+					headers.Done()
+					if err != nil {
+						results[i].err = err
+						return
+					}
+					defer resp.Body.Close()
+					body, err := io.ReadAll(resp.Body)
+					results[i] = result{status: resp.StatusCode, header: resp.Header, body: body, err: err}
+				})
 			}
+			headers.Wait()
+			close(release)
 			wg.Wait()
 			for i, res := range results {
 				if res.status != 200 {
-					t.Fatalf("client %d: status %d, body %q", i, res.status, trunc(res.body))
+					t.Fatalf("client %d: status %d, body %q, err %v", i, res.status, trunc(res.body), res.err)
 				}
 				if n := contentLength(t, res.header); n != tc.wantSize {
 					t.Errorf("client %d: Content-Length %d, want %d", i, n, tc.wantSize)
@@ -115,10 +138,45 @@ func TestLyingUpstream(t *testing.T) {
 				}
 			}
 			s := g.Stats()
-			if s.Failures < 1 || s.Aborts != int64(len(results)) {
+			if s.Fetches != 1 || s.Failures != 1 || s.Aborts != int64(len(results)) {
 				t.Errorf("stats %+v", s)
 			}
 		})
+	}
+}
+
+// A request that reaches a download after its verdict (it joined just
+// before the failure was published) gets an error status through OnError,
+// not headers followed by an aborted body.
+func TestLateJoinerOfFailedDownload(t *testing.T) {
+	blob, dgst := randomBlob(t, 19, 1<<20)
+	wrong := bytes.Clone(blob)
+	wrong[0] ^= 1
+	gate := &eofGate{r: bytes.NewReader(wrong), release: make(chan struct{})}
+	g := newGroup(t, Options{})
+	px := proxyFor(t, g, dgst, func(ctx context.Context, off int64) (io.ReadCloser, int64, error) {
+		return gate, int64(len(wrong)), nil
+	})
+	resp, err := http.Get(px.URL) // returns once its headers are out
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	waitFor(t, "all upstream bytes", func() bool { return g.Stats().UpstreamBytes == int64(len(blob)) })
+	late := g.peek(dgst) // joins while the download is in flight
+	if late == nil {
+		t.Fatal("no download in flight")
+	}
+	defer late.release()
+	gate.Close()
+	if err := late.verified(context.Background()); !errors.Is(err, ErrDigestMismatch) {
+		t.Fatalf("verdict %v, want ErrDigestMismatch", err)
+	}
+	if _, err := late.waitSize(context.Background()); !errors.Is(err, ErrDigestMismatch) {
+		t.Errorf("late joiner: waitSize err %v, want ErrDigestMismatch", err)
+	}
+	if body, err := io.ReadAll(resp.Body); resp.StatusCode != 200 || err == nil {
+		t.Errorf("first client: status %d, %d bytes, err %v; want aborted", resp.StatusCode, len(body), err)
 	}
 }
 
@@ -354,7 +412,7 @@ func TestStalledClientReleasesSpool(t *testing.T) {
 	blob, dgst := randomBlob(t, 18, 48<<20)
 	up := newUpstream(t, honest(blob))
 	dir := t.TempDir()
-	g := newGroup(t, Options{Dir: dir, IdleTimeout: 300 * time.Millisecond})
+	g := newGroup(t, Options{Dir: dir, IdleTimeout: 2 * time.Second})
 	px := proxyFor(t, g, dgst, httpOpener(up.URL))
 
 	resp, err := http.Get(px.URL)

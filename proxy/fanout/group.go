@@ -112,11 +112,13 @@ func (g *Group) join(ctx context.Context, dgst digest.Digest, open Opener) (*dow
 	if d := g.inflight[dgst]; d != nil {
 		d.acquire()
 		g.stats.joins.Add(1)
+		g.log.Debug("joining blob download in flight", "digest", dgst)
 		return d, nil
 	}
 	if d := g.keep.get(dgst); d != nil {
 		d.acquire()
 		g.stats.hits.Add(1)
+		g.log.Debug("serving retained blob spool", "digest", dgst)
 		return d, nil
 	}
 	if g.closed {
@@ -129,6 +131,7 @@ func (g *Group) join(ctx context.Context, dgst digest.Digest, open Opener) (*dow
 	d.refs = 2 // the fetcher and this request
 	g.inflight[dgst] = d
 	g.stats.fetches.Add(1)
+	g.log.Debug("starting blob download", "digest", dgst)
 	go g.fetch(context.WithoutCancel(ctx), d, open)
 	return d, nil
 }
