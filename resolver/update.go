@@ -3,7 +3,9 @@ package resolver
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"slices"
@@ -26,21 +28,31 @@ func sha256Hex(b []byte) string {
 	return hex.EncodeToString(s[:])
 }
 
-// verifyRole runs notary's per-role order: signatures, structure (parse), version, expiry.
-// It returns the envelope, the signer IDs and the parsed body via parse.
+// verifyRole runs notary's per-role order: signatures, structure (parse), version, expiry —
+// except that delegations are parsed before their signatures are checked (builder.go
+// loadDelegation), which decides whether a broken delegation is fatal or skipped.
+// The parsed body is handed out through parse.
 func (p *pass) verifyRole(role string, raw []byte, ks keySet, parse func(*envelope) (signedCommon, error)) ([]string, signedCommon, error) {
 	gun := p.g.remote.gun
 	env, err := parseEnvelope(raw)
 	if err != nil {
 		return nil, signedCommon{}, fmt.Errorf("%s %s: %w", gun, role, err)
 	}
+	var sc signedCommon
+	parseFirst := isDelegation(role)
+	if parseFirst {
+		if sc, err = parse(env); err != nil {
+			return nil, signedCommon{}, fmt.Errorf("%s: %w", gun, err)
+		}
+	}
 	signers, err := verifySignatures(env, ks)
 	if err != nil {
 		return nil, signedCommon{}, fmt.Errorf("%s %s: %w", gun, role, err)
 	}
-	sc, err := parse(env)
-	if err != nil {
-		return nil, signedCommon{}, fmt.Errorf("%s: %w", gun, err)
+	if !parseFirst {
+		if sc, err = parse(env); err != nil {
+			return nil, signedCommon{}, fmt.Errorf("%s: %w", gun, err)
+		}
 	}
 	if err := checkVersion(sc, p.g.versions[role], gun, role); err != nil {
 		return nil, signedCommon{}, err
@@ -138,7 +150,7 @@ func (c *Client) updatePass(ctx context.Context, g *gunState, now time.Time) (*S
 			return nil, err
 		}
 		if !top {
-			if err := checkDelegationCerts(it.ks, now); err != nil {
+			if err := checkDelegationCerts(it.ks); err != nil {
 				return nil, fmt.Errorf("%s %s: %w", gun, name, err)
 			}
 		}
@@ -201,19 +213,35 @@ func skippable(err error) bool {
 	return errors.Is(err, ErrExpired) || (errors.Is(err, ErrThreshold) && !errors.Is(err, errNoSignatures))
 }
 
-// checkDelegationCerts mirrors Repo.GetDelegationRole: certificate keys of a delegation must
-// be sane certificates; expiry only warrants a warning there, TUF expiry governs.
-func checkDelegationCerts(ks keySet, now time.Time) error {
+// checkDelegationCerts mirrors Repo.GetDelegationRole: a delegation key that holds a
+// certificate must be a sane one (validity window, no SHA-1, RSA ≥ 2048); its expiry is not
+// checked, TUF expiry governs.
+func checkDelegationCerts(ks keySet) error {
 	for id, k := range ks.keys {
-		if k.Type != keyECDSAx509 && k.Type != keyRSAx509 {
+		c := firstCert(k.Value.Public)
+		if c == nil {
 			continue
 		}
-		certs, err := parseCertBundle(k.Value.Public)
-		if err != nil {
-			continue
-		}
-		if err := validateCertificate(certs[0], true, now); err != nil && !errors.Is(err, errCertExpired) {
+		if err := validateCertificate(c, false, time.Time{}); err != nil {
 			return fmt.Errorf("%w: delegation key %s: %v", ErrInvalid, id, err)
+		}
+	}
+	return nil
+}
+
+// firstCert is utils.LoadCertFromPEM: the first parseable header-less CERTIFICATE block.
+func firstCert(b []byte) *x509.Certificate {
+	for len(b) > 0 {
+		var block *pem.Block
+		block, b = pem.Decode(b)
+		if block == nil {
+			return nil
+		}
+		if block.Type != "CERTIFICATE" || len(block.Headers) != 0 {
+			continue
+		}
+		if c, err := x509.ParseCertificate(block.Bytes); err == nil {
+			return c
 		}
 	}
 	return nil
