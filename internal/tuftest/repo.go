@@ -63,6 +63,7 @@ type role struct {
 	signFunc     func(k *Key, msg []byte) Signature
 	mutateSigned []func(signed map[string]interface{})
 	mutateFile   []func(file []byte) []byte
+	rawSigned    []byte
 	omit         bool
 
 	dirty         bool
@@ -302,6 +303,15 @@ func (r *Repo) MutateFile(name string, f func(file []byte) []byte) {
 	rl.mutateFile, rl.dirty = append(rl.mutateFile, f), true
 }
 
+// SetSignedRaw makes a role's "signed" exactly raw (any bytes) and signs the canonical form of
+// raw decoded into a map, as notary's verifier computes it (raw itself if it does not decode).
+// Parents still hash the result, so only parsing and verification can object: for fuzzing
+// how the resolver reads validly signed but odd JSON.
+func (r *Repo) SetSignedRaw(name string, raw []byte) {
+	rl := r.role(name)
+	rl.rawSigned, rl.dirty = bytes.Clone(raw), true
+}
+
 // OmitFromSnapshot leaves a delegation (or root/targets) out of snapshot meta.
 func (r *Repo) OmitFromSnapshot(name string) {
 	r.role(name).omit = true
@@ -425,13 +435,27 @@ func (r *Repo) sign(name string) {
 	}
 	rl.dirty, rl.pinnedVersion = false, false
 
-	signed := r.signedObject(rl)
-	for _, f := range rl.mutateSigned {
-		f(signed)
-	}
-	msg, err := cjson.EncodeCanonical(signed)
-	if err != nil {
-		r.t.Fatalf("tuftest: canonicalize %s: %v", name, err)
+	var msg, body []byte
+	if rl.rawSigned != nil {
+		body = rl.rawSigned
+		msg = body
+		var m interface{}
+		if json.Unmarshal(body, &m) == nil {
+			if c, err := cjson.EncodeCanonical(m); err == nil {
+				msg = c
+			}
+		}
+	} else {
+		signed := r.signedObject(rl)
+		for _, f := range rl.mutateSigned {
+			f(signed)
+		}
+		var err error
+		msg, err = cjson.EncodeCanonical(signed)
+		if err != nil {
+			r.t.Fatalf("tuftest: canonicalize %s: %v", name, err)
+		}
+		body = msg
 	}
 	signers := rl.keys
 	if rl.signWith != nil {
@@ -448,7 +472,7 @@ func (r *Repo) sign(name string) {
 			sigs = append(sigs, k.Sign(msg))
 		}
 	}
-	file := Envelope(msg, sigs)
+	file := Envelope(body, sigs)
 	for _, f := range rl.mutateFile {
 		file = f(file)
 	}
