@@ -18,6 +18,7 @@ type BlobRow struct {
 	// Cache is "cold" for a proxy that has never seen the blob, "warm" for the second round on
 	// the same proxy, "" for the upstream itself.
 	Cache         string
+	Rounds        int     // rounds measured; figures are the median round's (peak RSS: the highest)
 	Seconds       float64 // wall time until the last client finished
 	MBps          float64 // all bytes received / wall time (MB = 10^6 bytes)
 	PerClientMBps float64 // median of each client's bytes / its own time
@@ -29,7 +30,7 @@ type BlobRow struct {
 	UpstreamBlobGETs int // blob GETs the upstream registry's access log shows for this row
 }
 
-func blobScenario(root *scope, w *world, out string, prof *[]Profile) []BlobRow {
+func blobScenario(root *scope, w *world, rounds int, out string, prof *[]Profile) []BlobRow {
 	layer := w.big.Layers[0]
 	var rows []BlobRow
 	run := func(system, cache, base string, n, pid int) BlobRow {
@@ -40,7 +41,7 @@ func blobScenario(root *scope, w *world, out string, prof *[]Profile) []BlobRow 
 		defer cancel()
 		wall, fs := bench.FetchAll(ctx, client, blobURL(base, w.big.Repo, layer.Digest), n, nil)
 		time.Sleep(300 * time.Millisecond) // the access log line is written after the response
-		r := BlobRow{System: system, Clients: n, Cache: cache, Seconds: wall.Seconds(), PeakRSSMiB: -1,
+		r := BlobRow{System: system, Clients: n, Cache: cache, Rounds: 1, Seconds: wall.Seconds(), PeakRSSMiB: -1,
 			UpstreamBlobGETs: upstreamBlobGETs(w.reg, mark)}
 		var total int64
 		var per []float64
@@ -70,25 +71,47 @@ func blobScenario(root *scope, w *world, out string, prof *[]Profile) []BlobRow 
 		return r
 	}
 
-	for _, n := range []int{1, 16} {
-		rows = append(rows, run("direct", "", w.reg.URL, n, 0))
-	}
 	// Peak RSS is a high-water mark, so every trustgate row is a fresh process: the 16-client
-	// figure is not inflated (or hidden) by the 1-client run before it.
-	for _, n := range []int{1, 16} {
+	// figure is not inflated (or hidden) by the 1-client run before it. distribution's cold rows
+	// are fresh processes with empty storage; its warm row follows on the same process.
+	gateRow := func(n int) BlobRow {
 		sc := root.sub("blob-trustgate")
+		defer sc.close()
 		g := w.gate(sc, w.reg.URL, w.notCount.URL)
 		prime(sc, g.URL, w.big)
-		rows = append(rows, run("trustgate", "cold", g.URL, n, g.Pid()))
-		sc.close()
+		return run("trustgate", "cold", g.URL, n, g.Pid())
 	}
-	for _, n := range []int{1, 16} {
+	distRows := func(n int) (cold, warm BlobRow) {
 		sc := root.sub("blob-distribution")
+		defer sc.close()
 		d := startDistProxy(sc, w.reg.URL)
-		rows = append(rows, run("distribution proxy", "cold", d.URL, n, d.Pid()))
-		rows = append(rows, run("distribution proxy", "warm", d.URL, n, d.Pid()))
-		sc.close()
+		cold = run("distribution proxy", "cold", d.URL, n, d.Pid())
+		return cold, run("distribution proxy", "warm", d.URL, n, d.Pid())
 	}
+
+	// 1 client: interleaved rounds (see tagScenario), median reported.
+	per := map[string][]BlobRow{}
+	for round := range rounds {
+		steps := []func(){
+			func() { per["direct"] = append(per["direct"], run("direct", "", w.reg.URL, 1, 0)) },
+			func() { per["trustgate"] = append(per["trustgate"], gateRow(1)) },
+			func() {
+				c, wm := distRows(1)
+				per["dcold"], per["dwarm"] = append(per["dcold"], c), append(per["dwarm"], wm)
+			},
+		}
+		for i := range steps {
+			steps[(i+round)%len(steps)]()
+		}
+	}
+	for _, k := range []string{"direct", "trustgate", "dcold", "dwarm"} {
+		rows = append(rows, medianBlobRow(per[k]))
+	}
+	// 16 clients × 1 GiB: one round each (a round moves 16 GiB).
+	rows = append(rows, run("direct", "", w.reg.URL, 16, 0))
+	rows = append(rows, gateRow(16))
+	c, wm := distRows(16)
+	rows = append(rows, c, wm)
 
 	// A profiled extra round, not part of the table (perf costs a few percent).
 	sc := root.sub("blob-profile")
@@ -103,4 +126,27 @@ func blobScenario(root *scope, w *world, out string, prof *[]Profile) []BlobRow 
 	run("trustgate (perf)", "cold", g.URL, 1, 0)
 	*prof = append(*prof, pr.stop("blob streaming, 1 client (scenario 1)"))
 	return rows
+}
+
+// medianBlobRow combines rounds: median throughput and time, highest RSS and upstream count of
+// any round, summed errors.
+func medianBlobRow(rs []BlobRow) BlobRow {
+	if len(rs) == 0 {
+		return BlobRow{}
+	}
+	out := rs[0]
+	out.Rounds = len(rs)
+	out.Errors, out.UpstreamBlobGETs = 0, 0
+	var sec, mbps, per []float64
+	for _, r := range rs {
+		out.Errors += r.Errors
+		out.UpstreamBlobGETs = max(out.UpstreamBlobGETs, r.UpstreamBlobGETs)
+		out.PeakRSSMiB = max(out.PeakRSSMiB, r.PeakRSSMiB)
+		if out.FirstErr == "" {
+			out.FirstErr = r.FirstErr
+		}
+		sec, mbps, per = append(sec, r.Seconds), append(mbps, r.MBps), append(per, r.PerClientMBps)
+	}
+	out.Seconds, out.MBps, out.PerClientMBps = median(sec), median(mbps), median(per)
+	return out
 }

@@ -21,10 +21,14 @@ type Machine struct {
 	Commit   string
 	Peers    map[string]string
 	Date     time.Time
+	// Load averages (/proc/loadavg) when the run started and ended: other work on the machine
+	// takes cores from every system measured here, so a loaded machine lowers all figures.
+	LoadBefore, LoadAfter string
 }
 
 func describeMachine(tb *scope) Machine {
 	m := Machine{CPUs: runtime.NumCPU(), Go: goVersion(), Date: time.Now().UTC(), Peers: map[string]string{}}
+	m.LoadBefore = loadAvg()
 	m.CPUModel = procField("/proc/cpuinfo", "model name")
 	m.MemTotal = procField("/proc/meminfo", "MemTotal")
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
@@ -75,4 +79,16 @@ func procField(file, key string) string {
 		}
 	}
 	return ""
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
 }

@@ -25,6 +25,7 @@ type config struct {
 	layerSize   int64
 	layers      int
 	tagDuration time.Duration
+	rounds      int
 	coldRuns    int
 	herd        int
 	pullRepeats int
@@ -39,7 +40,8 @@ func main() {
 	flag.Int64Var(&cfg.bigSize, "blob-size", 1<<30, "size of the scenario-1 blob's file (the layer is a tar around it)")
 	flag.Int64Var(&cfg.layerSize, "layer-size", 20<<20, "size of each layer of the scenario-5 image")
 	flag.IntVar(&cfg.layers, "layers", 5, "layers of the scenario-5 image")
-	flag.DurationVar(&cfg.tagDuration, "tag-duration", 5*time.Second, "duration of each 32-client row of scenario 2")
+	flag.DurationVar(&cfg.tagDuration, "tag-duration", 2*time.Second, "duration of one round of a 32-client row of scenario 2 (1-client rows: half)")
+	flag.IntVar(&cfg.rounds, "rounds", 3, "interleaved rounds of scenario 2 and of scenario 1's 1-client rows (the median is reported)")
 	flag.IntVar(&cfg.coldRuns, "cold-runs", 5, "fresh processes per system in scenario 3")
 	flag.IntVar(&cfg.herd, "herd", 100, "concurrent first pulls in scenario 4")
 	flag.IntVar(&cfg.pullRepeats, "pull-repeats", 2, "pulls after the first in scenario 5")
@@ -78,6 +80,7 @@ func run(cfg config) (code int) {
 		"layer":       fmt.Sprintf("%d MiB", cfg.layerSize>>20),
 		"image":       fmt.Sprintf("%d × %d MiB", cfg.layers, cfg.layerSize>>20),
 		"tagDuration": cfg.tagDuration.String(),
+		"rounds":      fmt.Sprint(cfg.rounds),
 		"coldRuns":    fmt.Sprint(cfg.coldRuns),
 		"herd":        fmt.Sprint(cfg.herd),
 		"pullRepeats": fmt.Sprint(cfg.pullRepeats),
@@ -111,7 +114,7 @@ func run(cfg config) (code int) {
 	try("cold", func(sc *scope) { rep.Cold = coldScenario(sc, w, cfg.coldRuns) })
 	try("herd", func(sc *scope) { rep.Herd = herdScenario(sc, w, cfg.herd) })
 	try("pull", func(sc *scope) { rep.Pull = pullScenario(sc, w, cfg.pullRepeats) })
-	try("blob", func(sc *scope) { rep.Blob = blobScenario(sc, w, cfg.out, &rep.Profiles) })
+	try("blob", func(sc *scope) { rep.Blob = blobScenario(sc, w, cfg.rounds, cfg.out, &rep.Profiles) })
 
 	rep.Checks = checkTargets(rep)
 	if cfg.micro != "" {
@@ -129,6 +132,7 @@ func run(cfg config) (code int) {
 			rep.MicroCPU = append(rep.MicroCPU, string(b))
 		}
 	}
+	rep.Machine.LoadAfter = loadAvg()
 	rep.Elapsed = time.Since(start).Round(time.Second).String()
 	if err := writeReport(rep, cfg.out); err != nil {
 		log.Error("writing report", "error", err)

@@ -36,6 +36,7 @@ func (r *Report) markdown(w io.Writer) {
 	p("direct, trustgate and distribution's proxy mode were measured side by side against the same upstream.\n\n")
 	p("Machine: %d CPUs (%s), %s RAM, Linux %s, %s. trustgate at %s.\n", m.CPUs, m.CPUModel, m.MemTotal, m.Kernel, m.Go, m.Commit)
 	p("Peers: distribution `registry` %q, notary-server/notary v0.7.0 (%q), crane %q.\n", m.Peers["registry"], m.Peers["notary-server"], m.Peers["crane"])
+	p("Load average (1/5/15 min) at start: %s; at end: %s — other processes on the machine take cores from every system alike.\n", m.LoadBefore, m.LoadAfter)
 	p("Everything (clients, trustgate, distribution, the upstream registry, notary-server) shares these cores over loopback.\n\n")
 	if len(r.Failures) > 0 {
 		p("**Scenarios that failed to run:**\n\n")
@@ -53,20 +54,22 @@ func (r *Report) markdown(w io.Writer) {
 	p("\n## 1. Blob streaming (one %s blob)\n\n", r.Config["blob"])
 	p("n clients GET the same blob at the same moment and read it to the end (bytes counted, not hashed by the client).\n")
 	p("MB/s is all bytes / wall time (1 MB = 10^6 B). trustgate rows are fresh processes (cold: it keeps no blob spool by default, so every pull streams from upstream through its hashing fan-out).\n")
-	p("distribution proxy: cold = fresh storage, warm = the same process again, served from its disk cache. Peak RSS is VmHWM from /proc/<pid>/status at the end of the row.\n\n")
-	p("| system | clients | cache | wall s | MB/s (aggregate) | MB/s per client (median) | peak RSS MiB | upstream blob GETs | errors |\n|---|---|---|---|---|---|---|---|---|\n")
+	p("distribution proxy: cold = fresh storage, warm = the same process again, served from its disk cache. Peak RSS is VmHWM from /proc/<pid>/status at the end of the row.\n")
+	p("1-client rows: median of %s interleaved rounds (each system in turn, a fresh process per round), so background load hits all alike; 16-client rows: one round.\n\n", r.Config["rounds"])
+	p("| system | clients | cache | rounds | wall s | MB/s (aggregate) | MB/s per client (median) | peak RSS MiB | upstream blob GETs (per round) | errors |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, b := range r.Blob {
-		p("| %s | %d | %s | %.2f | %.0f | %.0f | %s | %d | %s |\n", b.System, b.Clients, dash(b.Cache), b.Seconds, b.MBps,
+		p("| %s | %d | %s | %d | %.2f | %.0f | %.0f | %s | %d | %s |\n", b.System, b.Clients, dash(b.Cache), b.Rounds, b.Seconds, b.MBps,
 			b.PerClientMBps, rss(b.PeakRSSMiB), b.UpstreamBlobGETs, errs(b.Errors, b.FirstErr))
 	}
 
 	p("\n## 2. Warm manifest by signed tag\n\n")
-	p("Closed loop, %s per row at 32 clients (half that at 1 client), one shared http.Transport (MaxIdleConnsPerHost ≥ 32), docker's Accept list.\n", r.Config["tagDuration"])
+	p("Closed loop, one shared http.Transport (MaxIdleConnsPerHost ≥ 32), docker's Accept list. Each row is %s interleaved rounds of %s at 32 clients (half that at 1 client):\n", r.Config["rounds"], r.Config["tagDuration"])
+	p("the three systems run side by side and take turns, and req/s, p50 and p99 are the median round's; max is the slowest request of all rounds.\n")
 	p("direct = the same HEAD/GET by tag sent to the upstream registry. trustgate: trust state and manifest warm (one GET before the row). Upstream/req = upstream registry requests per client request.\n\n")
-	p("| system | method | clients | req/s | p50 ms | p99 ms | upstream/req | notary reqs | errors |\n|---|---|---|---|---|---|---|---|---|\n")
+	p("| system | method | clients | req/s | p50 ms | p99 ms | max ms | requests | upstream/req | notary reqs | errors |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, t := range r.Tag {
-		p("| %s | %s | %d | %.0f | %.3f | %.3f | %.2f | %d | %s |\n", t.System, t.Method, t.Concurrency, t.RPS, t.P50ms, t.P99ms,
-			t.UpstreamPerRequest, t.NotaryRequests, errs(t.Errors, t.FirstErr))
+		p("| %s | %s | %d | %.0f | %.3f | %.3f | %.1f | %d | %.2f | %d | %s |\n", t.System, t.Method, t.Concurrency, t.RPS, t.P50ms, t.P99ms,
+			t.MaxMs, t.Requests, t.UpstreamPerRequest, t.NotaryRequests, errs(t.Errors, t.FirstErr))
 	}
 
 	p("\n## 3. Cold tag resolution\n\n")
