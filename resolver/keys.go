@@ -27,11 +27,15 @@ const (
 // "private":null is what makes these IDs differ from go-tuf's; it is built as a map and
 // canonicalised with cjson so no struct field order can leak in.
 func keyID(keyType string, public []byte) string {
+	var pub any // a missing or null public key encodes as null, as a nil []byte does in notary
+	if public != nil {
+		pub = base64.StdEncoding.EncodeToString(public)
+	}
 	obj := map[string]any{
 		"keytype": keyType,
 		"keyval": map[string]any{
 			"private": nil,
-			"public":  base64.StdEncoding.EncodeToString(public),
+			"public":  pub,
 		},
 	}
 	b, err := cjson.EncodeCanonical(obj)

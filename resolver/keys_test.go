@@ -1,6 +1,7 @@
 package resolver
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
@@ -82,5 +83,16 @@ func TestCryptoKeyRejects(t *testing.T) {
 		if _, err := cryptoKey(k); err == nil {
 			t.Errorf("%s key accepted", k.Type)
 		}
+	}
+}
+
+func TestKeyIDNullPublic(t *testing.T) {
+	// {"keytype":"ed25519","keyval":{"private":null,"public":null}} vs "public":"".
+	if keyID("ed25519", nil) == keyID("ed25519", []byte{}) {
+		t.Fatal("null and empty public keys share an ID")
+	}
+	var k tufKey
+	if err := json.Unmarshal([]byte(`{"keytype":"ed25519","keyval":{"public":""}}`), &k); err != nil || k.Value.Public == nil {
+		t.Fatalf("empty public decoded as %v (%v)", k.Value.Public, err)
 	}
 }
