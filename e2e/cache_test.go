@@ -45,7 +45,7 @@ func TestTrustFetchedOncePerTTL(t *testing.T) {
 	}
 	// notary-server logs a request after answering it: wait for the first line, then give any
 	// further (unwanted) ones a moment to land.
-	eventually(t, 5*time.Second, "timestamp fetch logged", func() (bool, string) {
+	eventually(t, 30*time.Second, "timestamp fetch logged", func() (bool, string) {
 		n := w.notary.CountRequests(isGUN("timestamp")) - beforeTS
 		return n >= 1, fmt.Sprint(n)
 	})

@@ -120,10 +120,12 @@ func getManifest(t *testing.T, g *peers.Trustgate, repo, ref string) response {
 // (trust_ttl expiry), not for timing assertions: bound is generous.
 func eventually(t *testing.T, bound time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(bound)
+	start := time.Now()
+	deadline := start.Add(bound)
 	for {
 		ok, state := cond()
 		if ok {
+			t.Logf("%s: true after %v", what, time.Since(start).Round(time.Millisecond))
 			return
 		}
 		if time.Now().After(deadline) {

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -63,10 +65,17 @@ func TestResolveRealNotary(t *testing.T) {
 	if r.Digest != p1.Digest || r.Size != p1.Size || r.Role != "targets" || r.GUN != gun(repo) {
 		t.Errorf("resolve alpine:signed = %+v; want digest %s size %d role targets", r, p1.Digest, p1.Size)
 	}
-	if _, stderr, err := resolveCLI(t, config, "alpine:unsigned"); err == nil {
-		t.Error("resolve alpine:unsigned succeeded")
-	} else if stderr == "" {
-		t.Error("resolve alpine:unsigned failed without saying why")
+	// The human-readable form shows the same facts.
+	text, err := exec.Command(trustgateBin, "resolve", "--config", config, "alpine:signed").CombinedOutput()
+	for _, want := range []string{p1.Digest, "targets", gun(repo)} {
+		if err != nil || !bytes.Contains(text, []byte(want)) {
+			t.Errorf("resolve (text) output lacks %q: %v\n%s", want, err, text)
+		}
+	}
+	_, stderr, err = resolveCLI(t, config, "alpine:unsigned")
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(stderr, "unsigned") {
+		t.Errorf("resolve alpine:unsigned: %v, stderr %q; want exit 1 naming the tag", err, stderr)
 	}
 	if _, _, err := resolveCLI(t, config, "docker.io/library/nosuchrepo:v1"); err == nil {
 		t.Error("resolve of a GUN without trust data succeeded")

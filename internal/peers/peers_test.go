@@ -78,7 +78,7 @@ func TestLogWaitFor(t *testing.T) {
 		_, _ = l.Write([]byte("one\ntw"))
 		_, _ = l.Write([]byte("o\nthree"))
 	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	got, err := l.WaitFor(ctx, func(s string) bool { return strings.HasPrefix(s, "tw") })
 	if err != nil || got != "two" {
@@ -126,7 +126,7 @@ func TestRegistryPushAndAccessLog(t *testing.T) {
 	}
 	want := "/v2/library/peers/manifests/" + img.Digest
 	// The access log line is written after the response; allow it to arrive.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := reg.Log.WaitFor(ctx, func(l string) bool { return strings.Contains(l, `"GET `+want) }); err != nil {
 		t.Fatal(err)
@@ -196,7 +196,7 @@ func TestNotarySignListRestart(t *testing.T) {
 	}
 	before := n.CountRequests(ts)
 	getBody(t, n.URL+"/v2/"+gun+"/_trust/tuf/timestamp.json")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := n.Log().WaitFor(ctx, func(l string) bool {
 		return strings.Contains(l, "response completed") && strings.Contains(l, "timestamp.json")
