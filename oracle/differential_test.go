@@ -406,6 +406,11 @@ func diffCases() []diffCase {
 			serve: func(t *testing.T, s *tuftest.Server, gun string) {
 				s.Override(gun, "timestamp.json", tuftest.Response{Endless: true, Body: []byte(`{"signed":{"_type":"Timestamp","x":"` + strings.Repeat("a", 1<<16))})
 			}},
+		{name: "endless body starting with the genuine snapshot", tags: []string{"v1"}, setup: publishWith(basic),
+			serve: func(t *testing.T, s *tuftest.Server, gun string) {
+				snap := s.Files(gun)["snapshot.json"]
+				s.Override(gun, "snapshot."+tuftest.SHA256Hex(snap)+".json", tuftest.Response{Endless: true, Body: snap})
+			}},
 		{name: "Content-Length larger than the body", tags: []string{"v1"}, setup: publishWith(basic),
 			serve: func(t *testing.T, s *tuftest.Server, gun string) {
 				s.Override(gun, "timestamp.json", tuftest.Response{Body: []byte(`{"signed":`), ContentLength: 500})

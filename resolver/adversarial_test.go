@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -281,6 +282,25 @@ func TestAdversarialGenerated(t *testing.T) {
 			serve: func(t *testing.T, s *tuftest.Server) {
 				s.Override(advGUN, "timestamp.json", tuftest.Response{Body: []byte(`{"signed":`), ContentLength: 500})
 			}},
+		{name: "root.json body never ends", tag: "v1", want: []error{resolver.ErrInvalid, resolver.ErrUnavailable},
+			// No checksum is known at bootstrap; notary caps root at MaxDownloadSize (100 MiB).
+			serve: func(t *testing.T, s *tuftest.Server) {
+				s.Override(advGUN, "root.json", tuftest.Response{Endless: true, Body: []byte(`{"signed":{"_type":"Root","x":"` + strings.Repeat("a", 1<<16))})
+			}},
+		{name: "timestamp redirects to itself", tag: "v1", want: []error{resolver.ErrUnavailable},
+			serve: func(t *testing.T, s *tuftest.Server) {
+				s.Override(advGUN, "timestamp.json", tuftest.Response{Handler: func(w http.ResponseWriter, r *http.Request) {
+					http.Redirect(w, r, r.URL.Path, http.StatusFound)
+				}})
+			}},
+		{name: "timestamp 401 without a challenge", tag: "v1", want: []error{resolver.ErrUnavailable},
+			serve: func(t *testing.T, s *tuftest.Server) {
+				s.Override(advGUN, "timestamp.json", tuftest.Response{Status: 401, Body: []byte(`{"errors":[{"code":"UNAUTHORIZED"}]}`)})
+			}},
+		{name: "timestamp is an HTML error page with 200", tag: "v1", want: []error{resolver.ErrInvalid},
+			serve: func(t *testing.T, s *tuftest.Server) {
+				s.Override(advGUN, "timestamp.json", tuftest.Response{Body: []byte("<html><body>Service Unavailable</body></html>")})
+			}},
 		{name: "timestamp 500", tag: "v1", want: []error{resolver.ErrUnavailable},
 			serve: func(t *testing.T, s *tuftest.Server) {
 				s.Override(advGUN, "timestamp.json", tuftest.Response{Status: 500, Body: []byte("oops")})
@@ -531,5 +551,50 @@ func TestAdversarialFixtures(t *testing.T) {
 	got, err := lookup(t, c, fixtureGUN, "v3")
 	if err != nil || got.Role != "targets/releases" || got.Digest.String() != "sha256:fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210" {
 		t.Fatalf("control: %+v, %v", got, err)
+	}
+}
+
+// TestAdversarialStalledServer: a trust server that accepts the request and never answers must
+// not hold the caller past its context.
+func TestAdversarialStalledServer(t *testing.T) {
+	r := tuftest.NewRepo(t, advGUN)
+	advBasic(t, r)
+	srv := tuftest.Serve(t, advGUN, r.Publish())
+	srv.Override(advGUN, "timestamp.json", tuftest.Response{Delay: time.Hour})
+	c := advClient(t, srv.URL)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Update(ctx, advGUN)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || resolver.IsNotSigned(err) {
+			t.Fatalf("stalled server: %v", err)
+		}
+		if !errors.Is(err, resolver.ErrUnavailable) && !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("stalled server: %v, want ErrUnavailable or the context's error", err)
+		}
+		t.Logf("refused: %v", err)
+	case <-time.After(time.Minute):
+		t.Fatal("Update ignored its context for a minute")
+	}
+}
+
+// TestAdversarialEndlessGenuinePrefix: an endless body that starts with the genuine snapshot is
+// read only up to the length the timestamp lists, as notary does, so it resolves (the bytes
+// verified are exactly the signed ones) instead of hanging or failing.
+func TestAdversarialEndlessGenuinePrefix(t *testing.T) {
+	r := tuftest.NewRepo(t, advGUN)
+	v1, _ := advBasic(t, r)
+	files := r.Publish()
+	srv := tuftest.Serve(t, advGUN, files)
+	snap := files["snapshot.json"]
+	srv.Override(advGUN, "snapshot."+tuftest.SHA256Hex(snap)+".json", tuftest.Response{Endless: true, Body: snap})
+	got, err := lookup(t, advClient(t, srv.URL), advGUN, "v1")
+	if err != nil || got.Digest.String() != v1 {
+		t.Fatalf("%+v, %v; want %s", got, err, v1)
 	}
 }
