@@ -69,10 +69,10 @@ func Percentile(sorted []time.Duration, q float64) time.Duration {
 }
 
 // Run executes l with client. Every response body is read to the end so connections are reused,
-// as a registry client does.
+// as a registry client does. When Duration has passed no new request is started, but requests in
+// flight are completed and counted: dropping them would hide exactly the slowest ones. ctx bounds
+// everything (a stuck server).
 func Run(ctx context.Context, client *http.Client, l Load) LoadResult {
-	ctx, cancel := context.WithTimeout(ctx, l.Duration)
-	defer cancel()
 	type worker struct {
 		lat      []time.Duration
 		errs     int
@@ -81,16 +81,14 @@ func Run(ctx context.Context, client *http.Client, l Load) LoadResult {
 	ws := make([]worker, l.Concurrency)
 	var wg sync.WaitGroup
 	start := time.Now()
+	deadline := start.Add(l.Duration)
 	for i := range ws {
 		wg.Add(1)
 		go func(w *worker) {
 			defer wg.Done()
-			for ctx.Err() == nil {
+			for ctx.Err() == nil && time.Now().Before(deadline) {
 				t0 := time.Now()
 				err := once(ctx, client, l)
-				if ctx.Err() != nil {
-					return // cut off by the end of the run; not a sample
-				}
 				w.lat = append(w.lat, time.Since(t0))
 				if err != nil {
 					w.errs++
