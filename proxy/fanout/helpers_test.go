@@ -1,6 +1,7 @@
 package fanout
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -48,7 +49,7 @@ func newUpstream(t testing.TB, h http.HandlerFunc) *upstream {
 func honest(blob []byte) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/octet-stream")
-		http.ServeContent(w, r, "", time.Time{}, strings.NewReader(string(blob)))
+		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(blob))
 	}
 }
 
