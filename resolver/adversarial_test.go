@@ -598,3 +598,46 @@ func TestAdversarialEndlessGenuinePrefix(t *testing.T) {
 		t.Fatalf("%+v, %v; want %s", got, err, v1)
 	}
 }
+
+// TestAdversarialConcurrentUpdates: lookups from many goroutines while the repository is
+// re-published underneath them (run with -race). Old bytes stay reachable by checksum, as on
+// notary-server, so every lookup must succeed with the unchanged digest of v1.
+func TestAdversarialConcurrentUpdates(t *testing.T) {
+	r := tuftest.NewRepo(t, advGUN)
+	v1, _ := advBasic(t, r)
+	srv := tuftest.Serve(t, advGUN, r.Publish())
+	c := advClient(t, srv.URL)
+	errs := make(chan error, 200)
+	done := make(chan struct{})
+	for g := 0; g < 8; g++ {
+		go func() {
+			for i := 0; i < 20; i++ {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				st, err := c.Update(ctx, advGUN)
+				cancel()
+				if err == nil {
+					var got resolver.Target
+					got, err = st.Lookup("v1", resolver.DefaultRoles)
+					if err == nil && got.Digest.String() != v1 {
+						err = errors.New("v1 resolved to " + got.Digest.String())
+					}
+				}
+				if err != nil {
+					errs <- err
+				}
+			}
+			done <- struct{}{}
+		}()
+	}
+	for i := 0; i < 10; i++ {
+		r.AddTarget("targets/releases", "n"+string(rune('a'+i)), []byte{byte(i)})
+		srv.Set(advGUN, r.Publish())
+	}
+	for g := 0; g < 8; g++ {
+		<-done
+	}
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
