@@ -22,6 +22,19 @@ type Profile struct {
 	Err      string   // why there is no profile
 	Top      []Sample // hottest symbols, self time
 	DSOs     []Sample // share per binary/kernel
+	// Inclusive is time spent in (and below) trustgate's own functions and a few telling library
+	// frames (regexp, slog, GC, syscalls, sha256): the answer to "where does a request go".
+	Inclusive []Sample
+}
+
+// telling are library frames whose inclusive share explains a profile.
+var telling = []string{
+	"net/http.(*conn).serve", "net/http.(*conn).readRequest", "net/http.(*response).finishRequest",
+	"gorilla/mux.(*Router).Match", "regexp.(*Regexp).doExecute", "distribution/reference.",
+	"log/slog.(*Logger).logAttrs", "runtime.gcBgMarkWorker", "runtime.mallocgc",
+	"syscall.write", "syscall.read", "syscall.pread", "syscall.pwrite", "sha256.blockSHANI",
+	"io.copyBuffer", "net/http.(*persistConn).readLoop", "os.(*File).Write", "os.(*File).ReadAt",
+	"os.(*File).Read",
 }
 
 // Sample is one line of `perf report`: a share of CPU samples.
@@ -70,7 +83,49 @@ func (r *perfRun) stop(scenario string) Profile {
 		return p
 	}
 	p.DSOs, _ = perfReport(r.file, "dso")
+	p.Inclusive, _ = perfInclusive(r.file)
 	return p
+}
+
+// perfInclusive lists children-inclusive shares of trustgate's functions and the telling frames.
+func perfInclusive(file string) ([]Sample, error) {
+	out, err := exec.Command("perf", "report", "-i", file, "--stdio", "--children", "-g", "none",
+		"--sort", "symbol", "--percent-limit", "0.5").Output()
+	if err != nil {
+		return nil, fmt.Errorf("perf report --children %s: %w", filepath.Base(file), err)
+	}
+	return parseInclusive(out), nil
+}
+
+// parseInclusive reads `perf report --children --stdio -g none --sort symbol` output.
+func parseInclusive(out []byte) []Sample {
+	var s []Sample
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		// children% self% [.] symbol...
+		if len(f) < 4 || !strings.HasSuffix(f[0], "%") || f[0][0] == '#' {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSuffix(f[0], "%"), 64)
+		if err != nil {
+			continue
+		}
+		name := f[3] // then perf's empty IPC columns
+		keep := strings.Contains(name, "trustgate/trustgate/")
+		for _, t := range telling {
+			keep = keep || strings.HasSuffix(name, t) || strings.HasSuffix(name, t+".abi0") ||
+				(strings.HasSuffix(t, ".") && strings.Contains(name, t))
+		}
+		if keep && !strings.HasSuffix(name, "-fm") {
+			s = append(s, Sample{Percent: v, Name: strings.TrimPrefix(name, "github.com/trustgate/trustgate/")})
+		}
+		if len(s) == 24 {
+			break
+		}
+	}
+	return s
 }
 
 func perfReport(file, sortKey string) ([]Sample, error) {
@@ -79,6 +134,11 @@ func perfReport(file, sortKey string) ([]Sample, error) {
 	if err != nil {
 		return nil, fmt.Errorf("perf report %s: %w", filepath.Base(file), err)
 	}
+	return parseSelf(out), nil
+}
+
+// parseSelf reads `perf report --no-children --stdio -g none --sort <key>` output.
+func parseSelf(out []byte) []Sample {
 	var s []Sample
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
@@ -103,5 +163,5 @@ func perfReport(file, sortKey string) ([]Sample, error) {
 			break
 		}
 	}
-	return s, nil
+	return s
 }

@@ -118,6 +118,12 @@ func (r *Report) markdown(w io.Writer) {
 		for _, s := range pr.Top {
 			p("| %.1f | `%s` |\n", s.Percent, s.Name)
 		}
+		if len(pr.Inclusive) > 0 {
+			p("\nInclusive (the function and everything it calls), trustgate's code and telling library frames:\n\n| incl. %% | function |\n|---|---|\n")
+			for _, s := range pr.Inclusive {
+				p("| %.1f | `%s` |\n", s.Percent, s.Name)
+			}
+		}
 	}
 
 	if r.Micro != "" {

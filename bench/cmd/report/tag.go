@@ -39,7 +39,9 @@ func tagScenario(root *scope, w *world, cfg config, out string, prof *[]Profile)
 		defer client.CloseIdleConnections()
 		mark := w.reg.Log.Len()
 		w.notCount.Reset()
-		res := bench.Run(context.Background(), client, bench.Load{
+		ctx, cancel := context.WithTimeout(context.Background(), d+2*time.Minute)
+		defer cancel()
+		res := bench.Run(ctx, client, bench.Load{
 			Concurrency: c, Duration: d, Want: http.StatusOK,
 			NewRequest: func(ctx context.Context) (*http.Request, error) {
 				return manifestRequest(ctx, method, url(base))
