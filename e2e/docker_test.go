@@ -33,6 +33,11 @@ func TestDockerMirror(t *testing.T) {
 		t.Errorf("RepoDigests = %v, %v; want alpine@%s", ds, err, signed.Digest)
 	}
 
+	allows := findDecision(g, gun("library/alpine"), "signed")
+	if len(allows) == 0 || allows[0].Decision != "allow" || allows[0].Digest != signed.Digest {
+		t.Errorf("decision log for alpine:signed:\n%s", decisionsString(allows))
+	}
+
 	if err := d.Pull(ctx, "alpine:unsigned"); err == nil {
 		t.Error("docker pull alpine:unsigned succeeded")
 	}

@@ -1,5 +1,16 @@
-// Package e2e runs the trustgate binary between real clients (crane, skopeo, dockerd) and real
-// peers (distribution registry, notary-server signed with the notary CLI), as users run it.
+// Package e2e runs the trustgate binary between real clients (crane, skopeo, dockerd, containerd)
+// and real peers (distribution registry, notary-server signed with the notary CLI), as users run it.
+//
+// Each test builds its own small world (registry + notary-server + publisher CLI, ~0.3 s) rather
+// than sharing one per binary: scenarios stop the trust server, move tags upstream, rotate roots and
+// read decision logs, and sharing would make each depend on the others' order. Only the trustgate
+// binary is built once, in TestMain.
+//
+// Scenarios: TestResolveRealNotary (issue #2: resolve, re-sign, root rotation, restart with the same
+// trust_dir); TestCrane (signed, unsigned, tag moved upstream, multi-arch index, unrelated digest,
+// warn mode, upstream never asked by tag); TestNotaryDown (503, never 404, no manifest body);
+// TestSkopeo; TestDockerMirror (registry-mirrors); TestContainerdHostsServer (hosts.toml, ?ns=);
+// TestLargeBlobStreams (1 GiB layer, peak RSS); TestTrustFetchedOncePerTTL (burst coalescing).
 package e2e
 
 import (
