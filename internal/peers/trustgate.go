@@ -54,6 +54,9 @@ type GateConfig struct {
 	LogLevel    string        // "" = debug, so blob decisions are visible too
 	DefaultMode string        // "" = enforce
 	Rules       []GateRule
+	// PinCerts is notary.trust_pinning.certs: GUN (or "prefix*") → root certificate key IDs.
+	PinCerts    map[string][]string
+	DisableTOFU bool
 }
 
 // GateRule is one policy rule.
@@ -86,6 +89,13 @@ func (c GateConfig) YAML() string {
 	fmt.Fprintf(&b, "default_upstream: docker.io\n")
 	fmt.Fprintf(&b, "upstreams:\n  - name: docker.io\n    url: %s\n    gun_prefix: docker.io\n    docker_hub: true\n", q(c.RegistryURL))
 	fmt.Fprintf(&b, "    notary:\n      url: %s\n", q(c.NotaryURL))
+	if len(c.PinCerts) > 0 || c.DisableTOFU {
+		certs, _ := json.Marshal(c.PinCerts) // a JSON object is a YAML flow mapping
+		if c.PinCerts == nil {
+			certs = []byte("{}")
+		}
+		fmt.Fprintf(&b, "      trust_pinning: {certs: %s, disable_tofu: %t}\n", certs, c.DisableTOFU)
+	}
 	fmt.Fprintf(&b, "policy:\n  default: {mode: %s}\n", mode)
 	if len(c.Rules) > 0 {
 		fmt.Fprintf(&b, "  rules:\n")
