@@ -49,7 +49,7 @@ func TestCrane(t *testing.T) {
 		}
 		got := getManifest(t, g, repo, "unsigned")
 		if got.code != http.StatusNotFound || !bytes.Contains(got.body, []byte("MANIFEST_UNKNOWN")) ||
-			!bytes.Contains(got.body, []byte("unsigned")) {
+			!bytes.Contains(got.body, []byte("unsigned")) || !bytes.Contains(got.body, []byte("library/alpine")) {
 			t.Errorf("GET alpine:unsigned = %d %s", got.code, got.body)
 		}
 		if got.digest() == unsigned.Digest {
