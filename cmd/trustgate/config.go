@@ -1,0 +1,307 @@
+package main
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+
+	"github.com/trustgate/trustgate/policy"
+)
+
+// Config is the whole configuration file. Field tags are the YAML keys; TRUSTGATE_<KEY> (upper
+// case, '.' → '_') overrides any scalar key, e.g. TRUSTGATE_TRUST_TTL=10s, TRUSTGATE_LOG_LEVEL=debug.
+type Config struct {
+	Listen          string           `mapstructure:"listen"`
+	TLS             ServerTLS        `mapstructure:"tls"`
+	Log             LogConfig        `mapstructure:"log"`
+	Metrics         MetricsConfig    `mapstructure:"metrics"`
+	TrustDir        string           `mapstructure:"trust_dir"`
+	TrustTTL        time.Duration    `mapstructure:"trust_ttl"`
+	Cache           CacheConfig      `mapstructure:"cache"`
+	TempDir         string           `mapstructure:"temp_dir"`
+	BlobSpoolBytes  int64            `mapstructure:"blob_spool_bytes"`
+	DefaultUpstream string           `mapstructure:"default_upstream"`
+	Upstreams       []UpstreamConfig `mapstructure:"upstreams"`
+	Policy          policy.Config    `mapstructure:"policy"`
+}
+
+// ServerTLS serves HTTPS when both files are set. Docker and containerd talk plain HTTP only to
+// registries listed as insecure, so production mirrors want this.
+type ServerTLS struct {
+	CertFile string `mapstructure:"cert_file"`
+	KeyFile  string `mapstructure:"key_file"`
+}
+
+// LogConfig selects the slog handler.
+type LogConfig struct {
+	Level  string `mapstructure:"level"`
+	Format string `mapstructure:"format"`
+}
+
+// MetricsConfig serves Prometheus metrics on their own listener, so the registry port does not
+// expose operational data to every client.
+type MetricsConfig struct {
+	Listen string `mapstructure:"listen"`
+}
+
+// CacheConfig sizes the in-memory caches.
+type CacheConfig struct {
+	TrustEntries    int `mapstructure:"trust_entries"`
+	ManifestEntries int `mapstructure:"manifest_entries"`
+}
+
+// ClientTLS configures trust in a server we dial.
+type ClientTLS struct {
+	CAFile             string `mapstructure:"ca_file"`
+	InsecureSkipVerify bool   `mapstructure:"insecure_skip_verify"`
+}
+
+// UpstreamConfig is one registry trustgate pulls from, and the Notary server that holds its trust
+// data.
+type UpstreamConfig struct {
+	Name      string       `mapstructure:"name"`
+	URL       string       `mapstructure:"url"`
+	GUNPrefix string       `mapstructure:"gun_prefix"`
+	DockerHub bool         `mapstructure:"docker_hub"`
+	Username  string       `mapstructure:"username"`
+	Password  string       `mapstructure:"password"`
+	TLS       ClientTLS    `mapstructure:"tls"`
+	Notary    NotaryConfig `mapstructure:"notary"`
+}
+
+// NotaryConfig is an upstream's trust server.
+type NotaryConfig struct {
+	URL          string        `mapstructure:"url"`
+	Username     string        `mapstructure:"username"`
+	Password     string        `mapstructure:"password"`
+	TLS          ClientTLS     `mapstructure:"tls"`
+	TrustPinning PinningConfig `mapstructure:"trust_pinning"`
+}
+
+// PinningConfig mirrors Notary's trust_pinning: certs[GUN or "prefix*"] = root cert key IDs,
+// ca[GUN prefix] = path of a PEM CA bundle, disable_tofu refuses repositories no pin covers.
+type PinningConfig struct {
+	Certs       map[string][]string `mapstructure:"certs"`
+	CA          map[string]string   `mapstructure:"ca"`
+	DisableTOFU bool                `mapstructure:"disable_tofu"`
+}
+
+// configDefaults are set in viper (not only in the struct) so that TRUSTGATE_* environment
+// variables can override keys the file does not mention: viper only binds environment variables
+// for keys it knows.
+func configDefaults() map[string]any {
+	return map[string]any{
+		"listen":                 "127.0.0.1:5000",
+		"tls.cert_file":          "",
+		"tls.key_file":           "",
+		"log.level":              "info",
+		"log.format":             "json",
+		"metrics.listen":         "",
+		"trust_dir":              "",
+		"trust_ttl":              "30s",
+		"cache.trust_entries":    1024,
+		"cache.manifest_entries": 4096,
+		"temp_dir":               "",
+		"blob_spool_bytes":       int64(1 << 30),
+		"default_upstream":       "",
+	}
+}
+
+// loadConfig reads the file (if any), applies environment overrides and flags, and validates.
+// Unknown keys are errors: a misspelt "trust_tll" must not silently fall back to a default.
+func loadConfig(file string, flags *pflag.FlagSet) (*Config, error) {
+	var data []byte
+	if file != "" {
+		var err error
+		if data, err = os.ReadFile(file); err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+	}
+	cfg, err := parseConfig(data, flags)
+	if err != nil && file != "" {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return cfg, err
+}
+
+// parseConfig is loadConfig after the file is read; data may be empty (environment and flags only).
+func parseConfig(data []byte, flags *pflag.FlagSet) (*Config, error) {
+	v := viper.New()
+	for k, val := range configDefaults() {
+		v.SetDefault(k, val)
+	}
+	v.SetEnvPrefix("TRUSTGATE")
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	v.AutomaticEnv()
+	if len(data) > 0 {
+		v.SetConfigType("yaml")
+		if err := v.ReadConfig(bytes.NewReader(data)); err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+	}
+	if flags != nil {
+		for flag, key := range map[string]string{"listen": "listen", "trust-dir": "trust_dir", "log-level": "log.level", "trust-ttl": "trust_ttl"} {
+			if f := flags.Lookup(flag); f != nil {
+				if err := v.BindPFlag(key, f); err != nil {
+					return nil, fmt.Errorf("config: flag --%s: %w", flag, err)
+				}
+			}
+		}
+	}
+	var cfg Config
+	err := v.UnmarshalExact(&cfg, func(dc *mapstructure.DecoderConfig) {
+		dc.DecodeHook = mapstructure.ComposeDecodeHookFunc(
+			mapstructure.StringToTimeDurationHookFunc(),
+			mapstructure.StringToSliceHookFunc(","),
+		)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return &cfg, nil
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		bad("listen", "%q is not host:port: %v", c.Listen, err)
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		bad("tls", "cert_file and key_file must be set together")
+	}
+	if _, err := parseLevel(c.Log.Level); err != nil {
+		bad("log.level", "%v", err)
+	}
+	if c.Log.Format != "json" && c.Log.Format != "text" {
+		bad("log.format", "%q is not json or text", c.Log.Format)
+	}
+	if c.Metrics.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Metrics.Listen); err != nil {
+			bad("metrics.listen", "%q is not host:port: %v", c.Metrics.Listen, err)
+		}
+	}
+	if c.TrustTTL <= 0 {
+		bad("trust_ttl", "must be positive (got %s)", c.TrustTTL)
+	}
+	if c.Cache.TrustEntries <= 0 {
+		bad("cache.trust_entries", "must be positive (got %d)", c.Cache.TrustEntries)
+	}
+	if c.Cache.ManifestEntries <= 0 {
+		bad("cache.manifest_entries", "must be positive (got %d)", c.Cache.ManifestEntries)
+	}
+	if c.BlobSpoolBytes < 0 {
+		bad("blob_spool_bytes", "must not be negative (got %d)", c.BlobSpoolBytes)
+	}
+	if len(c.Upstreams) == 0 {
+		bad("upstreams", "at least one upstream is required")
+	}
+	names := map[string]bool{}
+	for i, u := range c.Upstreams {
+		key := fmt.Sprintf("upstreams[%d]", i)
+		if u.Name == "" || strings.ContainsAny(u.Name, "/ ?#") {
+			bad(key+".name", "%q must be a non-empty registry host name (no '/', space, '?', '#')", u.Name)
+		}
+		if names[u.Name] {
+			bad(key+".name", "%q is used by two upstreams", u.Name)
+		}
+		names[u.Name] = true
+		if err := checkURL(u.URL); err != nil {
+			bad(key+".url", "%v", err)
+		}
+		if u.GUNPrefix == "" || strings.HasSuffix(u.GUNPrefix, "/") {
+			bad(key+".gun_prefix", "%q must be a non-empty name prefix without a trailing '/' (e.g. docker.io)", u.GUNPrefix)
+		}
+		if err := checkURL(u.Notary.URL); err != nil {
+			bad(key+".notary.url", "%v", err)
+		}
+		for _, t := range []struct {
+			key string
+			tls ClientTLS
+		}{{key + ".tls", u.TLS}, {key + ".notary.tls", u.Notary.TLS}} {
+			if t.tls.CAFile != "" {
+				if _, err := os.Stat(t.tls.CAFile); err != nil {
+					bad(t.key+".ca_file", "%v", err)
+				}
+			}
+		}
+		for prefix, file := range u.Notary.TrustPinning.CA {
+			if _, err := os.Stat(file); err != nil {
+				bad(fmt.Sprintf("%s.notary.trust_pinning.ca[%s]", key, prefix), "%v", err)
+			}
+		}
+	}
+	if c.DefaultUpstream != "" && !names[c.DefaultUpstream] {
+		bad("default_upstream", "%q is not the name of a configured upstream", c.DefaultUpstream)
+	}
+	if _, err := policy.New(c.Policy); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func checkURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return err
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("%q: scheme must be http or https", raw)
+	}
+	if u.Host == "" {
+		return fmt.Errorf("%q: no host", raw)
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("%q: no query or fragment allowed", raw)
+	}
+	return nil
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	err := l.UnmarshalText([]byte(s))
+	return l, err
+}
+
+// transport builds the round tripper for one dialled server. Each server gets its own so that
+// one's CA or insecure setting cannot leak to another.
+func (t ClientTLS) transport() (http.RoundTripper, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.ResponseHeaderTimeout = 30 * time.Second
+	tr.MaxIdleConnsPerHost = 64
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: t.InsecureSkipVerify} //nolint:gosec // operator's explicit choice
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, err
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s: no PEM certificates", t.CAFile)
+		}
+		tlsCfg.RootCAs = pool
+	}
+	tr.TLSClientConfig = tlsCfg
+	return tr, nil
+}

@@ -1,0 +1,165 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+const validConfig = `
+listen: 127.0.0.1:5050
+trust_ttl: 5s
+default_upstream: docker.io
+upstreams:
+  - name: docker.io
+    url: http://127.0.0.1:5001
+    gun_prefix: docker.io
+    docker_hub: true
+    notary:
+      url: http://127.0.0.1:4443
+      trust_pinning:
+        certs:
+          docker.io/library/alpine: [abc]
+policy:
+  default: {mode: enforce}
+  rules:
+    - {match: "docker.io/library/debug*", mode: warn}
+`
+
+func TestParseConfig(t *testing.T) {
+	cfg, err := parseConfig([]byte(validConfig), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen != "127.0.0.1:5050" || cfg.TrustTTL != 5*time.Second || cfg.DefaultUpstream != "docker.io" {
+		t.Errorf("scalars: %+v", cfg)
+	}
+	if len(cfg.Upstreams) != 1 || !cfg.Upstreams[0].DockerHub || cfg.Upstreams[0].Notary.URL != "http://127.0.0.1:4443" {
+		t.Errorf("upstreams: %+v", cfg.Upstreams)
+	}
+	if got := cfg.Upstreams[0].Notary.TrustPinning.Certs["docker.io/library/alpine"]; len(got) != 1 || got[0] != "abc" {
+		t.Errorf("pinning: %v", got)
+	}
+	if cfg.Cache.ManifestEntries != 4096 || cfg.Log.Format != "json" {
+		t.Errorf("defaults not applied: %+v", cfg)
+	}
+	if len(cfg.Policy.Rules) != 1 || cfg.Policy.Rules[0].Mode != "warn" {
+		t.Errorf("policy: %+v", cfg.Policy)
+	}
+}
+
+func TestParseConfigEnvAndFlags(t *testing.T) {
+	t.Setenv("TRUSTGATE_TRUST_TTL", "7s")
+	t.Setenv("TRUSTGATE_LOG_LEVEL", "debug")
+	t.Setenv("TRUSTGATE_LISTEN", "127.0.0.1:6000")
+	fs := pflag.NewFlagSet("x", pflag.ContinueOnError)
+	fs.String("listen", "", "")
+	if err := fs.Parse([]string{"--listen", "127.0.0.1:7000"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := parseConfig([]byte(validConfig), changedFlags(fs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.TrustTTL != 7*time.Second || cfg.Log.Level != "debug" {
+		t.Errorf("environment not applied: ttl=%s level=%s", cfg.TrustTTL, cfg.Log.Level)
+	}
+	if cfg.Listen != "127.0.0.1:7000" {
+		t.Errorf("flag should beat environment and file: listen=%s", cfg.Listen)
+	}
+}
+
+func TestParseConfigErrorsNameTheKey(t *testing.T) {
+	base := validConfig
+	tests := []struct {
+		name, yaml, want string
+	}{
+		{"unknown top-level key", base + "trust_tll: 5s\n", "trust_tll"},
+		{"unknown nested key", strings.Replace(base, "docker_hub: true", "docker_hub: true\n    colour: red", 1), "colour"},
+		{"bad duration", strings.Replace(base, "trust_ttl: 5s", "trust_ttl: soon", 1), "trust_ttl"},
+		{"negative ttl", strings.Replace(base, "trust_ttl: 5s", "trust_ttl: -1s", 1), "trust_ttl: must be positive"},
+		{"bad listen", strings.Replace(base, "127.0.0.1:5050", "nowhere", 1), "listen:"},
+		{"bad upstream url", strings.Replace(base, "url: http://127.0.0.1:5001", "url: ftp://x", 1), "upstreams[0].url"},
+		{"bad notary url", strings.Replace(base, "url: http://127.0.0.1:4443", "url: 127.0.0.1:4443", 1), "upstreams[0].notary.url"},
+		{"unknown default upstream", strings.Replace(base, "default_upstream: docker.io", "default_upstream: quay.io", 1), "default_upstream"},
+		{"bad policy mode", strings.Replace(base, "mode: warn", "mode: lenient", 1), "policy.rules[0]"},
+		{"bad log level", base + "log: {level: loud}\n", "log.level"},
+		{"missing ca file", strings.Replace(base, "gun_prefix: docker.io", "gun_prefix: docker.io\n    tls: {ca_file: /nonexistent/ca.pem}", 1), "upstreams[0].tls.ca_file"},
+		{"no upstreams", "listen: 127.0.0.1:1\n", "upstreams: at least one"},
+		{"not yaml", "upstreams: [\n", "config:"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parseConfig([]byte(tt.yaml), nil)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("got %v, want error containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestLoadConfigNamesFile(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(f, []byte("bogus_key: 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := loadConfig(f, nil)
+	if err == nil || !strings.Contains(err.Error(), f) || !strings.Contains(err.Error(), "bogus_key") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestPickUpstream(t *testing.T) {
+	cfg, err := parseConfig([]byte(strings.Replace(validConfig, "policy:", `  - name: registry.example.com
+    url: https://registry.example.com
+    gun_prefix: registry.example.com
+    notary: {url: "https://notary.example.com"}
+policy:`, 1)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct{ ref, upstream, gun, tag, err string }{
+		{"alpine", "docker.io", "docker.io/library/alpine", "latest", ""},
+		{"alpine:3.20", "docker.io", "docker.io/library/alpine", "3.20", ""},
+		{"registry.example.com/team/app:v1", "registry.example.com", "registry.example.com/team/app", "v1", ""},
+		{"quay.io/x/y:1", "", "", "", "not a configured upstream"},
+		{"alpine@sha256:" + strings.Repeat("a", 64), "", "", "", "already pinned"},
+		{"library/Alpine", "", "", "", "must be lowercase"},
+		{"not a ref!", "", "", "", "invalid reference format"},
+	}
+	for _, tt := range tests {
+		u, gun, tag, err := pickUpstream(cfg, tt.ref)
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("%s: err = %v, want %q", tt.ref, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || u.Name != tt.upstream || gun != tt.gun || tag != tt.tag {
+			t.Errorf("%s: got (%s, %s, %s, %v)", tt.ref, u.Name, gun, tag, err)
+		}
+	}
+}
+
+// FuzzParseConfig: no configuration file, however malformed, may crash start-up.
+func FuzzParseConfig(f *testing.F) {
+	f.Add([]byte(validConfig))
+	f.Add([]byte("upstreams: [{name: x}]"))
+	f.Add([]byte("policy: {rules: [{match: '***'}]}"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		_, _ = parseConfig(data, nil)
+	})
+}
+
+// The shipped examples must stay loadable: they are what a new user copies first.
+func TestExampleConfigsLoad(t *testing.T) {
+	for _, f := range []string{"../../configs/trustgate.yaml", "../../configs/local-dev.yaml"} {
+		if _, err := loadConfig(f, nil); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}

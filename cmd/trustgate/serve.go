@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/pflag"
+
+	"github.com/trustgate/trustgate/policy"
+	"github.com/trustgate/trustgate/proxy"
+)
+
+func runServe(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	file := fs.String("config", "", "configuration file (YAML)")
+	fs.String("listen", "", "address to serve on, host:port (overrides listen)")
+	fs.String("trust-dir", "", "directory for verified trust state (overrides trust_dir)")
+	fs.Duration("trust-ttl", 0, "how long verified trust state is used before re-checking (overrides trust_ttl)")
+	fs.String("log-level", "", "debug, info, warn or error (overrides log.level)")
+	if err := fs.Parse(args); err != nil {
+		return exitError(2)
+	}
+	cfg, err := loadConfig(*file, changedFlags(fs))
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.Log, stderr)
+
+	pol, err := policy.New(cfg.Policy)
+	if err != nil {
+		return err
+	}
+	ups, err := newUpstreams(cfg, log)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv, err := proxy.New(proxy.Options{
+		Upstreams:         ups,
+		Default:           cfg.DefaultUpstream,
+		Policy:            pol,
+		Logger:            log,
+		ManifestCacheSize: cfg.Cache.ManifestEntries,
+		TempDir:           cfg.TempDir,
+		BlobSpoolBytes:    cfg.BlobSpoolBytes,
+		Metrics:           reg,
+	})
+	if err != nil {
+		return err
+	}
+	defer srv.Close() // stops blob downloads still running and removes their spools
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{
+		Handler: srv,
+		// No WriteTimeout: a multi-GiB layer to a slow client legitimately takes long. Slow or
+		// idle clients are bounded by the header and idle timeouts instead.
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 2)
+	go func() {
+		if cfg.TLS.CertFile != "" {
+			errc <- hs.ServeTLS(ln, cfg.TLS.CertFile, cfg.TLS.KeyFile)
+			return
+		}
+		errc <- hs.Serve(ln)
+	}()
+	var ms *http.Server
+	if cfg.Metrics.Listen != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		ms = &http.Server{Addr: cfg.Metrics.Listen, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() { errc <- ms.ListenAndServe() }()
+	}
+	log.Info("trustgate serving", "addr", ln.Addr().String(), "tls", cfg.TLS.CertFile != "",
+		"upstreams", len(ups), "default_upstream", cfg.DefaultUpstream, "version", version)
+
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if ms != nil {
+		_ = ms.Shutdown(shutCtx)
+	}
+	if serr := hs.Shutdown(shutCtx); serr != nil && err == nil {
+		err = serr
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	log.Info("trustgate stopped")
+	return nil
+}
+
+// changedFlags returns only the flags set on the command line, so that an unset flag's zero value
+// doesn't override the file.
+func changedFlags(fs *pflag.FlagSet) *pflag.FlagSet {
+	out := pflag.NewFlagSet(fs.Name(), pflag.ContinueOnError)
+	fs.Visit(func(f *pflag.Flag) { out.AddFlag(f) })
+	return out
+}
