@@ -179,3 +179,20 @@ func TestNotaryDown(t *testing.T) {
 			got.code, got.body)
 	}
 }
+
+// TestUpstreamDown: a signed tag whose manifest trustgate has not fetched yet cannot be served
+// while the registry is down — 503, not 404 (the tag is signed; only the content is unavailable).
+func TestUpstreamDown(t *testing.T) {
+	w := newWorld(t)
+	w.pushSigned(t, "library/alpine", "signed")
+	g := w.gate(t, peers.GateConfig{})
+	if err := w.reg.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, method := range []string{http.MethodGet, http.MethodHead} {
+		got := get(t, method, g.URL+"/v2/library/alpine/manifests/signed", manifestAccept...)
+		if got.code != http.StatusServiceUnavailable && got.code != http.StatusBadGateway {
+			t.Errorf("%s alpine:signed with the registry down = %d %s; want 503 (or 502)", method, got.code, got.body)
+		}
+	}
+}
