@@ -11,8 +11,7 @@
 // warn mode, upstream never asked by tag); TestNotaryDown (503, never 404, no manifest body);
 // TestSkopeo; TestDockerMirror (registry-mirrors); TestContainerdHostsServer (hosts.toml, ?ns=);
 // TestUpstreamDown (503); TestLargeBlobStreams (1 GiB layer, peak RSS); TestTrustFetchedOncePerTTL
-// (burst coalescing);
-// TestTrustPinning (certs pins against the real root, disable_tofu, wildcard).
+// (burst coalescing); TestTrustPinning (certs pins against the real root, disable_tofu, wildcard).
 package e2e
 
 import (
