@@ -573,6 +573,63 @@ func diffCases() []diffCase {
 			})
 		})},
 
+		{name: "delegation with empty paths list", tags: []string{"v2", "v1"}, setup: publishWith(func(t *testing.T, r *tuftest.Repo) {
+			basic(t, r)
+			r.SetPaths("targets/releases")
+		})},
+		{name: "delegation without a paths field", tags: []string{"v2", "v1"}, setup: publishWith(func(t *testing.T, r *tuftest.Repo) {
+			basic(t, r)
+			r.MutateSigned("targets", func(s map[string]interface{}) {
+				delete(s["delegations"].(map[string]interface{})["roles"].([]interface{})[0].(map[string]interface{}), "paths")
+			})
+		})},
+		{name: "delegation with path_hash_prefixes", tags: []string{"v2", "v1"}, setup: publishWith(func(t *testing.T, r *tuftest.Repo) {
+			basic(t, r)
+			r.MutateSigned("targets", func(s map[string]interface{}) {
+				d := s["delegations"].(map[string]interface{})["roles"].([]interface{})[0].(map[string]interface{})
+				delete(d, "paths")
+				d["path_hash_prefixes"] = []interface{}{""}
+			})
+		})},
+		{name: "delegation declared twice", tags: []string{"v2", "v1"}, setup: publishWith(func(t *testing.T, r *tuftest.Repo) {
+			basic(t, r)
+			r.MutateSigned("targets", func(s map[string]interface{}) {
+				d := s["delegations"].(map[string]interface{})
+				roles := d["roles"].([]interface{})
+				dup := map[string]interface{}{}
+				for k, v := range roles[0].(map[string]interface{}) {
+					dup[k] = v
+				}
+				dup["paths"] = []interface{}{"x"}
+				d["roles"] = append(roles, dup)
+			})
+		})},
+		{name: "delegation key is an expired certificate", tags: []string{"v2"}, setup: publishWith(func(t *testing.T, r *tuftest.Repo) {
+			r.AddDelegation("targets/releases", []*tuftest.Key{tuftest.NewCertKey(t, tuftest.ECDSA, "signer", time.Now().AddDate(-2, 0, 0), past())}, nil, 1)
+			r.AddTarget("targets/releases", "v2", []byte("v2"))
+		})},
+		{name: "delegation key certificate valid only in the future", tags: []string{"v2"}, setup: publishWith(func(t *testing.T, r *tuftest.Repo) {
+			r.AddDelegation("targets/releases", []*tuftest.Key{tuftest.NewCertKey(t, tuftest.ECDSA, "signer", time.Now().AddDate(0, 1, 0), time.Now().AddDate(1, 0, 0))}, nil, 1)
+			r.AddTarget("targets/releases", "v2", []byte("v2"))
+		})},
+		{name: "ecdsa P-384 keys everywhere", tags: []string{"v1", "v2"}, setup: publishWith(func(t *testing.T, r *tuftest.Repo) {
+			r.AddTarget("targets", "v1", []byte("v1"))
+			r.AddDelegation("targets/releases", []*tuftest.Key{tuftest.NewKey(t, tuftest.ECDSAP384)}, nil, 1)
+			r.AddTarget("targets/releases", "v2", []byte("v2"))
+		}), opts: []tuftest.Option{tuftest.WithKeyAlg(tuftest.ECDSAP384), tuftest.WithRootKey(tuftest.NewCertKeyFor(tuftest.ECDSAP384, gun))}},
+		{name: "RSA 1024 targets key", tags: []string{"v1"}, setup: publishWith(basic),
+			opts: []tuftest.Option{tuftest.WithKeyAlg(tuftest.RSA1024)}},
+		{name: "RSA 1024 root certificate", tags: []string{"v1"}, setup: publishWith(basic),
+			opts: []tuftest.Option{tuftest.WithRootKey(tuftest.NewCertKeyFor(tuftest.RSA1024, gun))}},
+		{name: "ed25519 delegation key", tags: []string{"v2"}, setup: publishWith(func(t *testing.T, r *tuftest.Repo) {
+			r.AddDelegation("targets/releases", []*tuftest.Key{tuftest.NewKey(t, tuftest.Ed25519)}, nil, 1)
+			r.AddTarget("targets/releases", "v2", []byte("v2"))
+		})},
+		{name: "rsa-x509 delegation key", tags: []string{"v2"}, setup: publishWith(func(t *testing.T, r *tuftest.Repo) {
+			r.AddDelegation("targets/releases", []*tuftest.Key{tuftest.NewCertKey(t, tuftest.RSA, "signer", past(), time.Now().AddDate(1, 0, 0))}, nil, 1)
+			r.AddTarget("targets/releases", "v2", []byte("v2"))
+		})},
+
 		// --- trust pinning: certs (exact, wildcard) and CA ---
 		{name: "pin: wildcard certs entry", tags: []string{"v1"}, setup: publishWith(basic),
 			pinning: func(t *testing.T) ([]tuftest.Option, func(*tuftest.Repo) oracle.Pinning) {
@@ -689,6 +746,38 @@ func diffCases() []diffCase {
 				r.RotateRoot(a, b)
 				r.SetThreshold("root", 2)
 				r.SignWith("root", append(old, a)...)
+				srv.Set(gun, r.Publish())
+			}},
+		{name: "root rotated, signed by the old key only", tags: []string{"v1"}, setup: publishWith(basic),
+			then: func(t *testing.T, r *tuftest.Repo, srv *tuftest.Server, gun string, pull func(tag string)) {
+				old := r.Keys("root")
+				r.RotateRoot()
+				r.SignWith("root", old...)
+				srv.Set(gun, r.Publish())
+			}},
+		{name: "root rotated from threshold 2 with one old signature", tags: []string{"v1"}, setup: publishWith(basic),
+			opts: []tuftest.Option{tuftest.WithRootKeys(2, 2)},
+			then: func(t *testing.T, r *tuftest.Repo, srv *tuftest.Server, gun string, pull func(tag string)) {
+				old := r.Keys("root")
+				k := tuftest.NewCertKey(t, tuftest.ECDSA, gun, past(), time.Now().AddDate(1, 0, 0))
+				r.RotateRoot(k)
+				r.SetThreshold("root", 1)
+				r.SignWith("root", k, old[0])
+				srv.Set(gun, r.Publish())
+			}},
+		{name: "timestamp key rotated in a new root", tags: []string{"v1"}, setup: publishWith(basic),
+			then: func(t *testing.T, r *tuftest.Repo, srv *tuftest.Server, gun string, pull func(tag string)) {
+				r.SetKeys("timestamp", tuftest.NewKey(t, tuftest.Ed25519))
+				srv.Set(gun, r.Publish())
+			}},
+		{name: "old timestamp signed by a key the new root dropped", tags: []string{"v1"}, setup: publishWith(basic),
+			then: func(t *testing.T, r *tuftest.Repo, srv *tuftest.Server, gun string, pull func(tag string)) {
+				oldKey := r.Keys("timestamp")[0]
+				r.SetKeys("timestamp", tuftest.NewKey(t, tuftest.Ed25519))
+				srv.Set(gun, r.Publish())
+				pull("v1")
+				r.SignWith("timestamp", oldKey)
+				r.SetVersion("timestamp", r.Version("timestamp")+5)
 				srv.Set(gun, r.Publish())
 			}},
 		{name: "root rotated without the old key's signature", tags: []string{"v1"}, setup: publishWith(basic),

@@ -71,7 +71,7 @@ func (ca *CA) Issue(t testing.TB, alg Alg, cn string, notBefore, notAfter time.T
 	if bundle {
 		pub = append(pub, ca.PEM...)
 	}
-	return &Key{Type: string(alg) + "-x509", Public: pub, Cert: cert, alg: alg, signer: signer}
+	return &Key{Type: alg.tufType() + "-x509", Public: pub, Cert: cert, alg: alg, signer: signer}
 }
 
 func serial(t testing.TB) *big.Int {

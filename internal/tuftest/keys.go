@@ -18,6 +18,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"testing"
 	"time"
 
@@ -32,7 +33,22 @@ const (
 	ECDSA   Alg = "ecdsa"
 	Ed25519 Alg = "ed25519"
 	RSA     Alg = "rsa"
+	// ECDSAP384 is an ecdsa key on P-384 (notary verifies any curve, always over sha256).
+	ECDSAP384 Alg = "ecdsa-p384"
+	// RSA1024 is an RSA key below notary's 2048-bit minimum, for negative tests.
+	RSA1024 Alg = "rsa-1024"
 )
+
+// tufType is the keytype notary lists for a plain key of alg.
+func (a Alg) tufType() string {
+	switch a {
+	case ECDSA, ECDSAP384:
+		return "ecdsa"
+	case RSA, RSA1024:
+		return "rsa"
+	}
+	return "ed25519"
+}
 
 // Key is a signing key together with the TUF public key notary would list for it.
 type Key struct {
@@ -62,7 +78,7 @@ func NewKey(t testing.TB, alg Alg) *Key {
 		if err != nil {
 			t.Fatalf("tuftest: marshal public key: %v", err)
 		}
-		k.Type = string(alg)
+		k.Type = alg.tufType()
 		k.Public = der
 	}
 	return k
@@ -107,7 +123,7 @@ func certKey(t testing.TB, alg Alg, signer crypto.Signer, cn string, notBefore, 
 		t.Fatalf("tuftest: parse certificate: %v", err)
 	}
 	return &Key{
-		Type:   string(alg) + "-x509",
+		Type:   alg.tufType() + "-x509",
 		Public: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		Cert:   cert,
 		alg:    alg,
@@ -124,6 +140,10 @@ func newSigner(t testing.TB, alg Alg) crypto.Signer {
 	switch alg {
 	case ECDSA:
 		s, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case ECDSAP384:
+		s, err = ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	case RSA1024:
+		s, err = rsa.GenerateKey(rand.Reader, 1024)
 	case Ed25519:
 		_, s, err = ed25519.GenerateKey(rand.Reader)
 	case RSA:
@@ -161,17 +181,17 @@ func (k *Key) JSON() map[string]interface{} {
 
 // Method is the signature method notary uses for this key.
 func (k *Key) Method() string {
-	switch k.alg {
-	case ECDSA:
+	switch k.alg.tufType() {
+	case "ecdsa":
 		return "ecdsa"
-	case Ed25519:
+	case "ed25519":
 		return "eddsa"
 	default:
 		return "rsapss"
 	}
 }
 
-// Sign signs msg the way notary does: ecdsa as raw r||s (each padded to 32 bytes) over
+// Sign signs msg the way notary does: ecdsa as raw r||s (each padded to the curve size) over
 // sha256, ed25519 over the message, RSA-PSS with sha256 and a 32-byte salt.
 func (k *Key) Sign(msg []byte) Signature {
 	sig, err := k.sign(msg)
@@ -189,9 +209,10 @@ func (k *Key) sign(msg []byte) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		out := make([]byte, 64)
-		r.FillBytes(out[:32])
-		ss.FillBytes(out[32:])
+		size := (s.Curve.Params().BitSize + 7) / 8
+		out := make([]byte, 2*size)
+		r.FillBytes(out[:size])
+		ss.FillBytes(out[size:])
 		return out, nil
 	case ed25519.PrivateKey:
 		return ed25519.Sign(s, msg), nil
@@ -231,4 +252,19 @@ func (s Signature) MarshalJSON() ([]byte, error) {
 		"method": s.Method,
 		"sig":    base64.StdEncoding.EncodeToString(s.Sig),
 	})
+}
+
+// NewCertKeyFor is NewCertKey for a whole-repository option list, where no testing.TB is at
+// hand yet: it makes a self-signed root certificate valid for ten years from an hour ago and
+// panics on failure.
+func NewCertKeyFor(alg Alg, cn string) *Key {
+	return NewCertKey(panicTB{}, alg, cn, time.Now().Add(-time.Hour), time.Now().AddDate(10, 0, 0))
+}
+
+// panicTB satisfies testing.TB for key generation outside a test's flow.
+type panicTB struct{ testing.TB }
+
+func (panicTB) Helper() {}
+func (panicTB) Fatalf(format string, args ...interface{}) {
+	panic(fmt.Sprintf(format, args...))
 }
