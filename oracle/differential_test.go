@@ -821,6 +821,9 @@ func TestDifferential(t *testing.T) {
 		t.Run(tc.name+"/same client", func(t *testing.T) { runDiffCase(t, tc, false, seen) })
 		t.Run(tc.name+"/restarted from TrustDir", func(t *testing.T) { runDiffCase(t, tc, true, seen) })
 	}
+	if seen["tag lists"] < 30 {
+		t.Errorf("only %d tag lists compared", seen["tag lists"])
+	}
 	for _, class := range []string{"accept", "unsigned", "fail"} {
 		if seen[class] < 5 {
 			t.Errorf("only %d %q verdicts in the table: %v", seen[class], class, seen)
@@ -877,6 +880,16 @@ func runDiffCase(t *testing.T, tc diffCase, restart bool, seen map[string]int) {
 		tc.then(t, r, srv, g, pull)
 		if restart {
 			rc = newClient()
+		}
+	}
+	// docker pull --all-tags vs State.Tags, whenever both sides load the trust data.
+	if otags, err := o.Tags(ctx, srv.URL, g); err == nil {
+		if st, err := rc.Update(ctx, g); err == nil {
+			rtags := st.Tags(resolver.DefaultRoles)
+			seen["tag lists"]++
+			if strings.Join(otags, ",") != strings.Join(rtags, ",") {
+				t.Errorf("tag lists disagree: notary+docker %q, trustgate %q", otags, rtags)
+			}
 		}
 	}
 	for _, tag := range tc.tags {

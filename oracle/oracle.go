@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 
 	"github.com/theupdateframework/notary/client"
 	"github.com/theupdateframework/notary/storage"
@@ -144,4 +145,51 @@ func (c *Client) trustPin() (trustpinning.TrustPinConfig, func(), error) {
 		pin.CA[prefix] = p
 	}
 	return pin, cleanup, nil
+}
+
+// Tags lists the tags docker's `pull --all-tags` would pull successfully: notary's
+// ListTargets over targets/releases then targets, keeping only entries whose role is one of
+// those two (a tag first found in another delegation is dropped, not looked up again) and
+// that carry a 32-byte sha256. Sorted.
+func (c *Client) Tags(ctx context.Context, serverURL, gun string) (tags []string, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			tags, err = nil, fmt.Errorf("notary panicked: %v", p)
+		}
+	}()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	remote, err := storage.NewNotaryServerStore(serverURL, data.GUN(gun), c.transport)
+	if err != nil {
+		return nil, fmt.Errorf("remote store: %w", err)
+	}
+	pin, cleanup, err := c.trustPin()
+	if err != nil {
+		return nil, err
+	}
+	defer cleanup()
+	repo, _, err := client.LoadTUFRepo(client.TUFLoadOptions{
+		GUN: data.GUN(gun), TrustPinning: pin, Cache: c.cache, RemoteStore: remote,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load trust data: %w", err)
+	}
+	roles := []data.RoleName{"targets/releases", data.CanonicalTargetsRole}
+	list, err := client.NewReadOnly(repo).ListTargets(roles...)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range list {
+		// docker's convertTarget skips targets without sha256 ("Skipping target for ...");
+		// one of the wrong length it would list, then fail to pull by digest.
+		if len(t.Hashes["sha256"]) != sha256.Size {
+			continue
+		}
+		if t.Role == roles[0] || t.Role == roles[1] {
+			tags = append(tags, t.Name)
+		}
+	}
+	sort.Strings(tags)
+	return tags, nil
 }
