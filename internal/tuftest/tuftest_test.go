@@ -2,6 +2,7 @@ package tuftest
 
 import (
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -352,6 +353,23 @@ func TestServer(t *testing.T) {
 	if n != 3<<20 {
 		t.Errorf("endless body ended after %d bytes", n)
 	}
+	s.Override(gun, "timestamp.json", Response{Body: []byte("short"), ContentLength: 100})
+	resp, err = http.Get(base + "timestamp.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadAll(resp.Body); err == nil || resp.ContentLength != 100 {
+		t.Errorf("declared 100 bytes, sent 5: read error %v, Content-Length %d", err, resp.ContentLength)
+	}
+	resp.Body.Close()
+	s.Override(gun, "timestamp.json", Response{Delay: time.Hour})
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"timestamp.json", nil)
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+		t.Error("delayed response arrived")
+	}
+	cancel()
 	s.ClearOverride(gun, "timestamp.json")
 	if status, _, _ := get(t, base+"timestamp.json"); status != 200 {
 		t.Errorf("after clear: %d", status)
