@@ -153,6 +153,26 @@ func TestSignersAreRoleKeys(t *testing.T) {
 	}
 }
 
+// RootKeyIDs are what an operator pins: the current root role's certificate IDs that signed the
+// root, not the old key that also signed the rotation.
+func TestRootKeyIDs(t *testing.T) {
+	srv := fixtureServer(t)
+	st, err := newTestClient(t, srv, nil).Update(context.Background(), gunApp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"e53dff30e127019aa38cd29c60dd9cb2c336a29dde7b0316dd679d8e120be1a8"}
+	if got := st.RootKeyIDs(); !slices.Equal(got, want) {
+		t.Fatalf("RootKeyIDs() = %v, want %v", got, want)
+	}
+	pinned := newTestClient(t, srv, func(c *Config) {
+		c.Pinning = TrustPinning{Certs: map[string][]string{gunApp: want}, DisableTOFU: true}
+	})
+	if _, err := pinned.Update(context.Background(), gunApp); err != nil {
+		t.Fatalf("pinning the IDs RootKeyIDs reports must work: %v", err)
+	}
+}
+
 func TestNoTrustData(t *testing.T) {
 	srv := fixtureServer(t)
 	c := newTestClient(t, srv, nil)

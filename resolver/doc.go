@@ -7,7 +7,7 @@
 // keeps state in package-level caches and cannot be told what time it is. Why not go-tuf:
 // Notary's wire format (base64 bytes, "private":null key IDs, raw r‖s ECDSA, x509 root keys
 // with CN = GUN, prefix-matched paths) is not TUF 1.0 and go-tuf cannot parse or verify it.
-// See /work/shared/research/notary.md §3–4 for the algorithm this package follows; each
+// See docs/trust.md (and the research notes on Notary v1 it summarises) for the algorithm; each
 // function that mirrors a notary function names it.
 //
 // Flow of Client.Update (client.go, update.go): re-validate the trusted root (bootstrap via

@@ -17,6 +17,9 @@ type State struct {
 	gun     string
 	expires time.Time
 	roles   map[string]*roleState // only roles that verified (skipped delegations are absent)
+	// rootSigners are the root certificate key IDs whose signatures the trusted root carries:
+	// the IDs an operator writes into trust_pinning.certs to stop trusting on first use.
+	rootSigners []string
 }
 
 // roleState is one verified targets role.
@@ -36,6 +39,10 @@ type walkRole struct {
 
 // GUN returns the repository the state belongs to.
 func (s *State) GUN() string { return s.gun }
+
+// RootKeyIDs returns the key IDs of the root certificates that signed the trusted root, in the
+// form trust_pinning.certs expects.
+func (s *State) RootKeyIDs() []string { return slices.Clone(s.rootSigners) }
 
 // Expires returns the earliest expiry of root, timestamp, snapshot and targets; past it the
 // state must be refreshed before it is used again.

@@ -128,7 +128,7 @@ func (c *Client) updatePass(ctx context.Context, g *gunState, now time.Time) (*S
 	expires = minTime(expires, snap.Expires)
 
 	// 3. targets (fatal on any failure), then 4. delegations in pre-order.
-	st := &State{gun: gun, roles: map[string]*roleState{}}
+	st := &State{gun: gun, roles: map[string]*roleState{}, rootSigners: slices.Clone(root.signers)}
 	type item struct {
 		w       walkRole
 		ks      keySet

@@ -67,6 +67,7 @@ func runResolve(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return enc.Encode(map[string]any{
 			"gun": t.GUN, "tag": t.Tag, "digest": t.Digest.String(), "size": t.Size,
 			"role": t.Role, "signers": t.Signers, "expires": t.Expires.UTC().Format(time.RFC3339),
+			"root_keys": st.RootKeyIDs(),
 		})
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
@@ -77,6 +78,7 @@ func runResolve(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fmt.Fprintf(tw, "Role\t%s\n", t.Role)
 	fmt.Fprintf(tw, "Signers\t%s\n", strings.Join(t.Signers, ", "))
 	fmt.Fprintf(tw, "Expires\t%s\n", t.Expires.UTC().Format(time.RFC3339))
+	fmt.Fprintf(tw, "Root keys\t%s\n", strings.Join(st.RootKeyIDs(), ", "))
 	return tw.Flush()
 }
 
