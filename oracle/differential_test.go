@@ -120,6 +120,22 @@ func diffCases() []diffCase {
 			setup: func(t *testing.T, _ *tuftest.Repo) map[string][]byte {
 				return loadFixture(t, "testdata/rsa-root")
 			}},
+		{name: "fixture: first contact with root v2, rotate through the real chain", gun: "localhost:5000/test/app",
+			tags: []string{"v1", "v3"},
+			setup: func(t *testing.T, _ *tuftest.Repo) map[string][]byte {
+				f := loadFixture(t, "testdata/delegations-and-rotations")
+				f["root.json"] = f["2.root.json"]
+				return f
+			}},
+		{name: "fixture: first contact with root v3, chain file 4 missing", gun: "localhost:5000/test/app",
+			tags:         []string{"v1"},
+			classDiffers: "notary: repository does not exist (404 on 4.root.json); trustgate: root rotation failure",
+			setup: func(t *testing.T, _ *tuftest.Repo) map[string][]byte {
+				f := loadFixture(t, "testdata/delegations-and-rotations")
+				f["root.json"] = f["3.root.json"]
+				delete(f, "4.root.json")
+				return f
+			}},
 		{name: "fixture flipped digest in targets/releases", gun: "localhost:5000/test/app", tags: []string{"v3", "v1"},
 			setup: func(t *testing.T, _ *tuftest.Repo) map[string][]byte {
 				f := loadFixture(t, "testdata/delegations-and-rotations")

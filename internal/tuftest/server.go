@@ -114,14 +114,17 @@ func (s *Server) SetFile(gun, name string, b []byte) {
 
 func (s *Server) setLocked(gun, name string, b []byte) {
 	s.files[gun][name] = b
-	if _, err := strconv.Atoi(strings.SplitN(name, ".", 2)[0]); err == nil {
-		return // versioned names are not indexed by hash
+	role := strings.TrimSuffix(name, ".json")
+	if v, rest, ok := strings.Cut(role, "."); ok {
+		if _, err := strconv.Atoi(v); err == nil {
+			role = rest // "<N>.root.json" is also reachable as root.<hash>, as on the server
+		}
 	}
 	if s.byHash[gun] == nil {
 		s.byHash[gun] = map[string][]byte{}
 	}
 	sum := sha256.Sum256(b)
-	s.byHash[gun][strings.TrimSuffix(name, ".json")+"."+hex.EncodeToString(sum[:])] = b
+	s.byHash[gun][role+"."+hex.EncodeToString(sum[:])] = b
 }
 
 // Override makes the server answer resp for name (e.g. "timestamp.json", or a checksum name
