@@ -194,6 +194,13 @@ func TestAdversarialGenerated(t *testing.T) {
 					c.Pinning.Certs = map[string][]string{advGUN: {strings.Repeat("ab", 32)}}
 				}
 			}},
+		{name: "pinned to a CA the root certificate does not chain to", tag: "v1", want: []error{resolver.ErrPinMismatch},
+			cfg: func(r *tuftest.Repo) func(*resolver.Config) {
+				return func(c *resolver.Config) {
+					ca := tuftest.NewCA(t, "other CA", past(), time.Now().AddDate(1, 0, 0))
+					c.Pinning.CA = map[string]string{"example.com/": string(ca.PEM)}
+				}
+			}},
 		{name: "TOFU disabled and no pin applies", tag: "v1", want: []error{resolver.ErrPinMismatch},
 			cfg: func(r *tuftest.Repo) func(*resolver.Config) {
 				return func(c *resolver.Config) { c.Pinning.DisableTOFU = true }
@@ -639,5 +646,39 @@ func TestAdversarialConcurrentUpdates(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// TestAdversarialFreeze: a server that keeps answering with the last valid metadata (or goes
+// dark) cannot keep a client on it past the timestamp's expiry.
+func TestAdversarialFreeze(t *testing.T) {
+	start := time.Now()
+	for _, tc := range []struct {
+		name  string
+		serve func(s *tuftest.Server)
+		want  []error
+	}{
+		{name: "same metadata served after the timestamp expired", want: []error{resolver.ErrExpired}},
+		{name: "server down after the cached timestamp expired", want: []error{resolver.ErrExpired, resolver.ErrUnavailable},
+			serve: func(s *tuftest.Server) {
+				s.Override(advGUN, "timestamp.json", tuftest.Response{Status: 503})
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			now := start
+			r := tuftest.NewRepo(t, advGUN, tuftest.WithNow(func() time.Time { return start }))
+			advBasic(t, r)
+			srv := tuftest.Serve(t, advGUN, r.Publish())
+			c := advClient(t, srv.URL, func(c *resolver.Config) { c.Now = func() time.Time { return now } })
+			if _, err := lookup(t, c, advGUN, "v1"); err != nil {
+				t.Fatalf("first pull: %v", err)
+			}
+			now = start.AddDate(0, 0, 15) // the timestamp lives 14 days
+			if tc.serve != nil {
+				tc.serve(srv)
+			}
+			_, err := lookup(t, c, advGUN, "v1")
+			wantErr(t, err, tc.want...)
+		})
 	}
 }
