@@ -11,7 +11,8 @@
 # Output: bench/results/latest.md (table + machine), latest.json (raw), latest.svg (chart),
 # micro.txt, pprof/ and perf-*.data (profiles; not committed).
 #
-# Knobs (environment): BENCHTIME (micro-benchmarks, default 1s), REPORT_FLAGS (extra flags for the
+# Knobs (environment): BENCHTIME (micro-benchmarks, default 1s), BENCH_QUIET_WAIT (seconds to wait
+# for a quiet machine before each part, default 120; 0 = don't wait), REPORT_FLAGS (extra flags for the
 # report, e.g. "-blob-size 268435456 -tag-duration 2s" for a quick run; see go run ./bench/cmd/report -h).
 # Speed figures never fail anything; the exit status is non-zero only if a scenario could not run.
 set -euo pipefail
@@ -31,6 +32,30 @@ for bin in registry notary-server notary crane; do
 	fi
 done
 
+# A benchmark on a busy machine measures the other work. Wait up to BENCH_QUIET_WAIT seconds
+# (default 120) for the 1-minute load average to fall below the number of CPUs, then measure
+# regardless; the report records the load average at its start and end.
+wait_quiet() {
+	local limit="${BENCH_QUIET_WAIT:-120}" n waited=0 load
+	n="$(nproc)"
+	while :; do
+		load="$(cut -d' ' -f1 /proc/loadavg)"
+		if awk -v l="$load" -v n="$n" 'BEGIN { exit !(l < n) }'; then
+			return 0
+		fi
+		if [ "$waited" -ge "$limit" ]; then
+			echo "bench: load average $load is still >= $n CPUs after ${limit}s; measuring anyway" >&2
+			return 0
+		fi
+		if [ "$waited" -eq 0 ]; then
+			echo "bench: load average $load >= $n CPUs; waiting up to ${limit}s for a quieter machine" >&2
+		fi
+		sleep 10
+		waited=$((waited + 10))
+	done
+}
+
+wait_quiet
 echo "== micro-benchmarks (BENCHTIME=${BENCHTIME:-1s})" >&2
 micro="$out/micro.txt"
 : >"$micro"
@@ -59,6 +84,7 @@ for pkg in resolver cache proxy proxy/fanout; do
 done
 cat "$micro" >&2
 
+wait_quiet
 echo "== scenarios" >&2
 # shellcheck disable=SC2086 # REPORT_FLAGS is a list of flags
 exec go run ./bench/cmd/report -out "$out" -micro "$micro" \
