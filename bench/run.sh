@@ -12,7 +12,7 @@
 # micro.txt, pprof/ and perf-*.data (profiles; not committed).
 #
 # Knobs (environment): BENCHTIME (micro-benchmarks, default 1s), BENCH_QUIET_WAIT (seconds to wait
-# for a quiet machine before each part, default 120; 0 = don't wait), REPORT_FLAGS (extra flags for the
+# for a quiet machine before each part, default 60; 0 = don't wait), REPORT_FLAGS (extra flags for the
 # report, e.g. "-blob-size 268435456 -tag-duration 2s" for a quick run; see go run ./bench/cmd/report -h).
 # Speed figures never fail anything; the exit status is non-zero only if a scenario could not run.
 set -euo pipefail
@@ -33,10 +33,10 @@ for bin in registry notary-server notary crane; do
 done
 
 # A benchmark on a busy machine measures the other work. Wait up to BENCH_QUIET_WAIT seconds
-# (default 120) for the 1-minute load average to fall below the number of CPUs, then measure
+# (default 60) for the 1-minute load average to fall below the number of CPUs, then measure
 # regardless; the report records the load average at its start and end.
 wait_quiet() {
-	local limit="${BENCH_QUIET_WAIT:-120}" n waited=0 load
+	local limit="${BENCH_QUIET_WAIT:-60}" n waited=0 load
 	n="$(nproc)"
 	while :; do
 		load="$(cut -d' ' -f1 /proc/loadavg)"
