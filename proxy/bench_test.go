@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -102,6 +103,13 @@ func BenchmarkWarmManifest(b *testing.B) {
 	}
 	if w := serve(http.MethodGet); w.Code != http.StatusOK || w.Header().Get("Docker-Content-Digest") != img.Digest {
 		b.Fatalf("priming GET: %d %s %s", w.Code, w.Header().Get("Docker-Content-Digest"), w.Body)
+	}
+	// The registry writes its access-log line after the response; wait for the priming fetch's line
+	// so that it is not mistaken for a request made while warm.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := reg.Log.WaitFor(ctx, func(l string) bool { return strings.Contains(l, "/manifests/"+img.Digest) }); err != nil {
+		b.Fatal(err)
 	}
 	mark := reg.Log.Len()
 	for _, method := range []string{http.MethodHead, http.MethodGet} {
