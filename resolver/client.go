@@ -201,7 +201,7 @@ func (c *Client) bootstrap(ctx context.Context, g *gunState, now time.Time) erro
 			return nil
 		}
 		// Expired cached root: it still vouches for its successor.
-		newRaw, err := g.remote.get(ctx, roleRoot, maxDownloadSize)
+		newRaw, err := g.remote.get(ctx, roleRoot, maxDownloadSize, ErrInvalid)
 		if err != nil {
 			return err
 		}
@@ -211,7 +211,7 @@ func (c *Client) bootstrap(ctx context.Context, g *gunState, now time.Time) erro
 		}
 		return c.commitRoot(g, nr)
 	}
-	raw, err := g.remote.get(ctx, roleRoot, maxDownloadSize)
+	raw, err := g.remote.get(ctx, roleRoot, maxDownloadSize, ErrInvalid)
 	if err != nil {
 		if errors.Is(err, errNotFound) {
 			return fmt.Errorf("%w: %s has no trust data for %s", ErrNoTrustData, c.base.Host, gun)
@@ -264,7 +264,7 @@ func (c *Client) updateRoot(ctx context.Context, g *gunState, now time.Time) err
 	if g.nextRoot != nil {
 		raw, err = c.fetchChecked(ctx, g, roleRoot, *g.nextRoot)
 	} else {
-		raw, err = g.remote.get(ctx, roleRoot, maxDownloadSize)
+		raw, err = g.remote.get(ctx, roleRoot, maxDownloadSize, ErrInvalid)
 	}
 	if err != nil {
 		return err
@@ -286,7 +286,7 @@ func (c *Client) updateRoot(ctx context.Context, g *gunState, now time.Time) err
 	}
 	prev := cur
 	for v := cur.signed.Version + 1; v <= newest.Version-1; v++ {
-		vraw, err := g.remote.get(ctx, fmt.Sprintf("%d.%s", v, roleRoot), maxDownloadSize)
+		vraw, err := g.remote.get(ctx, fmt.Sprintf("%d.%s", v, roleRoot), maxDownloadSize, ErrInvalid)
 		if err != nil {
 			return fmt.Errorf("root rotation of %s: %w", gun, err)
 		}
@@ -328,11 +328,12 @@ func (c *Client) fetchChecked(ctx context.Context, g *gunState, role string, met
 	if !ok {
 		return nil, fmt.Errorf("%w: %s %s: no sha256 checksum to fetch by", ErrInvalid, g.remote.gun, role)
 	}
-	limit := meta.Length
+	limit, overLimit := meta.Length, ErrChecksum
 	if limit < 0 || limit > maxDownloadSize {
-		limit = maxDownloadSize // notary has no ceiling here; 100 MiB is its own bound elsewhere
+		// notary has no ceiling here; 100 MiB is its own bound elsewhere
+		limit, overLimit = maxDownloadSize, ErrInvalid
 	}
-	raw, err := g.remote.get(ctx, role+"."+hex.EncodeToString(sum), limit)
+	raw, err := g.remote.get(ctx, role+"."+hex.EncodeToString(sum), limit, overLimit)
 	if err != nil {
 		return nil, err
 	}

@@ -41,8 +41,10 @@ func (r *remote) url(name string) string {
 // get fetches <name>.json, refusing a declared Content-Length over limit and reading at most
 // limit bytes otherwise (an over-long body is truncated, so its hash cannot match), exactly
 // like notary's HTTPStore.GetSized. All transport and status failures wrap ErrUnavailable,
-// which is what lets a still-valid cached timestamp stand in.
-func (r *remote) get(ctx context.Context, name string, limit int64) ([]byte, error) {
+// which is what lets a still-valid cached timestamp stand in. overLimit is the error kind of a
+// declared length over limit: ErrChecksum when limit is the length a parent role lists (the
+// server contradicts signed metadata), ErrInvalid for the fixed caps.
+func (r *remote) get(ctx context.Context, name string, limit int64, overLimit error) ([]byte, error) {
 	u := r.url(name)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
@@ -62,7 +64,7 @@ func (r *remote) get(ctx context.Context, name string, limit int64) ([]byte, err
 		return nil, fmt.Errorf("%w: GET %s: server returned %d", ErrUnavailable, u, resp.StatusCode)
 	}
 	if resp.ContentLength > limit {
-		return nil, fmt.Errorf("%w: GET %s: Content-Length %d exceeds the %d bytes allowed", ErrInvalid, u, resp.ContentLength, limit)
+		return nil, fmt.Errorf("%w: GET %s: Content-Length %d exceeds the %d bytes allowed", overLimit, u, resp.ContentLength, limit)
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, limit))
 	if err != nil {

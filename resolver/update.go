@@ -86,7 +86,7 @@ func (c *Client) updatePass(ctx context.Context, g *gunState, now time.Time) (*S
 		ts = t
 		return t.signedCommon, nil
 	}
-	raw, err := g.remote.get(ctx, roleTimestamp, maxTimestampSize)
+	raw, err := g.remote.get(ctx, roleTimestamp, maxTimestampSize, ErrInvalid)
 	if err != nil {
 		cached, ok := g.files[roleTimestamp]
 		if !errors.Is(err, ErrUnavailable) || !ok {

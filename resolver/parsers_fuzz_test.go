@@ -1,0 +1,71 @@
+package resolver
+
+import (
+	"strings"
+	"testing"
+)
+
+// FuzzParseChallenge: a trust server's WWW-Authenticate header is attacker-controlled input.
+// It must never panic, and a parameter written as a plain quoted string must come back intact.
+func FuzzParseChallenge(f *testing.F) {
+	for _, s := range []string{
+		`Bearer realm="https://auth.example.com/token",service="notary",scope="repository:docker.io/library/alpine:pull"`,
+		`Basic realm="notary"`,
+		`Bearer realm="a\"b", ,,service=x`,
+		`Bearer`,
+		`Bearer realm="unterminated`,
+	} {
+		f.Add(s, "value")
+	}
+	f.Fuzz(func(t *testing.T, header, value string) {
+		_, _ = parseChallenge(header)
+		if strings.ContainsAny(value, "\"\\") {
+			return
+		}
+		scheme, params := parseChallenge(`Bearer realm="` + value + `",service=x`)
+		if scheme != "bearer" || params["realm"] != value || params["service"] != "x" {
+			t.Fatalf("realm %q: got scheme %q params %q", value, scheme, params)
+		}
+	})
+}
+
+// FuzzEscapeName: whatever the GUN or role name, its trust-dir path element must be one safe
+// directory entry (no separator, no dot names, bounded length), and, unless hashed, reversible.
+func FuzzEscapeName(f *testing.F) {
+	for _, s := range []string{"localhost:5000/test/app", "targets/releases", "..", ".", "", strings.Repeat("a/", 200), "docker.io/library/alpine"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		e := escapeName(name)
+		if e == "" && name != "" || e == "." || e == ".." || strings.ContainsAny(e, "/\\\x00") || len(e) > maxName {
+			t.Fatalf("escapeName(%q) = %q is not a safe path element", name, e)
+		}
+		if strings.HasPrefix(e, "sha256-") {
+			return
+		}
+		if back, ok := unescapeName(e); !ok || back != name {
+			t.Fatalf("unescapeName(escapeName(%q)) = %q, %v", name, back, ok)
+		}
+	})
+}
+
+// FuzzValidateGUN: a GUN that passes validation can be used in a URL path and in the trust dir
+// without escaping its repository.
+func FuzzValidateGUN(f *testing.F) {
+	for _, s := range []string{"docker.io/library/alpine", "localhost:5000/a/b", "a//b", "../x", "a/./b", "x y"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, gun string) {
+		if validateGUN(gun) != nil {
+			return
+		}
+		for _, seg := range strings.Split(gun, "/") {
+			if seg == "" || seg == "." || seg == ".." {
+				t.Fatalf("validateGUN accepted %q with segment %q", gun, seg)
+			}
+		}
+		if strings.ContainsAny(gun, "?#% \\") {
+			t.Fatalf("validateGUN accepted %q with URL-significant characters", gun)
+		}
+	})
+}
