@@ -71,7 +71,7 @@ func (s *Server) handleBlob(w http.ResponseWriter, r *http.Request) {
 			writeError(w, r, err)
 		}
 	} else {
-		s.blobs.Serve(w, r, d, s.blobOpener(ref, d))
+		ref.up.blobs.Serve(w, r, d, s.blobOpener(ref, d))
 		// The fan-out answers failures itself; the recorder tells the log what happened.
 		if sr, ok := w.(*statusRecorder); ok && sr.status >= 400 && sr.status != http.StatusRequestedRangeNotSatisfiable {
 			rec.decision, rec.reason = decisionError, "upstream fetch failed with "+strconv.Itoa(sr.status)

@@ -99,6 +99,7 @@ type envConfig struct {
 	extra       []*Upstream
 	noDefault   bool
 	metrics     prometheus.Registerer
+	spoolBytes  int64
 }
 
 func newEnv(t *testing.T, reg *peers.Registry, cfg envConfig) *env {
@@ -124,7 +125,7 @@ func newEnv(t *testing.T, reg *peers.Registry, cfg envConfig) *env {
 		def = ""
 	}
 	e.srv, err = New(Options{
-		Upstreams: ups, Default: def, Policy: pol, TempDir: t.TempDir(), Metrics: cfg.metrics,
+		Upstreams: ups, Default: def, Policy: pol, TempDir: t.TempDir(), Metrics: cfg.metrics, BlobSpoolBytes: cfg.spoolBytes,
 		Logger: slog.New(slog.NewJSONHandler(lockedWriter{e.logMu, e.logs}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {

@@ -92,7 +92,7 @@ type Options struct {
 	// 0 = 4096.
 	ManifestCacheSize int
 	TempDir           string // blob fan-out spool; "" = os.TempDir()
-	// BlobSpoolBytes bounds verified blobs kept on disk after their download for later pulls;
+	// BlobSpoolBytes bounds, per upstream, verified blobs kept on disk after their download for later pulls;
 	// 0 keeps none (each cold pull streams from upstream, concurrent ones still share one download).
 	BlobSpoolBytes int64
 	Metrics        prometheus.Registerer // nil = no metrics
@@ -111,7 +111,6 @@ type Server struct {
 	log       *slog.Logger
 	manifests *manifestCache
 	reach     *reachability
-	blobs     *fanout.Group
 	metrics   *metrics
 	handler   http.Handler
 	timeout   time.Duration
@@ -183,7 +182,10 @@ func New(opts Options) (*Server, error) {
 	if dir == "" {
 		dir = os.TempDir()
 	}
-	s.blobs = fanout.New(fanout.Options{Dir: dir, Logger: s.log, MaxSpoolBytes: opts.BlobSpoolBytes, OnError: blobServeError})
+	for _, up := range s.upstreams {
+		up.blobs = fanout.New(fanout.Options{Dir: dir, Logger: s.log.With("upstream", up.cfg.Name),
+			MaxSpoolBytes: opts.BlobSpoolBytes, OnError: blobServeError})
+	}
 	s.handler = s.routes()
 	return s, nil
 }
@@ -195,5 +197,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // Close stops blob downloads in flight and removes spooled blobs.
 func (s *Server) Close() error {
-	return s.blobs.Close()
+	var errs []error
+	for _, up := range s.upstreams {
+		errs = append(errs, up.blobs.Close())
+	}
+	return errors.Join(errs...)
 }

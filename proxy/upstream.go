@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/trustgate/trustgate/proxy/fanout"
 	"io"
 	"net/http"
 	"strconv"
@@ -34,6 +35,10 @@ type upstream struct {
 	// per request (distribution's proxy fetches a token per request).
 	transports *lru.Cache[string, http.RoundTripper]
 	handshakes singleflight.Group
+	// blobs is this upstream's own fan-out: downloads and kept spools are keyed by digest only,
+	// so sharing one group across upstreams would serve bytes fetched from one registry (maybe
+	// with private credentials) to a request addressed to another.
+	blobs *fanout.Group
 }
 
 func newUpstream(cfg *Upstream, size int, timeout time.Duration) (*upstream, error) {

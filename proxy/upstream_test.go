@@ -274,3 +274,24 @@ func TestConcurrentManifestFetch(t *testing.T) {
 		t.Errorf("upstream manifest requests: %d, want 1: %+v", len(reqs), reqs)
 	}
 }
+
+// TestBlobSpoolsAreNotSharedAcrossUpstreams: a blob fetched (and kept) for one upstream must not
+// be served to a request addressed to another upstream that does not have it; the first may hold
+// private content its credentials can read.
+func TestBlobSpoolsAreNotSharedAcrossUpstreams(t *testing.T) {
+	reg := peers.StartRegistry(t)
+	other := peers.StartRegistry(t)
+	ou, _ := url.Parse(other.URL)
+	e := newEnv(t, reg, envConfig{def: policy.Off, spoolBytes: 64 << 20,
+		extra: []*Upstream{{Name: "ghcr.io", URL: ou, GUNPrefix: "ghcr.io", Trust: newFakeTrust()}}})
+	img := peers.PushImage(t, reg, "library/alpine", "1")
+	layer := img.Layers[0].Digest
+	if r := e.get("/v2/library/alpine/blobs/" + layer + "?ns=docker.io"); r.status != 200 || sha(r.body) != layer {
+		t.Fatalf("blob from its own upstream: %d", r.status)
+	}
+	r := e.get("/v2/owner/tool/blobs/" + layer + "?ns=ghcr.io")
+	if r.status == 200 {
+		t.Fatalf("a blob kept for docker.io was served for ghcr.io, which does not have it")
+	}
+	expectError(t, r, 404, "BLOB_UNKNOWN")
+}
