@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"crypto/sha256"
 	"os"
 	"os/exec"
 	"runtime"
@@ -24,11 +25,16 @@ type Machine struct {
 	// Load averages (/proc/loadavg) when the run started and ended: other work on the machine
 	// takes cores from every system measured here, so a loaded machine lowers all figures.
 	LoadBefore, LoadAfter string
+	// SHA256MBps is one core's SHA-256 throughput (crypto/sha256, 256 KiB writes). A proxy that
+	// verifies a blob while streaming it hashes every byte in order, so with one client this is
+	// its ceiling, whatever else it does.
+	SHA256MBps float64
 }
 
 func describeMachine(tb *scope) Machine {
 	m := Machine{CPUs: runtime.NumCPU(), Go: goVersion(), Date: time.Now().UTC(), Peers: map[string]string{}}
 	m.LoadBefore = loadAvg()
+	m.SHA256MBps = sha256Speed(time.Second)
 	m.CPUModel = procField("/proc/cpuinfo", "model name")
 	m.MemTotal = procField("/proc/meminfo", "MemTotal")
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
@@ -91,4 +97,16 @@ func loadAvg() string {
 		return ""
 	}
 	return strings.Join(f[:3], " ")
+}
+
+func sha256Speed(d time.Duration) float64 {
+	buf := make([]byte, 256<<10)
+	h := sha256.New()
+	n := 0
+	start := time.Now()
+	for time.Since(start) < d {
+		h.Write(buf)
+		n += len(buf)
+	}
+	return float64(n) / 1e6 / time.Since(start).Seconds()
 }

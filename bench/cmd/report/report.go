@@ -36,6 +36,7 @@ func (r *Report) markdown(w io.Writer) {
 	p("direct, trustgate and distribution's proxy mode were measured side by side against the same upstream.\n\n")
 	p("Machine: %d CPUs (%s), %s RAM, Linux %s, %s. trustgate at %s.\n", m.CPUs, m.CPUModel, m.MemTotal, m.Kernel, m.Go, m.Commit)
 	p("Peers: distribution `registry` %q, notary-server/notary v0.7.0 (%q), crane %q.\n", m.Peers["registry"], m.Peers["notary-server"], m.Peers["crane"])
+	p("SHA-256 (crypto/sha256, one core): %.0f MB/s.\n", m.SHA256MBps)
 	p("Load average (1/5/15 min) at start: %s; at end: %s — other processes on the machine take cores from every system alike.\n", m.LoadBefore, m.LoadAfter)
 	p("Everything (clients, trustgate, distribution, the upstream registry, notary-server) shares these cores over loopback.\n\n")
 	if len(r.Failures) > 0 {
@@ -55,6 +56,9 @@ func (r *Report) markdown(w io.Writer) {
 	p("n clients GET the same blob at the same moment and read it to the end (bytes counted, not hashed by the client).\n")
 	p("MB/s is all bytes / wall time (1 MB = 10^6 B). trustgate rows are fresh processes (cold: it keeps no blob spool by default, so every pull streams from upstream through its hashing fan-out).\n")
 	p("distribution proxy: cold = fresh storage, warm = the same process again, served from its disk cache. Peak RSS is VmHWM from /proc/<pid>/status at the end of the row.\n")
+	if d, ok := findBlob(r.Blob, "direct", "", 1); ok && m.SHA256MBps > 0 {
+		p("Ceiling: SHA-256 on one core of this machine runs at %.0f MB/s (measured at the start of the run). A proxy that verifies the digest while streaming hashes every byte in order, so with one client it cannot pass %.2f× of direct's %.0f MB/s (the upstream serves from page cache with sendfile and hashes nothing).\n", m.SHA256MBps, m.SHA256MBps/d.MBps, d.MBps)
+	}
 	p("1-client rows: median of %s interleaved rounds (each system in turn, a fresh process per round), so background load hits all alike; 16-client rows: one round.\n\n", r.Config["rounds"])
 	p("| system | clients | cache | rounds | wall s | MB/s (aggregate) | MB/s per client (median) | peak RSS MiB | upstream blob GETs (per round) | errors |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, b := range r.Blob {
