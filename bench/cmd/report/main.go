@@ -32,6 +32,7 @@ type config struct {
 	micro       string
 	microCPU    string
 	only        string
+	render      string
 }
 
 func main() {
@@ -48,7 +49,11 @@ func main() {
 	flag.StringVar(&cfg.micro, "micro", "", "file with `go test -bench` output to include")
 	flag.StringVar(&cfg.microCPU, "micro-cpu", "", "comma-separated files with pprof -top output to include")
 	flag.StringVar(&cfg.only, "only", "", "comma-separated scenarios to run (blob,tag,cold,herd,pull); empty = all")
+	flag.StringVar(&cfg.render, "render", "", "re-render latest.md and latest.svg from this latest.json (no measuring)")
 	flag.Parse()
+	if cfg.render != "" {
+		os.Exit(rerender(cfg.render, cfg.out))
+	}
 	os.Exit(run(cfg))
 }
 
@@ -163,4 +168,25 @@ func writeReport(rep *Report, dir string) error {
 	}
 	fmt.Print(md.String())
 	return nil
+}
+
+// rerender rebuilds the markdown and the chart from a saved report, so the presentation can change
+// without measuring again. The figures and the machine stay those of the saved run.
+func rerender(file, dir string) int {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "report:", err)
+		return 1
+	}
+	var rep Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		fmt.Fprintln(os.Stderr, "report:", file, err)
+		return 1
+	}
+	rep.Checks = checkTargets(&rep)
+	if err := writeReport(&rep, dir); err != nil {
+		fmt.Fprintln(os.Stderr, "report:", err)
+		return 1
+	}
+	return 0
 }

@@ -52,6 +52,13 @@ func (r *Report) markdown(w io.Writer) {
 		p("| %s | %s | %s |\n", c.Target, c.Measured, c.Met)
 	}
 
+	if ls := r.limits(); len(ls) > 0 {
+		p("\nWhat limits (from this run's profiles, section \"Profiles\" below):\n\n")
+		for _, l := range ls {
+			p("- %s\n", l)
+		}
+	}
+
 	p("\n## 1. Blob streaming (one %s blob)\n\n", r.Config["blob"])
 	p("n clients GET the same blob at the same moment and read it to the end (bytes counted, not hashed by the client).\n")
 	p("MB/s is all bytes / wall time (1 MB = 10^6 B). trustgate rows are fresh processes (cold: it keeps no blob spool by default, so every pull streams from upstream through its hashing fan-out).\n")
