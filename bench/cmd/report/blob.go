@@ -28,6 +28,11 @@ type BlobRow struct {
 	// process, each distribution proxy cold row too (its warm row follows on the same process).
 	PeakRSSMiB       float64
 	UpstreamBlobGETs int // blob GETs the upstream registry's access log shows for this row
+	// CachedAfterMs (distribution proxy, cold rows): how long after the cold pull ended the blob
+	// appeared in its storage; the warm row starts only then.
+	CachedAfterMs float64 `json:",omitempty"`
+
+	ended time.Time // when the last client finished
 }
 
 func blobScenario(root *scope, w *world, rounds int, out string, prof *[]Profile) []BlobRow {
@@ -40,8 +45,9 @@ func blobScenario(root *scope, w *world, rounds int, out string, prof *[]Profile
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
 		wall, fs := bench.FetchAll(ctx, client, blobURL(base, w.big.Repo, layer.Digest), n, nil)
+		ended := time.Now()
 		time.Sleep(300 * time.Millisecond) // the access log line is written after the response
-		r := BlobRow{System: system, Clients: n, Cache: cache, Rounds: 1, Seconds: wall.Seconds(), PeakRSSMiB: -1,
+		r := BlobRow{System: system, Clients: n, Cache: cache, Rounds: 1, Seconds: wall.Seconds(), PeakRSSMiB: -1, ended: ended,
 			UpstreamBlobGETs: upstreamBlobGETs(w.reg, mark)}
 		var total int64
 		var per []float64
@@ -86,6 +92,12 @@ func blobScenario(root *scope, w *world, rounds int, out string, prof *[]Profile
 		defer sc.close()
 		d := startDistProxy(sc, w.reg.URL)
 		cold = run("distribution proxy", "cold", d.URL, n, d.Pid())
+		if err := d.waitCached(layer.Digest, time.Minute); err != nil {
+			sc.Fatalf("distribution proxy: %v", err)
+		}
+		took := time.Since(cold.ended)
+		cold.CachedAfterMs = ms(took)
+		root.Logf("blob: distribution proxy committed the blob to its cache %v after the cold pull ended", took.Round(time.Millisecond))
 		return cold, run("distribution proxy", "warm", d.URL, n, d.Pid())
 	}
 
@@ -137,8 +149,9 @@ func medianBlobRow(rs []BlobRow) BlobRow {
 	out := rs[0]
 	out.Rounds = len(rs)
 	out.Errors, out.UpstreamBlobGETs = 0, 0
-	var sec, mbps, per []float64
+	var sec, mbps, per, cached []float64
 	for _, r := range rs {
+		cached = append(cached, r.CachedAfterMs)
 		out.Errors += r.Errors
 		out.UpstreamBlobGETs = max(out.UpstreamBlobGETs, r.UpstreamBlobGETs)
 		out.PeakRSSMiB = max(out.PeakRSSMiB, r.PeakRSSMiB)
@@ -147,6 +160,6 @@ func medianBlobRow(rs []BlobRow) BlobRow {
 		}
 		sec, mbps, per = append(sec, r.Seconds), append(mbps, r.MBps), append(per, r.PerClientMBps)
 	}
-	out.Seconds, out.MBps, out.PerClientMBps = median(sec), median(mbps), median(per)
+	out.Seconds, out.MBps, out.PerClientMBps, out.CachedAfterMs = median(sec), median(mbps), median(per), median(cached)
 	return out
 }

@@ -22,6 +22,7 @@ import (
 type server struct {
 	URL, Host string
 	LogPath   string
+	DataDir   string // distribution proxy: its storage root
 	cmd       *exec.Cmd
 	done      chan struct{}
 }
@@ -153,5 +154,25 @@ func startDistProxy(tb *scope, remote string) *server {
 	if err := os.WriteFile(cfg, fmt.Appendf(nil, distProxyConfig, filepath.Join(dir, "data"), remote), 0o644); err != nil {
 		tb.Fatal(err)
 	}
-	return startServer(tb, "registry-proxy", dir, exec.Command(peers.Binary(tb, "registry"), "serve", cfg), "REGISTRY_")
+	s := startServer(tb, "registry-proxy", dir, exec.Command(peers.Binary(tb, "registry"), "serve", cfg), "REGISTRY_")
+	s.DataDir = filepath.Join(dir, "data")
+	return s
+}
+
+// waitCached waits until the distribution proxy has committed blob dgst to its storage.
+// distribution verifies and commits a proxied blob only after the client has
+// every byte, so a pull right after the first one can still go upstream.
+func (s *server) waitCached(dgst string, limit time.Duration) error {
+	hex := strings.TrimPrefix(dgst, "sha256:")
+	path := filepath.Join(s.DataDir, "docker", "registry", "v2", "blobs", "sha256", hex[:2], hex, "data")
+	start := time.Now()
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return nil
+		}
+		if time.Since(start) > limit {
+			return fmt.Errorf("blob %s not in the proxy's storage after %v", dgst, limit)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
