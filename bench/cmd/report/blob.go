@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"time"
 
 	"github.com/trustgate/trustgate/bench"
@@ -41,6 +42,9 @@ func blobScenario(root *scope, w *world, rounds int, out string, prof *[]Profile
 	run := func(system, cache, base string, n, pid int) BlobRow {
 		client := &http.Client{Transport: bench.NewTransport(n)}
 		defer client.CloseIdleConnections()
+		// Start every row with no dirty pages from the previous one (distribution's cache fill,
+		// trustgate's spool): writeback of another row's gigabyte would be charged to this one.
+		syscall.Sync()
 		mark := w.reg.Log.Len()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
