@@ -42,8 +42,20 @@ func describeMachine(tb *scope) Machine {
 	}
 	if out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output(); err == nil {
 		m.Commit = strings.TrimSpace(string(out))
-		if out, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(out) > 0 {
-			m.Commit += " (+ uncommitted changes in the tree)"
+		// Other work lands in the same tree while it is measured; name what the binary had on top.
+		if out, err := exec.Command("git", "status", "--porcelain").Output(); err == nil && len(out) > 0 {
+			var files []string
+			for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+				if f := strings.TrimSpace(l[min(3, len(l)):]); strings.HasSuffix(f, ".go") && !strings.HasSuffix(f, "_test.go") {
+					files = append(files, f)
+				}
+			}
+			if len(files) > 0 {
+				if len(files) > 12 {
+					files = append(files[:12], "…")
+				}
+				m.Commit += " + uncommitted changes to " + strings.Join(files, ", ")
+			}
 		}
 	}
 	for name, args := range map[string][]string{

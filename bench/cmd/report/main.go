@@ -33,6 +33,7 @@ type config struct {
 	microCPU    string
 	only        string
 	render      string
+	gateYAML    string
 }
 
 func main() {
@@ -49,6 +50,7 @@ func main() {
 	flag.StringVar(&cfg.micro, "micro", "", "file with `go test -bench` output to include")
 	flag.StringVar(&cfg.microCPU, "micro-cpu", "", "comma-separated files with pprof -top output to include")
 	flag.StringVar(&cfg.only, "only", "", "comma-separated scenarios to run (blob,tag,cold,herd,pull); empty = all")
+	flag.StringVar(&cfg.gateYAML, "gate-yaml", "", "extra top-level YAML appended to trustgate's configuration, e.g. 'blob_spool_bytes: 0'")
 	flag.StringVar(&cfg.render, "render", "", "re-render latest.md and latest.svg from this latest.json (no measuring)")
 	flag.Parse()
 	if cfg.render != "" {

@@ -124,7 +124,11 @@ func (w *world) gate(tb *scope, upstream, notaryURL string) *server {
 		LogLevel:    "info", // the documented default: one decision record per manifest request
 	}
 	path := filepath.Join(dir, "trustgate.yaml")
-	if err := os.WriteFile(path, []byte(cfg.YAML()), 0o644); err != nil {
+	yaml := cfg.YAML()
+	if w.gateYAML != "" {
+		yaml += w.gateYAML + "\n"
+	}
+	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
 		tb.Fatal(err)
 	}
 	return startServer(tb, "trustgate", dir, exec.Command(w.trustgate, "serve", "--config", path), "TRUSTGATE_")

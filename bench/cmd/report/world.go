@@ -21,6 +21,7 @@ type world struct {
 	upCount   *bench.CountingProxy // in front of reg
 	notCount  *bench.CountingProxy // in front of notary
 	trustgate string               // binary
+	gateYAML  string               // appended to every trustgate configuration
 
 	big   peers.Pushed // one ~1 GiB layer, scenario 1
 	small peers.Pushed // a small image, scenarios 2-4
@@ -37,7 +38,7 @@ const (
 func gun(repo string) string { return "docker.io/" + repo }
 
 func newWorld(tb *scope, cfg config) *world {
-	w := &world{tb: tb}
+	w := &world{tb: tb, gateYAML: cfg.gateYAML}
 	dir := tb.TempDir()
 	bin, err := peers.BuildTrustgate(dir)
 	if err != nil {
