@@ -43,7 +43,7 @@ func describeMachine(tb *scope) Machine {
 	if out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output(); err == nil {
 		m.Commit = strings.TrimSpace(string(out))
 		// Other work lands in the same tree while it is measured; name what the binary had on top.
-		if out, err := exec.Command("git", "status", "--porcelain").Output(); err == nil && len(out) > 0 {
+		if out, err := exec.Command("git", "status", "--porcelain", "--untracked-files=all").Output(); err == nil && len(out) > 0 {
 			var files []string
 			for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 				if f := strings.TrimSpace(l[min(3, len(l)):]); strings.HasSuffix(f, ".go") && !strings.HasSuffix(f, "_test.go") {
