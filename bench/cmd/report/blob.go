@@ -32,6 +32,8 @@ type BlobRow struct {
 	// CachedAfterMs (distribution proxy, cold rows): how long after the cold pull ended the blob
 	// appeared in its storage; the warm row starts only then.
 	CachedAfterMs float64 `json:",omitempty"`
+	// MinMBps and MaxMBps are the slowest and fastest round (equal to MBps for one round).
+	MinMBps, MaxMBps float64
 
 	ended time.Time // when the last client finished
 }
@@ -67,6 +69,7 @@ func blobScenario(root *scope, w *world, rounds int, out string, prof *[]Profile
 			per = append(per, float64(f.Bytes)/1e6/f.Elapsed.Seconds())
 		}
 		r.MBps = float64(total) / 1e6 / wall.Seconds()
+		r.MinMBps, r.MaxMBps = r.MBps, r.MBps
 		if len(per) > 0 {
 			slices.Sort(per)
 			r.PerClientMBps = per[len(per)/2]
@@ -165,5 +168,6 @@ func medianBlobRow(rs []BlobRow) BlobRow {
 		sec, mbps, per = append(sec, r.Seconds), append(mbps, r.MBps), append(per, r.PerClientMBps)
 	}
 	out.Seconds, out.MBps, out.PerClientMBps, out.CachedAfterMs = median(sec), median(mbps), median(per), median(cached)
+	out.MinMBps, out.MaxMBps = slices.Min(mbps), slices.Max(mbps)
 	return out
 }

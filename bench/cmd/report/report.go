@@ -67,10 +67,10 @@ func (r *Report) markdown(w io.Writer) {
 		p("Ceiling: SHA-256 on one core of this machine runs at %.0f MB/s (measured at the start of the run). A proxy that verifies the digest while streaming hashes every byte in order, so with one client it cannot pass %.2f× of direct's %.0f MB/s (the upstream serves from page cache with sendfile and hashes nothing).\n", m.SHA256MBps, m.SHA256MBps/d.MBps, d.MBps)
 	}
 	p("1-client rows: median of %s interleaved rounds (each system in turn, a fresh process per round), so background load hits all alike; 16-client rows: one round.\n\n", r.Config["rounds"])
-	p("| system | clients | cache | rounds | wall s | MB/s (aggregate) | MB/s per client (median) | peak RSS MiB | upstream blob GETs (per round) | errors |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	p("| system | clients | cache | rounds | wall s | MB/s (aggregate) | rounds' range MB/s | MB/s per client (median) | peak RSS MiB | upstream blob GETs (per round) | errors |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, b := range r.Blob {
-		p("| %s | %d | %s | %d | %.2f | %.0f | %.0f | %s | %d | %s |\n", b.System, b.Clients, dash(b.Cache), b.Rounds, b.Seconds, b.MBps,
-			b.PerClientMBps, rss(b.PeakRSSMiB), b.UpstreamBlobGETs, errs(b.Errors, b.FirstErr))
+		p("| %s | %d | %s | %d | %.2f | %.0f | %.0f–%.0f | %.0f | %s | %d | %s |\n", b.System, b.Clients, dash(b.Cache), b.Rounds, b.Seconds, b.MBps,
+			b.MinMBps, b.MaxMBps, b.PerClientMBps, rss(b.PeakRSSMiB), b.UpstreamBlobGETs, errs(b.Errors, b.FirstErr))
 	}
 	for _, b := range r.Blob {
 		if b.CachedAfterMs > 0 {
