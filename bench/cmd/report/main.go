@@ -43,7 +43,7 @@ func main() {
 	flag.Int64Var(&cfg.layerSize, "layer-size", 20<<20, "size of each layer of the scenario-5 image")
 	flag.IntVar(&cfg.layers, "layers", 5, "layers of the scenario-5 image")
 	flag.DurationVar(&cfg.tagDuration, "tag-duration", 2*time.Second, "duration of one round of a 32-client row of scenario 2 (1-client rows: half)")
-	flag.IntVar(&cfg.rounds, "rounds", 3, "interleaved rounds of scenario 2 and of scenario 1's 1-client rows (the median is reported)")
+	flag.IntVar(&cfg.rounds, "rounds", 5, "interleaved rounds of scenario 2 and of scenario 1's 1-client rows (the median is reported)")
 	flag.IntVar(&cfg.coldRuns, "cold-runs", 5, "fresh processes per system in scenario 3")
 	flag.IntVar(&cfg.herd, "herd", 100, "concurrent first pulls in scenario 4")
 	flag.IntVar(&cfg.pullRepeats, "pull-repeats", 2, "pulls after the first in scenario 5")
