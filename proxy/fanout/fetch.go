@@ -3,22 +3,20 @@ package fanout
 import (
 	"context"
 	"fmt"
-	"hash"
 	"io"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 )
 
-// copyBufSize is the unit the fetcher reads from upstream and publishes; it
-// bounds the fetcher's memory to one buffer per download.
+// copyBufSize is the most the fetcher reads from upstream and publishes at a
+// time; with hashBufs it bounds the fetcher's memory per download.
 const copyBufSize = 256 << 10
 
 // fillState is what survives from one upstream connection to the next when a
 // dropped connection is resumed with a Range request.
 type fillState struct {
-	h       hash.Hash
-	buf     []byte
+	hash    *pipeHasher
 	off     int64
 	size    int64
 	sizeSet bool
@@ -49,12 +47,12 @@ func (g *Group) fill(ctx context.Context, d *download, open Opener) error {
 	defer stop()
 
 	st := &fillState{
-		h:    d.dgst.Algorithm().Hash(),
-		buf:  make([]byte, copyBufSize),
+		hash: newPipeHasher(d.dgst.Algorithm().Hash(), copyBufSize),
 		size: -1,
 		idle: time.AfterFunc(g.opts.IdleTimeout, func() { cancel(ErrIdle) }),
 	}
 	defer st.idle.Stop()
+	defer st.hash.close()
 
 	for attempt := 0; ; attempt++ {
 		retry, err := g.fillOnce(ctx, d, open, st)
@@ -70,7 +68,7 @@ func (g *Group) fill(ctx context.Context, d *download, open Opener) error {
 		g.stats.resumes.Add(1)
 		g.log.Warn("resuming blob download", "digest", d.dgst, "offset", st.off, "err", err)
 	}
-	if got := digest.NewDigest(d.dgst.Algorithm(), st.h); got != d.dgst {
+	if got := digest.NewDigest(d.dgst.Algorithm(), st.hash.sum()); got != d.dgst {
 		return fmt.Errorf("%w: got %s after %d bytes", ErrDigestMismatch, got, st.off)
 	}
 	return nil
@@ -99,19 +97,24 @@ func (g *Group) fillOnce(ctx context.Context, d *download, open Opener, st *fill
 		return false, fmt.Errorf("upstream size changed on resume: %d, was %d", size, st.size)
 	}
 	for {
-		n, rerr := body.Read(st.buf)
+		buf := st.hash.buffer()
+		n, rerr := body.Read(buf)
 		if n > 0 {
 			st.idle.Reset(g.opts.IdleTimeout)
 			if st.size >= 0 && st.off+int64(n) > st.size {
+				st.hash.recycle(buf)
 				return false, fmt.Errorf("%w: more than %d bytes", ErrTooLong, st.size)
 			}
-			st.h.Write(st.buf[:n])
-			if _, err := d.file.WriteAt(st.buf[:n], st.off); err != nil {
+			// Hashed while it is written to the spool; see pipeHasher.
+			st.hash.hash(buf[:n])
+			if _, err := d.file.WriteAt(buf[:n], st.off); err != nil {
 				return false, fmt.Errorf("write spool: %w", err)
 			}
 			st.off += int64(n)
 			g.stats.upstreamBytes.Add(int64(n))
 			d.publish(st.off)
+		} else {
+			st.hash.recycle(buf)
 		}
 		switch {
 		case rerr == io.EOF && st.size >= 0 && st.off < st.size:
