@@ -90,8 +90,13 @@ func (g *Group) fillOnce(ctx context.Context, d *download, open Opener, st *fill
 		body.Close()
 	}()
 	if !st.sizeSet {
-		st.size, st.sizeSet = size, true
 		g.makeRoom(size)
+		// Before setSize, so that a full disk is an error status for
+		// every request rather than an aborted body.
+		if err := preallocate(d.file, size); err != nil {
+			return false, err
+		}
+		st.size, st.sizeSet = size, true
 		d.setSize(size)
 	} else if size != st.size {
 		return false, fmt.Errorf("upstream size changed on resume: %d, was %d", size, st.size)
