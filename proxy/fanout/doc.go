@@ -6,9 +6,10 @@
 //
 // The first request for a digest starts a download: a goroutine copies the
 // upstream body into an unlinked spool file and publishes how many bytes it
-// has written, while a second one hashes the same buffers. Every request (the first one included) tails the spool
-// up to the published offset through one small buffer. Requests for the same
-// digest while the download runs join it instead of going upstream.
+// has written, while a second one hashes the same buffers. Every request (the
+// first one included) tails the spool up to the published offset through one
+// buffer of fixed size. Requests for the same digest while the download runs
+// join it instead of going upstream.
 //
 // # Verification
 //
