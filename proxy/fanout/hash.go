@@ -16,32 +16,33 @@ import "hash"
 // the last byte of the blob is still held back until every byte was hashed
 // and the digest compared (fill waits for the hasher before its verdict).
 
-const (
-	// hashBufs is how many copy buffers a download cycles through: one
-	// being read into, the others queued for or in the hasher. Memory per
-	// download is hashBufs*copyBufSize, whatever the blob size.
-	hashBufs = 4
-)
+// hashBufs is the most copy buffers a download cycles through: one being
+// read into, the others queued for or in the hasher. Memory per download is
+// at most hashBufs*copyBufSize, whatever the blob size; fewer than 4 measured
+// slower. Buffers are allocated only when the fetcher would otherwise wait for
+// the hasher, so a download from an upstream slower than the hash (most of
+// them, over the internet) keeps to one or two.
+const hashBufs = 4
 
 // pipeHasher hashes buffers in the order they are handed over, on its own
 // goroutine, and hands each buffer back once it is hashed.
 type pipeHasher struct {
-	h      hash.Hash
-	in     chan []byte
-	free   chan []byte
-	done   chan struct{}
-	closed bool
+	h       hash.Hash
+	in      chan []byte
+	free    chan []byte
+	done    chan struct{}
+	bufSize int
+	bufs    int // allocated so far
+	closed  bool
 }
 
 func newPipeHasher(h hash.Hash, bufSize int) *pipeHasher {
 	p := &pipeHasher{
-		h:    h,
-		in:   make(chan []byte, hashBufs),
-		free: make(chan []byte, hashBufs),
-		done: make(chan struct{}),
-	}
-	for range hashBufs {
-		p.free <- make([]byte, bufSize)
+		h:       h,
+		in:      make(chan []byte, hashBufs),
+		free:    make(chan []byte, hashBufs),
+		done:    make(chan struct{}),
+		bufSize: bufSize,
 	}
 	go p.run()
 	return p
@@ -58,7 +59,18 @@ func (p *pipeHasher) run() {
 // buffer returns a buffer to read into. It waits for the hasher when every
 // buffer is queued, which is what bounds memory and keeps the fetcher from
 // running further ahead of the hash than hashBufs buffers.
-func (p *pipeHasher) buffer() []byte { return <-p.free }
+func (p *pipeHasher) buffer() []byte {
+	select {
+	case b := <-p.free:
+		return b
+	default:
+	}
+	if p.bufs < hashBufs {
+		p.bufs++
+		return make([]byte, p.bufSize)
+	}
+	return <-p.free
+}
 
 // hash queues b to be hashed after everything queued before. The caller
 // must not modify b afterwards (reading it, e.g. to write the spool, is
