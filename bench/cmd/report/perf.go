@@ -34,7 +34,7 @@ var telling = []string{
 	"log/slog.(*Logger).logAttrs", "runtime.gcBgMarkWorker", "runtime.mallocgc",
 	"syscall.write", "syscall.read", "syscall.pread", "syscall.pwrite", "sha256.blockSHANI",
 	"io.copyBuffer", "net/http.(*persistConn).readLoop", "os.(*File).Write", "os.(*File).ReadAt",
-	"os.(*File).Read",
+	"os.(*File).Read", "internal/poll.SendFile", "internal/poll.Splice",
 }
 
 // Sample is one line of `perf report`: a share of CPU samples.

@@ -61,7 +61,7 @@ func (r *Report) markdown(w io.Writer) {
 
 	p("\n## 1. Blob streaming (one %s blob)\n\n", r.Config["blob"])
 	p("n clients GET the same blob at the same moment and read it to the end (bytes counted, not hashed by the client).\n")
-	p("MB/s is all bytes / wall time (1 MB = 10^6 B). trustgate rows are fresh processes (cold: it keeps no blob spool by default, so every pull streams from upstream through its hashing fan-out).\n")
+	p("MB/s is all bytes / wall time (1 MB = 10^6 B). trustgate rows are fresh processes (cold: whatever it may keep in its blob spool, blob_spool_bytes, starts empty, so the pull streams from upstream through its hashing fan-out).\n")
 	p("distribution proxy: cold = fresh storage, warm = the same process again once the blob is in its storage (it verifies and commits a proxied blob only after the client has every byte; a pull right after the first still goes upstream). Peak RSS is VmHWM from /proc/<pid>/status at the end of the row.\n")
 	if d, ok := findBlob(r.Blob, "direct", "", 1); ok && m.SHA256MBps > 0 {
 		p("Ceiling: SHA-256 on one core of this machine runs at %.0f MB/s (measured at the start of the run). A proxy that verifies the digest while streaming hashes every byte in order, so with one client it cannot pass %.2f× of direct's %.0f MB/s (the upstream serves from page cache with sendfile and hashes nothing).\n", m.SHA256MBps, m.SHA256MBps/d.MBps, d.MBps)
