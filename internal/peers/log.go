@@ -3,6 +3,7 @@ package peers
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -112,4 +113,24 @@ func (l *Log) WaitFor(ctx context.Context, match func(line string) bool) (string
 			return "", fmt.Errorf("waiting for log line in %s: %w", l.path, ctx.Err())
 		}
 	}
+}
+
+// jsonRecords decodes the JSON log lines whose "msg" is msg into T; other lines (plain text,
+// other messages, partial writes) are skipped, since peers interleave many kinds of output.
+func jsonRecords[T any](lines []string, msg string) []T {
+	var out []T
+	for _, line := range lines {
+		var head struct {
+			Msg string `json:"msg"`
+		}
+		if json.Unmarshal([]byte(line), &head) != nil || head.Msg != msg {
+			continue
+		}
+		var rec T
+		if json.Unmarshal([]byte(line), &rec) != nil {
+			continue
+		}
+		out = append(out, rec)
+	}
+	return out
 }

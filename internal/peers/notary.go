@@ -141,16 +141,7 @@ func (n *Notary) Requests() []NotaryRequest {
 	n.mu.Unlock()
 	var out []NotaryRequest
 	for _, l := range logs {
-		for _, line := range l.Lines() {
-			var rec struct {
-				Msg string `json:"msg"`
-				NotaryRequest
-			}
-			if json.Unmarshal([]byte(line), &rec) != nil || rec.Msg != "response completed" {
-				continue
-			}
-			out = append(out, rec.NotaryRequest)
-		}
+		out = append(out, jsonRecords[NotaryRequest](l.Lines(), "response completed")...)
 	}
 	return out
 }

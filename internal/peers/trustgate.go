@@ -164,18 +164,7 @@ type Decision struct {
 
 // Decisions parses the decision records logged so far.
 func (g *Trustgate) Decisions() []Decision {
-	var out []Decision
-	for _, line := range g.Log.Lines() {
-		var rec struct {
-			Msg string `json:"msg"`
-			Decision
-		}
-		if json.Unmarshal([]byte(line), &rec) != nil || rec.Msg != "decision" {
-			continue
-		}
-		out = append(out, rec.Decision)
-	}
-	return out
+	return jsonRecords[Decision](g.Log.Lines(), "decision")
 }
 
 // PeakRSS is the process's high-water resident set size (VmHWM) in bytes.
