@@ -55,6 +55,9 @@ type LogConfig struct {
 // expose operational data to every client.
 type MetricsConfig struct {
 	Listen string `mapstructure:"listen"`
+	// Pprof adds /debug/pprof/ to the metrics listener; off by default because profiles expose
+	// internals and cost CPU while taken.
+	Pprof bool `mapstructure:"pprof"`
 }
 
 // CacheConfig sizes the in-memory caches.
@@ -110,6 +113,7 @@ func configDefaults() map[string]any {
 		"log.level":              "info",
 		"log.format":             "json",
 		"metrics.listen":         "",
+		"metrics.pprof":          false,
 		"trust_dir":              "",
 		"trust_ttl":              "30s",
 		"cache.trust_entries":    1024,
@@ -193,6 +197,9 @@ func (c *Config) validate() error {
 	}
 	if c.Log.Format != "json" && c.Log.Format != "text" {
 		bad("log.format", "%q is not json or text", c.Log.Format)
+	}
+	if c.Metrics.Pprof && c.Metrics.Listen == "" {
+		bad("metrics.pprof", "needs metrics.listen (profiles are served only on the metrics listener)")
 	}
 	if c.Metrics.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.Metrics.Listen); err != nil {

@@ -90,6 +90,7 @@ func TestParseConfigErrorsNameTheKey(t *testing.T) {
 		{"bad log level", base + "log: {level: loud}\n", "log.level"},
 		{"missing ca file", strings.Replace(base, "gun_prefix: docker.io", "gun_prefix: docker.io\n    tls: {ca_file: /nonexistent/ca.pem}", 1), "upstreams[0].tls.ca_file"},
 		{"no upstreams", "listen: 127.0.0.1:1\n", "upstreams: at least one"},
+		{"pprof without listener", base + "metrics: {pprof: true}\n", "metrics.pprof: needs metrics.listen"},
 		{"not yaml", "upstreams: [\n", "config:"},
 	}
 	for _, tt := range tests {
