@@ -114,16 +114,16 @@ func diffCases() []diffCase {
 		{name: "fixture delegations-and-rotations", gun: "localhost:5000/test/app",
 			tags: []string{"v1", "v2", "v3", "v4", "v5"},
 			setup: func(t *testing.T, _ *tuftest.Repo) map[string][]byte {
-				return loadFixture(t, "testdata/delegations-and-rotations")
+				return tuftest.LoadDir(t, "testdata/delegations-and-rotations")
 			}},
 		{name: "fixture rsa-root", gun: "docker.io/library/alpine", tags: []string{"latest", "nope"},
 			setup: func(t *testing.T, _ *tuftest.Repo) map[string][]byte {
-				return loadFixture(t, "testdata/rsa-root")
+				return tuftest.LoadDir(t, "testdata/rsa-root")
 			}},
 		{name: "fixture: first contact with root v2, rotate through the real chain", gun: "localhost:5000/test/app",
 			tags: []string{"v1", "v3"},
 			setup: func(t *testing.T, _ *tuftest.Repo) map[string][]byte {
-				f := loadFixture(t, "testdata/delegations-and-rotations")
+				f := tuftest.LoadDir(t, "testdata/delegations-and-rotations")
 				f["root.json"] = f["2.root.json"]
 				return f
 			}},
@@ -131,24 +131,24 @@ func diffCases() []diffCase {
 			tags:         []string{"v1"},
 			classDiffers: "notary: repository does not exist (404 on 4.root.json); trustgate: root rotation failure",
 			setup: func(t *testing.T, _ *tuftest.Repo) map[string][]byte {
-				f := loadFixture(t, "testdata/delegations-and-rotations")
+				f := tuftest.LoadDir(t, "testdata/delegations-and-rotations")
 				f["root.json"] = f["3.root.json"]
 				delete(f, "4.root.json")
 				return f
 			}},
 		{name: "fixture flipped digest in targets/releases", gun: "localhost:5000/test/app", tags: []string{"v3", "v1"},
 			setup: func(t *testing.T, _ *tuftest.Repo) map[string][]byte {
-				f := loadFixture(t, "testdata/delegations-and-rotations")
+				f := tuftest.LoadDir(t, "testdata/delegations-and-rotations")
 				f["targets/releases.json"] = bytes.Replace(f["targets/releases.json"], []byte(`"/ty6`), []byte(`"/tz6`), 1)
 				return f
 			}},
 		{name: "fixture wrong GUN", gun: "localhost:5000/test/other", tags: []string{"v1"},
 			setup: func(t *testing.T, _ *tuftest.Repo) map[string][]byte {
-				return loadFixture(t, "testdata/delegations-and-rotations")
+				return tuftest.LoadDir(t, "testdata/delegations-and-rotations")
 			}},
 		{name: "fixture re-serialized targets", gun: "localhost:5000/test/app", tags: []string{"v1"},
 			setup: func(t *testing.T, _ *tuftest.Repo) map[string][]byte {
-				f := loadFixture(t, "testdata/delegations-and-rotations")
+				f := tuftest.LoadDir(t, "testdata/delegations-and-rotations")
 				f["targets.json"] = tuftest.EditJSON(t, f["targets.json"], func(map[string]interface{}) {})
 				return f
 			}},
@@ -439,13 +439,13 @@ func diffCases() []diffCase {
 		}},
 		{name: "fixture signature bit flipped in timestamp", gun: "localhost:5000/test/app", tags: []string{"v1"},
 			setup: func(t *testing.T, _ *tuftest.Repo) map[string][]byte {
-				f := loadFixture(t, "testdata/delegations-and-rotations")
+				f := tuftest.LoadDir(t, "testdata/delegations-and-rotations")
 				f["timestamp.json"] = bytes.Replace(f["timestamp.json"], []byte(`"sig":"iDn`), []byte(`"sig":"iDm`), 1)
 				return f
 			}},
 		{name: "fixture snapshot bytes changed", gun: "localhost:5000/test/app", tags: []string{"v1"},
 			setup: func(t *testing.T, _ *tuftest.Repo) map[string][]byte {
-				f := loadFixture(t, "testdata/delegations-and-rotations")
+				f := tuftest.LoadDir(t, "testdata/delegations-and-rotations")
 				f["snapshot.json"] = bytes.Replace(f["snapshot.json"], []byte(`"version":7`), []byte(`"version":8`), 1)
 				return f
 			}},

@@ -16,7 +16,7 @@ import (
 // judged against the real clock, so after its expiry (2026-12-07) both sides must refuse.
 func FuzzDifferential(f *testing.F) {
 	const fixtureGUN = "localhost:5000/test/app"
-	base := loadFixture(f, "testdata/delegations-and-rotations")
+	base := tuftest.LoadDir(f, "testdata/delegations-and-rotations")
 	names := make([]string, 0, len(base))
 	for name := range base {
 		names = append(names, name)

@@ -5,9 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io/fs"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -463,24 +461,7 @@ func fixtureNow() time.Time { return time.Date(2026, 11, 24, 12, 0, 0, 0, time.U
 
 func loadFixture(t *testing.T) map[string][]byte {
 	t.Helper()
-	dir := filepath.Join("testdata", "adversarial", "delegations-and-rotations")
-	files := map[string][]byte{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, err := filepath.Rel(dir, p)
-		if err != nil {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		files[filepath.ToSlash(rel)] = b
-		return err
-	})
-	if err != nil || len(files) == 0 {
-		t.Fatalf("fixture: %v (%d files)", err, len(files))
-	}
-	return files
+	return tuftest.LoadDir(t, filepath.Join("testdata", "adversarial", "delegations-and-rotations"))
 }
 
 func flipFirst(t *testing.T, b []byte, after string) []byte {
