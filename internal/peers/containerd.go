@@ -33,15 +33,7 @@ func StartContainerd(tb testing.TB, serverURL string) *Containerd {
 	}
 	bin := Binary(tb, "containerd")
 	ctr := Binary(tb, "ctr")
-	root, err := os.MkdirTemp("", "tgctd") // short: unix socket paths are limited to 108 bytes
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		if err := os.RemoveAll(root); err != nil {
-			tb.Logf("peers: removing containerd root: %v", err)
-		}
-	})
+	root := socketDir(tb, "tgctd")
 	c := &Containerd{Socket: filepath.Join(root, "containerd.sock"), HostsDir: filepath.Join(root, "hosts"), ctr: ctr}
 	cfg := fmt.Sprintf(`version = 2
 root = %q

@@ -45,17 +45,8 @@ func StartDockerd(tb testing.TB, mirrorURL string) *Dockerd {
 	if err != nil || u.Host == "" {
 		tb.Fatalf("peers: bad mirror URL %q: %v", mirrorURL, err)
 	}
-	// containerd's socket lives under the exec root and unix socket paths are limited to 108 bytes;
-	// t.TempDir paths embed the test name and can exceed that, so use a short directory of our own.
-	root, err := os.MkdirTemp("", "tgdk")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		if err := os.RemoveAll(root); err != nil {
-			tb.Logf("peers: removing dockerd root: %v", err)
-		}
-	})
+	// containerd's socket lives under dockerd's exec root, so that root must be short.
+	root := socketDir(tb, "tgdk")
 	d := &Dockerd{ExecRoot: filepath.Join(root, "exec"), socket: filepath.Join(root, "docker.sock"),
 		cliConfig: filepath.Join(root, "cli")}
 	d.Host = "unix://" + d.socket

@@ -106,3 +106,20 @@ func (p *Process) Stop() error {
 	})
 	return p.stopErr
 }
+
+// socketDir makes a short-named temporary directory, removed when the test ends, for daemons
+// that create unix sockets in it: socket paths are limited to 108 bytes and t.TempDir paths,
+// which embed the test name, can exceed that.
+func socketDir(tb testing.TB, prefix string) string {
+	tb.Helper()
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if err := os.RemoveAll(dir); err != nil {
+			tb.Logf("peers: removing %s: %v", dir, err)
+		}
+	})
+	return dir
+}
