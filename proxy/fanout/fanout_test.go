@@ -263,22 +263,13 @@ func TestClientDisconnect(t *testing.T) {
 	g := newGroup(t, Options{MaxSpoolBytes: 1 << 30})
 	px := proxyFor(t, g, dgst, httpOpener(up.URL))
 
-	ctx, cancel := context.WithCancel(context.Background())
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, px.URL, nil)
-	quitter, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.ReadFull(quitter.Body, make([]byte, 100<<10)); err != nil {
-		t.Fatal(err)
-	}
+	quit := startThenQuit(t, px.URL, 100<<10)
 
 	var stayer result
 	var wg sync.WaitGroup
 	wg.Go(func() { stayer = get(t, px.URL, nil) })
 	waitFor(t, "second client to join", func() bool { return g.Stats().Joins == 1 })
-	cancel()
-	quitter.Body.Close()
+	quit()
 	close(release)
 	wg.Wait()
 
@@ -299,17 +290,7 @@ func TestAllClientsGoneDownloadCompletes(t *testing.T) {
 	g := newGroup(t, Options{MaxSpoolBytes: 1 << 30})
 	px := proxyFor(t, g, dgst, httpOpener(up.URL))
 
-	ctx, cancel := context.WithCancel(context.Background())
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, px.URL, nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.ReadFull(resp.Body, make([]byte, 100<<10)); err != nil {
-		t.Fatal(err)
-	}
-	cancel()
-	resp.Body.Close()
+	startThenQuit(t, px.URL, 100<<10)()
 	close(release)
 	waitFor(t, "download to complete and be retained", func() bool { return g.Stats().Retained == 1 })
 
@@ -427,5 +408,26 @@ func TestStalledClientReleasesSpool(t *testing.T) {
 	waitFor(t, "stalled response to release the spool", func() bool { return openSpools(t, dir) == 0 })
 	if _, err := io.Copy(io.Discard, resp.Body); err == nil {
 		t.Error("stalled client got a complete body")
+	}
+}
+
+// startThenQuit starts a GET of url, reads its first n bytes and returns a func that walks away
+// (cancels the request and closes the body), for tests of clients that leave mid-stream.
+func startThenQuit(t *testing.T, url string, n int) (quit func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(resp.Body, make([]byte, n)); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	return func() {
+		cancel()
+		resp.Body.Close()
 	}
 }
