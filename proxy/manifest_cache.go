@@ -23,8 +23,7 @@ const maxManifestSize = 4 << 20
 // converts on trustgate's behalf (the signed digest is of the bytes as pushed).
 var manifestAccept = strings.Join([]string{
 	v1.MediaTypeImageManifest, v1.MediaTypeImageIndex,
-	"application/vnd.docker.distribution.manifest.v2+json",
-	"application/vnd.docker.distribution.manifest.list.v2+json",
+	mediaTypeDockerManifest, mediaTypeDockerManifestList,
 	"*/*",
 }, ", ")
 
