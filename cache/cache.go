@@ -97,19 +97,20 @@ func (c *Cache) Tags(ctx context.Context, gun string, roles []string) ([]string,
 }
 
 // State returns gun's verified state, updating it first when it is older than TTL or expired.
+// Concurrent callers share one update, and a caller that missed the cache while an update was
+// finishing gets that update's result: the cache is consulted again inside the shared flight, so
+// a fresh entry is never fetched twice.
 func (c *Cache) State(ctx context.Context, gun string) (*resolver.State, error) {
-	now := c.opts.Now()
-	if e, ok := c.entries.Get(gun); ok && now.Sub(e.checked) < c.opts.TTL {
-		if e.noTrust != nil {
-			return nil, e.noTrust
-		}
-		// Expiry is checked on every use, not only on update: a state verified a second before
-		// its timestamp expired must not be served for another TTL.
-		if now.Before(e.state.Expires()) {
-			return e.state, nil
-		}
+	if e, ok := c.fresh(gun); ok {
+		return e.state, e.noTrust
 	}
-	ch := c.flight.DoChan(gun, func() (any, error) { return c.update(ctx, gun) })
+	ch := c.flight.DoChan(gun, func() (any, error) {
+		// The flight that stored the entry may have ended between the check above and DoChan.
+		if e, ok := c.fresh(gun); ok {
+			return e.state, e.noTrust
+		}
+		return c.update(ctx, gun)
+	})
 	select {
 	case r := <-ch:
 		if r.Err != nil {
@@ -119,6 +120,24 @@ func (c *Cache) State(ctx context.Context, gun string) (*resolver.State, error) 
 	case <-ctx.Done():
 		return nil, fmt.Errorf("resolving trust data for %s: %w", gun, ctx.Err())
 	}
+}
+
+// fresh returns gun's entry if it is an answer now: younger than TTL, and either a remembered "no
+// trust data" or a state before its expiry. Expiry is checked on every use, not only on update: a
+// state verified a second before its timestamp expired must not be served for another TTL.
+func (c *Cache) fresh(gun string) (entry, bool) {
+	e, ok := c.entries.Get(gun)
+	if !ok {
+		return entry{}, false
+	}
+	now := c.opts.Now()
+	if now.Sub(e.checked) >= c.opts.TTL {
+		return entry{}, false
+	}
+	if e.noTrust == nil && !now.Before(e.state.Expires()) {
+		return entry{}, false
+	}
+	return e, true
 }
 
 func (c *Cache) update(ctx context.Context, gun string) (*resolver.State, error) {

@@ -23,8 +23,7 @@ const maxManifestSize = 4 << 20
 // converts on trustgate's behalf (the signed digest is of the bytes as pushed).
 var manifestAccept = strings.Join([]string{
 	v1.MediaTypeImageManifest, v1.MediaTypeImageIndex,
-	"application/vnd.docker.distribution.manifest.v2+json",
-	"application/vnd.docker.distribution.manifest.list.v2+json",
+	mediaTypeDockerManifest, mediaTypeDockerManifestList,
 	"*/*",
 }, ", ")
 
@@ -66,13 +65,19 @@ func manifestKey(up *upstream, repo string, d digest.Digest) string {
 
 // byDigest returns the manifest d of repo, from the cache or fetched upstream by digest. Concurrent
 // misses share one upstream fetch, which runs detached from any one client so a disconnect does
-// not fail the others. The bytes are hashed before anything is cached or returned.
+// not fail the others, and a miss while a fetch was finishing gets that fetch's manifest (the
+// cache is consulted again inside the flight), so a cached digest is never fetched twice. The
+// bytes are hashed before anything is cached or returned.
 func (c *manifestCache) byDigest(ctx context.Context, up *upstream, repo string, d digest.Digest) (*manifest, bool, error) {
 	key := manifestKey(up, repo, d)
 	if m, ok := c.lru.Get(key); ok {
 		return m, true, nil
 	}
 	ch := c.flights.DoChan(key, func() (any, error) {
+		// The flight that stored it may have ended between the check above and DoChan.
+		if m, ok := c.lru.Get(key); ok {
+			return m, nil
+		}
 		fctx, cancel := up.withTimeout(context.WithoutCancel(ctx))
 		defer cancel()
 		m, err := c.fetch(fctx, up, repo, d.String(), d)

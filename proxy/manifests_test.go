@@ -280,50 +280,6 @@ func TestUpstreamDown(t *testing.T) {
 	}
 }
 
-// TestAccept: the signed bytes are served only if the client accepts their type; never converted.
-func TestAccept(t *testing.T) {
-	reg := peers.StartRegistry(t)
-	e := newEnv(t, reg, envConfig{})
-	img := peers.PushImage(t, reg, "library/alpine", "1")
-	e.trust.sign("docker.io/library/alpine", "1", img, "targets")
-	docker2 := "application/vnd.docker.distribution.manifest.v2+json"
-	cases := []struct {
-		name   string
-		accept []string
-		ok     bool
-	}{
-		{"none", nil, true},
-		{"star", []string{"*/*"}, true},
-		{"exact", []string{img.MediaType}, true},
-		{"containerd", []string{docker2 + ", application/vnd.docker.distribution.manifest.list.v2+json, " + v1.MediaTypeImageManifest + ", " + v1.MediaTypeImageIndex + ", */*"}, true},
-		{"docker classic lines", []string{"application/vnd.docker.distribution.manifest.list.v2+json", v1.MediaTypeImageIndex, img.MediaType}, true},
-		{"wildcard subtype", []string{"application/*"}, true},
-		{"other only", []string{"application/vnd.oci.image.index.v1+json"}, false},
-		{"q=0", []string{img.MediaType + ";q=0"}, false},
-		{"no types at all", []string{";;;,,, ;q="}, true},
-		{"garbage", []string{"text", "/"}, false},
-	}
-	if img.MediaType == v1.MediaTypeImageIndex {
-		t.Fatalf("test assumes the pushed image is not an index")
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			for _, m := range []string{http.MethodGet, http.MethodHead} {
-				r := e.do(m, "/v2/alpine/manifests/1", http.Header{"Accept": c.accept})
-				if c.ok && (r.status != http.StatusOK || r.header.Get("Docker-Content-Digest") != img.Digest) {
-					t.Errorf("%s: %d %s", m, r.status, r.body)
-				}
-				if !c.ok && r.status != http.StatusNotFound {
-					t.Errorf("%s: %d, want 404", m, r.status)
-				}
-				if !c.ok && m == http.MethodGet {
-					expectError(t, r, http.StatusNotFound, "MANIFEST_UNKNOWN", img.MediaType, "never converts")
-				}
-			}
-		})
-	}
-}
-
 // TestModes: warn serves unverified content marked as such; off is a pull-through; both still
 // report the digest of the bytes actually served.
 func TestModes(t *testing.T) {

@@ -102,6 +102,16 @@ type PinningConfig struct {
 	DisableTOFU bool                `mapstructure:"disable_tofu"`
 }
 
+// trust_dir's default and its one non-directory value. The default is relative to the working
+// directory, as in the README and configs/trustgate.yaml (the container image sets
+// TRUSTGATE_TRUST_DIR=/var/lib/trustgate/trust, a volume). Memory-only state repeats trust on first
+// use and forgets rollback floors on every restart, so it must be asked for by name; ":memory:"
+// cannot be mistaken for a directory anyone means.
+const (
+	defaultTrustDir = "./trust"
+	memoryTrustDir  = ":memory:"
+)
+
 // configDefaults are set in viper (not only in the struct) so that TRUSTGATE_* environment
 // variables can override keys the file does not mention: viper only binds environment variables
 // for keys it knows.
@@ -114,7 +124,7 @@ func configDefaults() map[string]any {
 		"log.format":             "json",
 		"metrics.listen":         "",
 		"metrics.pprof":          false,
-		"trust_dir":              "",
+		"trust_dir":              defaultTrustDir,
 		"trust_ttl":              "30s",
 		"cache.trust_entries":    1024,
 		"cache.manifest_entries": 4096,
@@ -205,6 +215,9 @@ func (c *Config) validate() error {
 		if _, _, err := net.SplitHostPort(c.Metrics.Listen); err != nil {
 			bad("metrics.listen", "%q is not host:port: %v", c.Metrics.Listen, err)
 		}
+	}
+	if c.TrustDir == "" {
+		bad("trust_dir", "is empty; give a directory (default %s) or %q to keep trust state in memory only", defaultTrustDir, memoryTrustDir)
 	}
 	if c.TrustTTL <= 0 {
 		bad("trust_ttl", "must be positive (got %s)", c.TrustTTL)

@@ -22,7 +22,7 @@ func runResolve(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.SetOutput(stderr)
 	file := fs.String("config", "", "configuration file (YAML)")
 	asJSON := fs.Bool("json", false, "print JSON")
-	fs.String("trust-dir", "", "directory for verified trust state (overrides trust_dir)")
+	fs.String("trust-dir", "", "directory for verified trust state, or :memory: (overrides trust_dir; default ./trust)")
 	if err := fs.Parse(args); err != nil || fs.NArg() != 1 {
 		fmt.Fprintln(stderr, "usage: trustgate resolve --config FILE [--json] IMAGE:TAG")
 		return exitError(2)
@@ -44,6 +44,9 @@ func runResolve(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	roles := policy.DefaultRoles()
 	if d := pol.Decide(gun); d.Notary != nil {
 		roles = d.Notary.Roles
+	}
+	if err := openTrustDir(cfg, log); err != nil {
+		return err
 	}
 	rc, err := newResolver(cfg, up, log)
 	if err != nil {

@@ -25,7 +25,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	file := fs.String("config", "", "configuration file (YAML)")
 	fs.String("listen", "", "address to serve on, host:port (overrides listen)")
-	fs.String("trust-dir", "", "directory for verified trust state (overrides trust_dir)")
+	fs.String("trust-dir", "", "directory for verified trust state, or :memory: (overrides trust_dir; default ./trust)")
 	fs.Duration("trust-ttl", 0, "how long verified trust state is used before re-checking (overrides trust_ttl)")
 	fs.String("log-level", "", "debug, info, warn or error (overrides log.level)")
 	if err := fs.Parse(args); err != nil {
@@ -39,6 +39,9 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 
 	pol, err := policy.New(cfg.Policy)
 	if err != nil {
+		return err
+	}
+	if err := openTrustDir(cfg, log); err != nil {
 		return err
 	}
 	ups, err := newUpstreams(cfg, log)

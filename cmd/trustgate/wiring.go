@@ -22,6 +22,28 @@ func newLogger(cfg LogConfig, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
+// openTrustDir makes cfg.TrustDir absolute, creates it, and says where trust state lives, so an
+// operator never has to guess whether a restart will repeat trust on first use. A directory that
+// cannot be created is a start-up error, not a fall-back to memory; ":memory:" is allowed, with a
+// warning.
+func openTrustDir(cfg *Config, log *slog.Logger) error {
+	if cfg.TrustDir == memoryTrustDir {
+		log.Warn("trust state is kept in memory only: every restart repeats trust on first use and forgets rollback versions",
+			"trust_dir", memoryTrustDir)
+		return nil
+	}
+	abs, err := filepath.Abs(cfg.TrustDir)
+	if err != nil {
+		return fmt.Errorf("trust_dir %s: %w", cfg.TrustDir, err)
+	}
+	if err := os.MkdirAll(abs, 0o700); err != nil {
+		return fmt.Errorf("trust_dir: %w (set trust_dir or --trust-dir to a writable directory, or %q)", err, memoryTrustDir)
+	}
+	cfg.TrustDir = abs
+	log.Info("trust state", "dir", abs)
+	return nil
+}
+
 // newResolver builds the Notary client for one upstream. Each upstream keeps its verified state in
 // its own subdirectory of trust_dir, so two trust servers can never overwrite each other's pinned
 // roots or rollback versions.
@@ -42,8 +64,8 @@ func newResolver(cfg *Config, u UpstreamConfig, log *slog.Logger) (*resolver.Cli
 		}
 		pin.CA[prefix] = string(pem)
 	}
-	dir := ""
-	if cfg.TrustDir != "" {
+	dir := "" // resolver.Config's "in memory only"
+	if cfg.TrustDir != memoryTrustDir {
 		dir = filepath.Join(cfg.TrustDir, url.PathEscape(u.Name))
 	}
 	return resolver.NewClient(resolver.Config{
