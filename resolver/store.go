@@ -18,6 +18,11 @@ import (
 //	tuf/<escaped GUN>/metadata/<escaped role>.json   raw verified metadata, as served
 //	tuf/<escaped GUN>/versions.json                   {"<role>": highest verified version}
 //
+// A role's floor is the highest of every source on disk: versions.json and the version inside
+// its metadata file. Each role's file is written as soon as it verifies and versions.json
+// after it, so a crash between the two (or a versions.json from an older trustgate) loses no
+// floor.
+//
 // Escaping keeps [A-Za-z0-9._-] and writes every other byte as %XX, so GUNs with '/' and
 // ':' become one flat directory name and no GUN can name another's directory or climb out
 // of TrustDir. A cached root.json is the trust anchor for its GUN (no pin is re-applied to
@@ -85,8 +90,26 @@ func (s store) load(gun string) (map[string][]byte, map[string]int, error) {
 			return nil, nil, fmt.Errorf("%w: reading trust state of %s: %v", ErrUnavailable, gun, err)
 		}
 		files[role] = b
+		if v, ok := fileVersion(b); ok && v > versions[role] {
+			versions[role] = v
+		}
 	}
 	return files, versions, nil
+}
+
+// fileVersion reads signed.version of a cached metadata file. Only what trustgate itself
+// wrote after verifying it is read here, so the number is trusted as a floor; a file that does
+// not parse contributes none (versions.json still does).
+func fileVersion(raw []byte) (int, bool) {
+	var f struct {
+		Signed struct {
+			Version int `json:"version"`
+		} `json:"signed"`
+	}
+	if json.Unmarshal(raw, &f) != nil || f.Signed.Version < 1 {
+		return 0, false
+	}
+	return f.Signed.Version, true
 }
 
 func unescapeName(s string) (string, bool) {

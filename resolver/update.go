@@ -12,15 +12,13 @@ import (
 	"time"
 )
 
-// pass is one timestamp→snapshot→targets→delegations run. Nothing in gunState changes
-// until the whole pass has verified, except nextRoot (notary's builder also remembers the
-// snapshot's root checksum when a later step fails, so the root update can use it).
+// pass is one timestamp→snapshot→targets→delegations run. Like notary's tryLoadRemote, each
+// role is committed (and persisted) as soon as it verifies, so its version floor holds even
+// if a later step of the same pass fails.
 type pass struct {
-	c        *Client
-	g        *gunState
-	now      time.Time
-	files    map[string][]byte
-	versions map[string]int
+	c   *Client
+	g   *gunState
+	now time.Time
 }
 
 func sha256Hex(b []byte) string {
@@ -63,14 +61,18 @@ func (p *pass) verifyRole(role string, raw []byte, ks keySet, parse func(*envelo
 	return signers, sc, nil
 }
 
-func (p *pass) accept(role string, raw []byte, version int) {
-	p.files[role] = raw
-	p.versions[role] = max(version, p.g.versions[role])
+// accept commits a role that verified: it becomes the cached copy and its version the floor,
+// persisted before the pass goes on to use it. A failed write fails the pass closed.
+func (p *pass) accept(role string, raw []byte, version int) error {
+	g := p.g
+	g.files[role] = raw
+	g.versions[role] = max(version, g.versions[role])
+	return p.c.persist(g, []string{role})
 }
 
-// updatePass verifies the current trust data and, on success, commits and persists it.
+// updatePass verifies the current trust data, committing each role as it verifies.
 func (c *Client) updatePass(ctx context.Context, g *gunState, now time.Time) (*State, error) {
-	p := &pass{c: c, g: g, now: now, files: map[string][]byte{}, versions: map[string]int{}}
+	p := &pass{c: c, g: g, now: now}
 	gun := g.remote.gun
 	root := g.root
 	g.nextRoot = nil // only a snapshot verified in this pass may name the next root
@@ -100,7 +102,9 @@ func (c *Client) updatePass(ctx context.Context, g *gunState, now time.Time) (*S
 	} else if _, _, err := p.verifyRole(roleTimestamp, raw, root.keySet(roleTimestamp), parseTS); err != nil {
 		return nil, err
 	}
-	p.accept(roleTimestamp, raw, ts.Version)
+	if err := p.accept(roleTimestamp, raw, ts.Version); err != nil {
+		return nil, err
+	}
 	expires := minTime(root.signed.Expires, ts.Expires)
 
 	// 2. snapshot, by the hash the timestamp pins.
@@ -124,7 +128,9 @@ func (c *Client) updatePass(ctx context.Context, g *gunState, now time.Time) (*S
 	if err := checkHashes(root.raw, roleRoot, rootMeta.Hashes); err != nil {
 		return nil, fmt.Errorf("%s: trusted root differs from the snapshot's: %w", gun, err)
 	}
-	p.accept(roleSnapshot, raw, snap.Version)
+	if err := p.accept(roleSnapshot, raw, snap.Version); err != nil {
+		return nil, err
+	}
 	expires = minTime(expires, snap.Expires)
 
 	// 3. targets (fatal on any failure), then 4. delegations in pre-order.
@@ -170,7 +176,9 @@ func (c *Client) updatePass(ctx context.Context, g *gunState, now time.Time) (*S
 			}
 			return nil, err
 		}
-		p.accept(name, raw, tg.Version)
+		if err := p.accept(name, raw, tg.Version); err != nil {
+			return nil, err
+		}
 		rs := &roleState{targets: tg.Targets, signers: signers, expires: minTime(it.expires, tg.Expires)}
 		if top {
 			st.expires = rs.expires
@@ -189,21 +197,6 @@ func (c *Client) updatePass(ctx context.Context, g *gunState, now time.Time) (*S
 		queue = append(children, queue...)
 	}
 
-	// Commit.
-	for role, raw := range p.files {
-		g.files[role] = raw
-	}
-	for role, v := range p.versions {
-		g.versions[role] = v
-	}
-	roles := make([]string, 0, len(p.files))
-	for role := range p.files {
-		roles = append(roles, role)
-	}
-	slices.Sort(roles)
-	if err := c.persist(g, roles); err != nil {
-		c.log.Error("could not persist trust data", "gun", gun, "err", err)
-	}
 	return st, nil
 }
 

@@ -1,0 +1,200 @@
+package resolver_test
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/trustgate/trustgate/internal/tuftest"
+	"github.com/trustgate/trustgate/resolver"
+)
+
+// The trust-state suite attacks what the resolver remembers between updates: version floors
+// after a partial update, after a crash and across restarts. Each case is a replay that notary
+// v0.7.0 refuses because its cache holds every role the moment it verified.
+
+// gunDir is the store's directory for advGUN under trustDir (see store.go for the escaping).
+func gunDir(trustDir string) string {
+	return filepath.Join(trustDir, "tuf", "example.com%2Fteam%2Fapp")
+}
+
+func readVersions(t *testing.T, trustDir string) map[string]int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(gunDir(trustDir), "versions.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v map[string]int
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// TestPartialUpdateReplay: a newer publish is verified only in part (the rest fails: outage,
+// or a role that does not verify); then the server replays the files of the last complete
+// state. The roles that verified must already hold their floors, in memory and on disk.
+func TestPartialUpdateReplay(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// fail makes the update to the new files fail after some roles verified.
+		fail func(t *testing.T, r *tuftest.Repo, s *tuftest.Server, files map[string][]byte)
+	}{
+		{name: "snapshot fetch fails after the newer timestamp verified",
+			fail: func(t *testing.T, r *tuftest.Repo, s *tuftest.Server, files map[string][]byte) {
+				s.Override(advGUN, "snapshot."+tuftest.SHA256Hex(files["snapshot.json"])+".json", tuftest.Response{Status: 503})
+			}},
+		{name: "targets fetch fails after the newer snapshot verified",
+			fail: func(t *testing.T, r *tuftest.Repo, s *tuftest.Server, files map[string][]byte) {
+				s.Override(advGUN, "targets."+tuftest.SHA256Hex(files["targets.json"])+".json", tuftest.Response{Status: 503})
+			}},
+		{name: "publish refused: targets signed by a key root does not list",
+			fail: func(t *testing.T, r *tuftest.Repo, s *tuftest.Server, files map[string][]byte) {
+				r.SignWith("targets", advKey(t))
+				r.AddTarget("targets", "v1", []byte("refused"))
+				s.Set(advGUN, r.Publish())
+			}},
+	} {
+		for _, restart := range []bool{false, true} {
+			name := tc.name
+			if restart {
+				name += "/restarted from TrustDir"
+			}
+			t.Run(name, func(t *testing.T) {
+				r := tuftest.NewRepo(t, advGUN)
+				advBasic(t, r)
+				srv := tuftest.Serve(t, advGUN, r.Publish())
+				dir := t.TempDir()
+				withDir := func(c *resolver.Config) { c.TrustDir = dir }
+				c := advClient(t, srv.URL, withDir)
+				if _, err := lookup(t, c, advGUN, "v1"); err != nil {
+					t.Fatalf("first pull: %v", err)
+				}
+				old := srv.Files(advGUN)
+
+				r.AddTarget("targets", "v1", []byte("v1 new"))
+				files := r.Publish()
+				srv.Set(advGUN, files)
+				tc.fail(t, r, srv, files)
+				if _, err := lookup(t, c, advGUN, "v1"); err == nil {
+					t.Fatal("the partial update succeeded")
+				} else {
+					t.Logf("partial update: %v", err)
+				}
+
+				srv.Set(advGUN, old)
+				if restart {
+					c = advClient(t, srv.URL, withDir)
+				}
+				_, err := lookup(t, c, advGUN, "v1")
+				wantErr(t, err, resolver.ErrRollback)
+			})
+		}
+	}
+}
+
+// TestStaleVersionsFile: trustgate stopped after it wrote a role's metadata and before it wrote
+// versions.json (or versions.json is gone). The metadata on disk still sets the floor.
+func TestStaleVersionsFile(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		stale func(t *testing.T, dir string, before []byte)
+	}{
+		{name: "versions.json from before the last update", stale: func(t *testing.T, dir string, before []byte) {
+			if err := os.WriteFile(filepath.Join(gunDir(dir), "versions.json"), before, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{name: "versions.json missing", stale: func(t *testing.T, dir string, _ []byte) {
+			if err := os.Remove(filepath.Join(gunDir(dir), "versions.json")); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := tuftest.NewRepo(t, advGUN)
+			advBasic(t, r)
+			srv := tuftest.Serve(t, advGUN, r.Publish())
+			dir := t.TempDir()
+			withDir := func(c *resolver.Config) { c.TrustDir = dir }
+			if _, err := lookup(t, advClient(t, srv.URL, withDir), advGUN, "v1"); err != nil {
+				t.Fatalf("first pull: %v", err)
+			}
+			old := srv.Files(advGUN)
+			before, err := os.ReadFile(filepath.Join(gunDir(dir), "versions.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			r.AddTarget("targets", "v1", []byte("v1 new"))
+			srv.Set(advGUN, r.Publish())
+			if _, err := lookup(t, advClient(t, srv.URL, withDir), advGUN, "v1"); err != nil {
+				t.Fatalf("second pull: %v", err)
+			}
+			tc.stale(t, dir, before)
+
+			srv.Set(advGUN, old)
+			_, err = lookup(t, advClient(t, srv.URL, withDir), advGUN, "v1")
+			wantErr(t, err, resolver.ErrRollback)
+		})
+	}
+}
+
+// TestPersistFailureFailsClosed: a floor that cannot be written is not a floor. An update whose
+// state cannot be persisted fails with ErrUnavailable instead of serving what it cannot
+// remember.
+func TestPersistFailureFailsClosed(t *testing.T) {
+	r := tuftest.NewRepo(t, advGUN)
+	advBasic(t, r)
+	srv := tuftest.Serve(t, advGUN, r.Publish())
+	dir := t.TempDir()
+	c := advClient(t, srv.URL, func(c *resolver.Config) { c.TrustDir = dir })
+	if _, err := lookup(t, c, advGUN, "v1"); err != nil {
+		t.Fatalf("first pull: %v", err)
+	}
+	// A non-empty directory where versions.json goes: the atomic rename fails, even for root.
+	vf := filepath.Join(gunDir(dir), "versions.json")
+	if err := os.Remove(vf); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(vf, "blocker"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	r.AddTarget("targets", "v1", []byte("v1 new"))
+	srv.Set(advGUN, r.Publish())
+	_, err := lookup(t, c, advGUN, "v1")
+	wantErr(t, err, resolver.ErrUnavailable)
+}
+
+// TestFloorsFromEveryFile: the floor of every role is the highest of versions.json and the
+// version in its cached file, each read on load.
+func TestFloorsFromEveryFile(t *testing.T) {
+	r := tuftest.NewRepo(t, advGUN)
+	advBasic(t, r)
+	for range 3 {
+		r.AddTarget("targets/releases", "v2", []byte{byte(r.Version("targets/releases"))})
+		r.Publish()
+	}
+	srv := tuftest.Serve(t, advGUN, r.Publish())
+	dir := t.TempDir()
+	withDir := func(c *resolver.Config) { c.TrustDir = dir }
+	if _, err := lookup(t, advClient(t, srv.URL, withDir), advGUN, "v2"); err != nil {
+		t.Fatalf("first pull: %v", err)
+	}
+	got := readVersions(t, dir)
+	for _, role := range []string{"root", "timestamp", "snapshot", "targets", "targets/releases"} {
+		if got[role] != r.Version(role) {
+			t.Errorf("versions.json %s = %d, want %d", role, got[role], r.Version(role))
+		}
+	}
+	// versions.json forgets targets/releases; its cached file remembers.
+	if err := os.WriteFile(filepath.Join(gunDir(dir), "versions.json"), []byte(`{"root":1}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r.SetVersion("targets/releases", r.Version("targets/releases")-1)
+	r.AddTarget("targets/releases", "v2", []byte("rolled back"))
+	srv.Set(advGUN, r.Publish())
+	_, err := lookup(t, advClient(t, srv.URL, withDir), advGUN, "v2")
+	wantErr(t, err, resolver.ErrRollback)
+}
