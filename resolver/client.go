@@ -343,6 +343,26 @@ func (c *Client) fetchChecked(ctx context.Context, g *gunState, role string, met
 	return raw, nil
 }
 
+// forgetRoles drops roles from g and from disk: versions.json first, then the cached files, so an
+// interrupted forget leaves a floor behind (refusing, not accepting) that the next pass
+// forgets again.
+func (c *Client) forgetRoles(g *gunState, roles []string) error {
+	for _, role := range roles {
+		delete(g.files, role)
+		delete(g.versions, role)
+	}
+	if err := c.persist(g, nil); err != nil {
+		return err
+	}
+	for _, role := range roles {
+		if err := c.store.removeFile(g.remote.gun, role); err != nil {
+			return fmt.Errorf("%w: forgetting %s of %s: %v", ErrUnavailable, role, g.remote.gun, err)
+		}
+		delete(g.onDisk, role)
+	}
+	return nil
+}
+
 func (c *Client) persist(g *gunState, roles []string) error {
 	if c.store.dir == "" {
 		return nil

@@ -198,3 +198,107 @@ func TestFloorsFromEveryFile(t *testing.T) {
 	_, err := lookup(t, advClient(t, srv.URL, withDir), advGUN, "v2")
 	wantErr(t, err, resolver.ErrRollback)
 }
+
+// TestDelegationReadded: `notary delegation remove targets/releases` and, later, adding it
+// again starts a new role at version 1. Once a verified parent no longer lists the delegation
+// its floor is forgotten (notary's old builder cannot load the cached file without a parent
+// that lists it), so the new role resolves; the floor is never forgotten on less than that.
+func TestDelegationReadded(t *testing.T) {
+	for _, restart := range []bool{false, true} {
+		name := "same client"
+		if restart {
+			name = "restarted from TrustDir"
+		}
+		t.Run(name, func(t *testing.T) {
+			r := tuftest.NewRepo(t, advGUN)
+			advBasic(t, r)
+			for i := range 3 {
+				r.AddTarget("targets/releases", "v2", []byte{byte(i)})
+				r.Publish()
+			}
+			srv := tuftest.Serve(t, advGUN, r.Publish())
+			dir := t.TempDir()
+			withDir := func(c *resolver.Config) { c.TrustDir = dir }
+			c := advClient(t, srv.URL, withDir)
+			if _, err := lookup(t, c, advGUN, "v2"); err != nil {
+				t.Fatalf("first pull: %v", err)
+			}
+
+			r.RemoveDelegation("targets/releases")
+			srv.Set(advGUN, r.Publish())
+			_, err := lookup(t, c, advGUN, "v2")
+			wantErr(t, err, resolver.ErrTagNotSigned)
+			if _, err := os.Stat(filepath.Join(gunDir(dir), "metadata", "targets%2Freleases.json")); !os.IsNotExist(err) {
+				t.Errorf("cached file of the removed delegation: %v, want it gone", err)
+			}
+			if v, ok := readVersions(t, dir)["targets/releases"]; ok {
+				t.Errorf("versions.json still holds targets/releases at %d", v)
+			}
+
+			r.AddDelegation("targets/releases", []*tuftest.Key{advKey(t)}, nil, 1)
+			want := r.AddTarget("targets/releases", "v2", []byte("re-added"))
+			srv.Set(advGUN, r.Publish())
+			if restart {
+				c = advClient(t, srv.URL, withDir)
+			}
+			got, err := lookup(t, c, advGUN, "v2")
+			if err != nil || got.Digest.String() != want || got.Role != "targets/releases" {
+				t.Fatalf("re-added delegation: %+v, %v; want %s", got, err, want)
+			}
+		})
+	}
+}
+
+// TestDelegationFloorKept: the cases where a delegation's floor must survive.
+func TestDelegationFloorKept(t *testing.T) {
+	t.Run("removed and re-added in one publish", func(t *testing.T) {
+		// No verified parent ever omitted it: notary's cache still vouches for version 3.
+		r := tuftest.NewRepo(t, advGUN)
+		advBasic(t, r)
+		for i := range 3 {
+			r.AddTarget("targets/releases", "v2", []byte{byte(i)})
+			r.Publish()
+		}
+		srv := tuftest.Serve(t, advGUN, r.Publish())
+		c := advClient(t, srv.URL)
+		if _, err := lookup(t, c, advGUN, "v2"); err != nil {
+			t.Fatalf("first pull: %v", err)
+		}
+		r.RemoveDelegation("targets/releases")
+		r.AddDelegation("targets/releases", []*tuftest.Key{advKey(t)}, nil, 1)
+		r.AddTarget("targets/releases", "v2", []byte("re-added"))
+		srv.Set(advGUN, r.Publish())
+		_, err := lookup(t, c, advGUN, "v2")
+		wantErr(t, err, resolver.ErrRollback)
+	})
+	t.Run("parent skipped as expired", func(t *testing.T) {
+		// targets/a is expired for one publish, so targets/a/b is not visited; a's listing of b
+		// was not re-verified, so b keeps its floor.
+		r := tuftest.NewRepo(t, advGUN)
+		advBasic(t, r)
+		r.AddDelegation("targets/a", []*tuftest.Key{advKey(t)}, nil, 1)
+		r.AddDelegation("targets/a/b", []*tuftest.Key{advKey(t)}, nil, 1)
+		r.SetVersion("targets/a/b", 3)
+		r.AddTarget("targets/a/b", "x", []byte("x"))
+		srv := tuftest.Serve(t, advGUN, r.Publish())
+		dir := t.TempDir()
+		c := advClient(t, srv.URL, func(c *resolver.Config) { c.TrustDir = dir })
+		if _, err := lookup(t, c, advGUN, "v1"); err != nil {
+			t.Fatalf("first pull: %v", err)
+		}
+		r.SetExpiry("targets/a", past())
+		srv.Set(advGUN, r.Publish())
+		if _, err := lookup(t, c, advGUN, "v1"); err != nil {
+			t.Fatalf("pull with targets/a expired: %v", err)
+		}
+		if readVersions(t, dir)["targets/a/b"] != 3 {
+			t.Fatalf("floor of targets/a/b lost while its parent was skipped: %v", readVersions(t, dir))
+		}
+		r.SetExpiry("targets/a", past().AddDate(1, 0, 0))
+		r.SetVersion("targets/a/b", 2)
+		r.AddTarget("targets/a/b", "x", []byte("rolled back"))
+		srv.Set(advGUN, r.Publish())
+		_, err := lookup(t, c, advGUN, "v1")
+		wantErr(t, err, resolver.ErrRollback)
+	})
+}

@@ -140,6 +140,18 @@ func (s store) saveFile(gun, role string, raw []byte) error {
 	return writeAtomic(filepath.Join(s.gunDir(gun), "metadata"), escapeName(role)+".json", raw)
 }
 
+// removeFile deletes one role's cached metadata; a file already gone is not an error.
+func (s store) removeFile(gun, role string) error {
+	if s.dir == "" {
+		return nil
+	}
+	err := os.Remove(filepath.Join(s.gunDir(gun), "metadata", escapeName(role)+".json"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
 func (s store) saveVersions(gun string, versions map[string]int) error {
 	if s.dir == "" {
 		return nil

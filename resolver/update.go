@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -68,6 +69,45 @@ func (p *pass) accept(role string, raw []byte, version int) error {
 	g.files[role] = raw
 	g.versions[role] = max(version, g.versions[role])
 	return p.c.persist(g, []string{role})
+}
+
+// forgetUndelegated drops the floor and cached file of every delegation under parent that
+// parent, just verified, no longer lists (and of everything below such a delegation). A
+// removed delegation that is added again starts over at version 1, which notary accepts: its
+// old builder cannot load the cached file once the cached parent stops listing it. Only a
+// verified parent can do this, so a replayed or forged parent cannot reset a floor; a parent
+// that was skipped (expired, under threshold) forgets nothing.
+func (p *pass) forgetUndelegated(parent string, tg *targetsSigned) error {
+	g := p.g
+	listed := map[string]bool{}
+	for _, d := range tg.Delegations.Roles {
+		listed[d.Name] = true
+	}
+	known := map[string]bool{}
+	for role := range g.versions {
+		known[role] = true
+	}
+	for role := range g.files {
+		known[role] = true
+	}
+	var gone []string
+	for role := range known {
+		rest, ok := strings.CutPrefix(role, parent+"/")
+		if !ok {
+			continue
+		}
+		child, _, _ := strings.Cut(rest, "/")
+		if !listed[parent+"/"+child] {
+			gone = append(gone, role)
+		}
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	slices.Sort(gone)
+	p.c.log.Info("delegation no longer listed by its parent, forgetting its version floor",
+		"gun", g.remote.gun, "parent", parent, "roles", gone)
+	return p.c.forgetRoles(g, gone)
 }
 
 // updatePass verifies the current trust data, committing each role as it verifies.
@@ -177,6 +217,9 @@ func (c *Client) updatePass(ctx context.Context, g *gunState, now time.Time) (*S
 			return nil, err
 		}
 		if err := p.accept(name, raw, tg.Version); err != nil {
+			return nil, err
+		}
+		if err := p.forgetUndelegated(name, tg); err != nil {
 			return nil, err
 		}
 		rs := &roleState{targets: tg.Targets, signers: signers, expires: minTime(it.expires, tg.Expires)}

@@ -239,6 +239,23 @@ func (r *Repo) AddDelegation(name string, keys []*Key, paths []string, threshold
 	r.roles[parent].dirty = true
 }
 
+// RemoveDelegation drops name and every delegation under it from its parent, as `notary
+// delegation remove` does; adding name again later starts a new role at version 1.
+func (r *Repo) RemoveDelegation(name string) {
+	r.role(name)
+	var kept []string
+	for _, d := range r.delegations {
+		if d == name || strings.HasPrefix(d, name+"/") {
+			delete(r.roles, d)
+			delete(r.files, d+".json")
+			continue
+		}
+		kept = append(kept, d)
+	}
+	r.delegations = kept
+	r.roles[path.Dir(name)].dirty = true
+}
+
 // SetPaths changes a delegation's path prefixes (declared in its parent).
 func (r *Repo) SetPaths(name string, paths ...string) {
 	r.role(name).paths = paths
