@@ -160,7 +160,8 @@ func (c *Client) Update(ctx context.Context, gun string) (*State, error) {
 	// Re-established on every Update, as notary does on every load: the trusted root is
 	// re-validated (its certificates expire too) and, if its metadata has expired, replaced
 	// by a successor it vouches for.
-	if err := c.bootstrap(ctx, g, now); err != nil {
+	pinned, err := c.bootstrap(ctx, g, now)
+	if err != nil {
 		return nil, err
 	}
 	st, err := c.updatePass(ctx, g, now)
@@ -171,7 +172,7 @@ func (c *Client) Update(ctx context.Context, gun string) (*State, error) {
 		return nil, err
 	}
 	c.log.Debug("trust update failed, updating root", "gun", gun, "err", err)
-	if rerr := c.updateRoot(ctx, g, now); rerr != nil {
+	if rerr := c.updateRoot(ctx, g, now, pinned); rerr != nil {
 		if errors.Is(rerr, ErrUnavailable) {
 			// The root could not even be fetched: the first failure says more.
 			return nil, err
@@ -182,53 +183,65 @@ func (c *Client) Update(ctx context.Context, gun string) (*State, error) {
 }
 
 // bootstrap establishes the trusted root: the cached one if present (it is the pin and is
-// not re-fetched unless it has expired), else root.json validated against the pinning.
-func (c *Client) bootstrap(ctx context.Context, g *gunState, now time.Time) error {
+// not re-fetched unless it has expired), else root.json validated against the pinning. It
+// reports whether the pins also apply to a rotation later in this Update: as in notary's
+// bootstrapClient, they do when the root came from the server rather than from the cache.
+func (c *Client) bootstrap(ctx context.Context, g *gunState, now time.Time) (pinned bool, err error) {
 	gun := g.remote.gun
 	if raw, ok := g.files[roleRoot]; ok {
 		if g.root != nil && g.rootChecked.Equal(now) {
-			return nil
+			return c.pin.EveryRoot, nil
 		}
-		cached, err := validateRoot(raw, rootCheck{gun: gun, now: now})
+		cached, err := validateRoot(raw, rootCheck{gun: gun, pin: c.pins(false), now: now})
 		if err != nil {
-			return fmt.Errorf("cached root of %s: %w", gun, err)
+			return false, fmt.Errorf("cached root of %s: %w", gun, err)
 		}
 		if err := checkVersion(cached.signed.signedCommon, g.versions[roleRoot], gun, roleRoot); err != nil {
-			return err
+			return false, err
 		}
 		if !cached.signed.Expires.Before(now) {
 			g.root, g.rootChecked = cached, now
-			return nil
+			return c.pin.EveryRoot, nil
 		}
-		// Expired cached root: it still vouches for its successor.
+		// Expired cached root: it still vouches for its successor, which the pins must match
+		// (BootstrapNewBuilderWithNewTrustpin).
 		newRaw, err := g.remote.get(ctx, roleRoot, maxDownloadSize, ErrInvalid)
 		if err != nil {
-			return err
+			return false, err
 		}
-		nr, err := c.acceptRoot(gun, newRaw, cached, now, cached.signed.Version, true)
+		nr, err := c.acceptRoot(gun, newRaw, cached, now, cached.signed.Version, true, true)
 		if err != nil {
-			return err
+			return false, err
 		}
-		return c.commitRoot(g, nr)
+		return true, c.commitRoot(g, nr)
 	}
 	raw, err := g.remote.get(ctx, roleRoot, maxDownloadSize, ErrInvalid)
 	if err != nil {
 		if errors.Is(err, errNotFound) {
-			return fmt.Errorf("%w: %s has no trust data for %s", ErrNoTrustData, c.base.Host, gun)
+			return false, fmt.Errorf("%w: %s has no trust data for %s", ErrNoTrustData, c.base.Host, gun)
 		}
-		return err
+		return false, err
 	}
-	r, err := c.acceptRoot(gun, raw, nil, now, 1, true)
+	r, err := c.acceptRoot(gun, raw, nil, now, 1, true, true)
 	if err != nil {
-		return err
+		return false, err
 	}
-	return c.commitRoot(g, r)
+	return true, c.commitRoot(g, r)
+}
+
+// pins is the trust pinning a root is checked against: the configured one when notary would
+// apply it (pinned) or when every root must match, else none.
+func (c *Client) pins(pinned bool) *TrustPinning {
+	if pinned || c.pin.EveryRoot {
+		return &c.pin
+	}
+	return nil
 }
 
 // acceptRoot is notary's builder.loadRoot: ValidateRoot, then version, then (for a final
-// root) expiry.
-func (c *Client) acceptRoot(gun string, raw []byte, prev *trustedRoot, now time.Time, minVersion int, final bool) (*trustedRoot, error) {
-	r, err := validateRoot(raw, rootCheck{gun: gun, prev: prev, pin: c.pin, now: now})
+// root) expiry. pinned says whether the trust pinning applies to it.
+func (c *Client) acceptRoot(gun string, raw []byte, prev *trustedRoot, now time.Time, minVersion int, final, pinned bool) (*trustedRoot, error) {
+	r, err := validateRoot(raw, rootCheck{gun: gun, prev: prev, pin: c.pins(pinned), now: now})
 	if err != nil {
 		return nil, err
 	}
@@ -255,8 +268,9 @@ func (c *Client) commitRoot(g *gunState, r *trustedRoot) error {
 // updateRoot is notary's tufClient.updateRoot: fetch the root snapshot meta names (or
 // root.json), require it be signed by the current root; if only that fails, walk
 // N.root.json from current+1 to newest-1, each vouched for by its predecessor (expired
-// intermediates allowed), then verify the newest against the last.
-func (c *Client) updateRoot(ctx context.Context, g *gunState, now time.Time) error {
+// intermediates allowed), then verify the newest against the last. Every root on the way is
+// checked against the pins iff pinned (or EveryRoot).
+func (c *Client) updateRoot(ctx context.Context, g *gunState, now time.Time, pinned bool) error {
 	gun := g.remote.gun
 	cur := g.root
 	var raw []byte
@@ -269,7 +283,7 @@ func (c *Client) updateRoot(ctx context.Context, g *gunState, now time.Time) err
 	if err != nil {
 		return err
 	}
-	nr, err := c.acceptRoot(gun, raw, cur, now, max(cur.signed.Version, g.versions[roleRoot]), true)
+	nr, err := c.acceptRoot(gun, raw, cur, now, max(cur.signed.Version, g.versions[roleRoot]), true, pinned)
 	if err == nil {
 		return c.commitRoot(g, nr)
 	}
@@ -290,13 +304,13 @@ func (c *Client) updateRoot(ctx context.Context, g *gunState, now time.Time) err
 		if err != nil {
 			return fmt.Errorf("root rotation of %s: %w", gun, err)
 		}
-		ir, err := c.acceptRoot(gun, vraw, prev, now, v, false)
+		ir, err := c.acceptRoot(gun, vraw, prev, now, v, false, pinned)
 		if err != nil {
 			return fmt.Errorf("root rotation of %s at version %d: %w", gun, v, err)
 		}
 		prev = ir
 	}
-	nr, err = c.acceptRoot(gun, raw, prev, now, newest.Version, true)
+	nr, err = c.acceptRoot(gun, raw, prev, now, newest.Version, true, pinned)
 	if err != nil {
 		return fmt.Errorf("root rotation of %s: %w", gun, err)
 	}

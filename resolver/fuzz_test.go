@@ -57,7 +57,7 @@ func FuzzVerifyRoot(f *testing.F) {
 		for _, rc := range []rootCheck{
 			{gun: gunApp, now: fixtureNow},
 			{gun: gunApp, now: fixtureNow, prev: prev},
-			{gun: gunApp, now: fixtureNow, pin: TrustPinning{Certs: map[string][]string{"localhost:5000/*": {"x"}}}},
+			{gun: gunApp, now: fixtureNow, pin: &TrustPinning{Certs: map[string][]string{"localhost:5000/*": {"x"}}}},
 		} {
 			r, err := validateRoot(raw, rc)
 			if err != nil {

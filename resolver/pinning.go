@@ -8,8 +8,10 @@ import (
 	"time"
 )
 
-// TrustPinning decides which root certificates may anchor a GUN on first contact (and which
-// must still sign a rotated root). Its rules and precedence are Notary's trust_pinning.
+// TrustPinning decides which root certificates may anchor a GUN. Its rules and precedence are
+// Notary's trust_pinning, and so is when it applies: to a root fetched without a trusted one
+// (first contact, or a successor to an expired cached root) and to any rotation followed in
+// the same Update; a rotation that the trusted root signs is not checked against the pins.
 type TrustPinning struct {
 	// Certs maps a GUN, or a "prefix*" wildcard, to the allowed root certificate key IDs
 	// (the TUF IDs of the ecdsa-x509/rsa-x509 keys, as root signatures reference them).
@@ -18,6 +20,11 @@ type TrustPinning struct {
 	CA map[string]string
 	// DisableTOFU refuses a first root that no pin covers instead of trusting it on first use.
 	DisableTOFU bool
+	// EveryRoot applies Certs and CA to every root: the cached one on every Update and every
+	// rotated one, so a pinned GUN only ever trusts pinned keys (a rotation needs the new key
+	// pinned first) and a changed pin takes effect on trust already established. Notary does
+	// not do this; it is off by default.
+	EveryRoot bool
 }
 
 // pinCheck reports whether a root leaf (with the root's own valid intermediates) is allowed.

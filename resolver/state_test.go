@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/trustgate/trustgate/internal/tuftest"
 	"github.com/trustgate/trustgate/resolver"
@@ -301,4 +302,103 @@ func TestDelegationFloorKept(t *testing.T) {
 		_, err := lookup(t, c, advGUN, "v1")
 		wantErr(t, err, resolver.ErrRollback)
 	})
+}
+
+// TestPinnedRootRotation: notary applies trust_pinning when it has no trusted root (and when the
+// cached one has expired), never to a rotation the trusted root signs. EveryRoot is the stricter
+// mode: every root, the cached one included, must match the pins.
+func TestPinnedRootRotation(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		everyRoot bool
+		restart   bool
+		want      []error // nil: the rotated root is accepted
+	}{
+		{name: "default"},
+		{name: "default, restarted from TrustDir", restart: true},
+		{name: "every root", everyRoot: true, want: []error{resolver.ErrPinMismatch}},
+		{name: "every root, restarted from TrustDir", everyRoot: true, restart: true, want: []error{resolver.ErrPinMismatch}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := tuftest.NewRepo(t, advGUN)
+			advBasic(t, r)
+			srv := tuftest.Serve(t, advGUN, r.Publish())
+			dir := t.TempDir()
+			pinned := r.RootKeyIDs()
+			cfg := func(c *resolver.Config) {
+				c.TrustDir = dir
+				c.Pinning = resolver.TrustPinning{Certs: map[string][]string{advGUN: pinned}, DisableTOFU: true, EveryRoot: tc.everyRoot}
+			}
+			c := advClient(t, srv.URL, cfg)
+			if _, err := lookup(t, c, advGUN, "v1"); err != nil {
+				t.Fatalf("first pull: %v", err)
+			}
+			r.RotateRoot() // a new root key, cross-signed by the pinned one
+			want := r.AddTarget("targets", "v1", []byte("after rotation"))
+			srv.Set(advGUN, r.Publish())
+			if tc.restart {
+				c = advClient(t, srv.URL, cfg)
+			}
+			got, err := lookup(t, c, advGUN, "v1")
+			if tc.want != nil {
+				wantErr(t, err, tc.want...)
+				return
+			}
+			if err != nil || got.Digest.String() != want {
+				t.Fatalf("after a rotation signed by the pinned root: %+v, %v; want %s", got, err, want)
+			}
+		})
+	}
+}
+
+// TestPinsChangedAfterTrust: a root trusted before the pins changed stays the anchor (notary:
+// "the root on disk is the source of trust pinning") unless EveryRoot is set.
+func TestPinsChangedAfterTrust(t *testing.T) {
+	r := tuftest.NewRepo(t, advGUN)
+	advBasic(t, r)
+	srv := tuftest.Serve(t, advGUN, r.Publish())
+	dir := t.TempDir()
+	if _, err := lookup(t, advClient(t, srv.URL, func(c *resolver.Config) { c.TrustDir = dir }), advGUN, "v1"); err != nil {
+		t.Fatalf("first pull (TOFU): %v", err)
+	}
+	other := tuftest.NewRepo(t, advGUN).RootKeyIDs()
+	for _, everyRoot := range []bool{false, true} {
+		c := advClient(t, srv.URL, func(c *resolver.Config) {
+			c.TrustDir = dir
+			c.Pinning = resolver.TrustPinning{Certs: map[string][]string{advGUN: other}, EveryRoot: everyRoot}
+		})
+		_, err := lookup(t, c, advGUN, "v1")
+		if everyRoot {
+			wantErr(t, err, resolver.ErrPinMismatch)
+		} else if err != nil {
+			t.Errorf("default mode, cached root and a pin to another key: %v", err)
+		}
+	}
+}
+
+// TestPinnedSuccessorOfExpiredRoot: when the cached root has expired, notary fetches its
+// successor with the pins applied (BootstrapNewBuilderWithNewTrustpin), even by default.
+func TestPinnedSuccessorOfExpiredRoot(t *testing.T) {
+	start := time.Now()
+	r := tuftest.NewRepo(t, advGUN)
+	r.SetExpiry(tuftest.Root, start.Add(time.Hour))
+	advBasic(t, r)
+	srv := tuftest.Serve(t, advGUN, r.Publish())
+	dir := t.TempDir()
+	pinned := r.RootKeyIDs()
+	now := start
+	c := advClient(t, srv.URL, func(c *resolver.Config) {
+		c.TrustDir = dir
+		c.Now = func() time.Time { return now }
+		c.Pinning = resolver.TrustPinning{Certs: map[string][]string{advGUN: pinned}}
+	})
+	if _, err := lookup(t, c, advGUN, "v1"); err != nil {
+		t.Fatalf("first pull: %v", err)
+	}
+	r.RotateRoot()
+	r.SetExpiry(tuftest.Root, start.AddDate(1, 0, 0))
+	srv.Set(advGUN, r.Publish())
+	now = start.Add(2 * time.Hour)
+	_, err := lookup(t, c, advGUN, "v1")
+	wantErr(t, err, resolver.ErrPinMismatch)
 }

@@ -96,10 +96,13 @@ type NotaryConfig struct {
 
 // PinningConfig mirrors Notary's trust_pinning: certs[GUN or "prefix*"] = root cert key IDs,
 // ca[GUN prefix] = path of a PEM CA bundle, disable_tofu refuses repositories no pin covers.
+// every_root (not in Notary) applies certs and ca to every root, not only when trust is
+// established (resolver.TrustPinning.EveryRoot).
 type PinningConfig struct {
 	Certs       map[string][]string `mapstructure:"certs"`
 	CA          map[string]string   `mapstructure:"ca"`
 	DisableTOFU bool                `mapstructure:"disable_tofu"`
+	EveryRoot   bool                `mapstructure:"every_root"`
 }
 
 // trust_dir's default and its one non-directory value. The default is relative to the working

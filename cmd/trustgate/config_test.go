@@ -164,3 +164,22 @@ func TestExampleConfigsLoad(t *testing.T) {
 		}
 	}
 }
+
+func TestParseConfigEveryRoot(t *testing.T) {
+	for _, tc := range []struct {
+		yaml string
+		want bool
+	}{
+		{"", false},
+		{"\n      trust_pinning: {every_root: true}", true},
+	} {
+		doc := "upstreams:\n  - name: docker.io\n    url: http://127.0.0.1:5001\n    gun_prefix: docker.io\n    notary:\n      url: http://127.0.0.1:4443" + tc.yaml + "\n"
+		cfg, err := parseConfig([]byte(doc), nil)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.yaml, err)
+		}
+		if got := cfg.Upstreams[0].Notary.TrustPinning.EveryRoot; got != tc.want {
+			t.Errorf("%q: every_root = %v, want %v", tc.yaml, got, tc.want)
+		}
+	}
+}

@@ -56,6 +56,7 @@ func newResolver(cfg *Config, u UpstreamConfig, log *slog.Logger) (*resolver.Cli
 		Certs:       u.Notary.TrustPinning.Certs,
 		CA:          map[string]string{},
 		DisableTOFU: u.Notary.TrustPinning.DisableTOFU,
+		EveryRoot:   u.Notary.TrustPinning.EveryRoot,
 	}
 	for prefix, file := range u.Notary.TrustPinning.CA {
 		pem, err := os.ReadFile(file)
