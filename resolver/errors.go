@@ -15,6 +15,10 @@ var (
 	// ErrUnavailable: the trust server could not be reached or answered with an unexpected
 	// status, and no still-valid cached trust data could stand in.
 	ErrUnavailable = errors.New("trust server unavailable")
+	// ErrRejected: the trust server answered 400 Bad Request, which notary's HTTP store reads
+	// as a refused operation (ErrInvalidOperation), not an outage: no cached timestamp stands
+	// in for it.
+	ErrRejected = errors.New("trust server rejected the request")
 	// ErrExpired: a role's metadata, or a root certificate, is past its expiry.
 	ErrExpired = errors.New("trust data expired")
 	// ErrRollback: a role's version is lower than a version verified before.

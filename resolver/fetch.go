@@ -27,6 +27,10 @@ const requestTimeout = 30 * time.Second
 // errNotFound marks a 404 so bootstrap can tell "no trust data" from other failures.
 var errNotFound = errors.New("not found")
 
+// errBodyCut marks a response whose body failed mid-read. Notary's GetSized returns that read
+// error as it is, which is none of the outage classes a cached timestamp may stand in for.
+var errBodyCut = errors.New("response body cut short")
+
 // remote fetches metadata files of one GUN from a notary-server.
 type remote struct {
 	base   *url.URL // server base URL
@@ -40,8 +44,10 @@ func (r *remote) url(name string) string {
 
 // get fetches <name>.json, refusing a declared Content-Length over limit and reading at most
 // limit bytes otherwise (an over-long body is truncated, so its hash cannot match), exactly
-// like notary's HTTPStore.GetSized. All transport and status failures wrap ErrUnavailable,
-// which is what lets a still-valid cached timestamp stand in. overLimit is the error kind of a
+// like notary's HTTPStore.GetSized. Its error classes are notary's translateStatusToError:
+// 404 and every status but 200 and 400, and transport failures, wrap ErrUnavailable (an
+// outage, for which a still-valid cached timestamp may stand in; a body cut short is also
+// ErrUnavailable but not an outage); 400 is ErrRejected. overLimit is the error kind of a
 // declared length over limit: ErrChecksum when limit is the length a parent role lists (the
 // server contradicts signed metadata), ErrInvalid for the fixed caps.
 func (r *remote) get(ctx context.Context, name string, limit int64, overLimit error) ([]byte, error) {
@@ -59,6 +65,9 @@ func (r *remote) get(ctx context.Context, name string, limit int64, overLimit er
 	case resp.StatusCode == http.StatusNotFound:
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
 		return nil, fmt.Errorf("%w: GET %s: %w", ErrUnavailable, u, errNotFound)
+	case resp.StatusCode == http.StatusBadRequest:
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
+		return nil, fmt.Errorf("%w: GET %s: server returned 400", ErrRejected, u)
 	case resp.StatusCode != http.StatusOK:
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
 		return nil, fmt.Errorf("%w: GET %s: server returned %d", ErrUnavailable, u, resp.StatusCode)
@@ -68,7 +77,7 @@ func (r *remote) get(ctx context.Context, name string, limit int64, overLimit er
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, limit))
 	if err != nil {
-		return nil, fmt.Errorf("%w: reading %s: %w", ErrUnavailable, u, err)
+		return nil, fmt.Errorf("%w: reading %s: %w: %w", ErrUnavailable, u, errBodyCut, err)
 	}
 	return b, nil
 }

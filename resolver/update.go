@@ -131,7 +131,7 @@ func (c *Client) updatePass(ctx context.Context, g *gunState, now time.Time) (*S
 	raw, err := g.remote.get(ctx, roleTimestamp, maxTimestampSize, ErrInvalid)
 	if err != nil {
 		cached, ok := g.files[roleTimestamp]
-		if !errors.Is(err, ErrUnavailable) || !ok {
+		if !outage(err) || !ok {
 			return nil, err
 		}
 		if _, _, verr := p.verifyRole(roleTimestamp, cached, root.keySet(roleTimestamp), parseTS); verr != nil {
@@ -241,6 +241,14 @@ func (c *Client) updatePass(ctx context.Context, g *gunState, now time.Time) (*S
 	}
 
 	return st, nil
+}
+
+// outage is downloadTimestamp's rule for when a cached timestamp may stand in: the server
+// could not be reached or answered 404 or a status other than 200 and 400 (ErrMetaNotFound,
+// ErrServerUnavailable, NetworkError). A 400, an over-long or cut-short body, or bytes that
+// do not verify are not outages.
+func outage(err error) bool {
+	return errors.Is(err, ErrUnavailable) && !errors.Is(err, errBodyCut)
 }
 
 // skippable is notary's downloadTargets rule: an expired delegation or one below its
