@@ -272,6 +272,25 @@ func TestDelegationFloorKept(t *testing.T) {
 		_, err := lookup(t, c, advGUN, "v2")
 		wantErr(t, err, resolver.ErrRollback)
 	})
+	t.Run("rolled back and signed by a key the parent does not list", func(t *testing.T) {
+		// notary checks a delegation's version before its signatures: a rollback is fatal,
+		// not a delegation skipped as under its threshold (which would let targets answer).
+		r := tuftest.NewRepo(t, advGUN)
+		advBasic(t, r)
+		r.SetVersion("targets/releases", 3)
+		r.AddTarget("targets/releases", "v2", []byte("three"))
+		srv := tuftest.Serve(t, advGUN, r.Publish())
+		c := advClient(t, srv.URL)
+		if _, err := lookup(t, c, advGUN, "v2"); err != nil {
+			t.Fatalf("first pull: %v", err)
+		}
+		r.SetVersion("targets/releases", 2)
+		r.SignWith("targets/releases", advKey(t))
+		r.AddTarget("targets", "v3", []byte("parent re-signed"))
+		srv.Set(advGUN, r.Publish())
+		_, err := lookup(t, c, advGUN, "v1")
+		wantErr(t, err, resolver.ErrRollback)
+	})
 	t.Run("parent skipped as expired", func(t *testing.T) {
 		// targets/a is expired for one publish, so targets/a/b is not visited; a's listing of b
 		// was not re-verified, so b keeps its floor.

@@ -28,8 +28,9 @@ func sha256Hex(b []byte) string {
 }
 
 // verifyRole runs notary's per-role order: signatures, structure (parse), version, expiry —
-// except that delegations are parsed before their signatures are checked (builder.go
-// loadDelegation), which decides whether a broken delegation is fatal or skipped.
+// except that a delegation is parsed and version-checked before its signatures
+// (builder.go loadDelegation), which decides whether a broken delegation is fatal or skipped:
+// a rollback is fatal even when the signatures would not verify.
 // The parsed body is handed out through parse.
 func (p *pass) verifyRole(role string, raw []byte, ks keySet, parse func(*envelope) (signedCommon, error)) ([]string, signedCommon, error) {
 	gun := p.g.remote.gun
@@ -43,6 +44,9 @@ func (p *pass) verifyRole(role string, raw []byte, ks keySet, parse func(*envelo
 		if sc, err = parse(env); err != nil {
 			return nil, signedCommon{}, fmt.Errorf("%s: %w", gun, err)
 		}
+		if err := checkVersion(sc, p.g.versions[role], gun, role); err != nil {
+			return nil, signedCommon{}, err
+		}
 	}
 	signers, err := verifySignatures(env, ks)
 	if err != nil {
@@ -52,9 +56,9 @@ func (p *pass) verifyRole(role string, raw []byte, ks keySet, parse func(*envelo
 		if sc, err = parse(env); err != nil {
 			return nil, signedCommon{}, fmt.Errorf("%s: %w", gun, err)
 		}
-	}
-	if err := checkVersion(sc, p.g.versions[role], gun, role); err != nil {
-		return nil, signedCommon{}, err
+		if err := checkVersion(sc, p.g.versions[role], gun, role); err != nil {
+			return nil, signedCommon{}, err
+		}
 	}
 	if err := checkExpiry(sc, p.now, gun, role); err != nil {
 		return nil, signedCommon{}, err
