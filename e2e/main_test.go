@@ -11,7 +11,9 @@
 // warn mode, upstream never asked by tag); TestNotaryDown (503, never 404, no manifest body);
 // TestSkopeo; TestDockerMirror (registry-mirrors); TestContainerdHostsServer (hosts.toml, ?ns=);
 // TestUpstreamDown (503); TestLargeBlobStreams (1 GiB layer, peak RSS); TestTrustFetchedOncePerTTL
-// (burst coalescing); TestTrustPinning (certs pins against the real root, disable_tofu, wildcard).
+// (burst coalescing); TestTrustPinning (certs pins against the real root, disable_tofu, wildcard);
+// TestPartialUpdateReplay (issue #7: a tampering front fails the snapshot, then replays the old
+// files); TestPinnedRootRotation (a pinned root rotates as in notary; every_root refuses).
 package e2e
 
 import (

@@ -107,13 +107,17 @@ type notaryClient struct {
 	bin, config string
 }
 
-func newNotaryClient(t *testing.T, serverURL string) *notaryClient {
+func newNotaryClient(t *testing.T, serverURL string, pinCerts map[string][]string) *notaryClient {
 	t.Helper()
 	dir := t.TempDir()
-	cfg, _ := json.Marshal(map[string]any{
+	c := map[string]any{
 		"trust_dir":     filepath.Join(dir, "trust"),
 		"remote_server": map[string]any{"url": serverURL},
-	})
+	}
+	if pinCerts != nil {
+		c["trust_pinning"] = map[string]any{"certs": pinCerts, "disable_tofu": true}
+	}
+	cfg, _ := json.Marshal(c)
 	path := filepath.Join(dir, "config.json")
 	if err := os.WriteFile(path, cfg, 0o644); err != nil {
 		t.Fatal(err)
@@ -139,7 +143,7 @@ func TestPartialUpdateReplay(t *testing.T) {
 	const repo = "library/alpine"
 	p1 := w.pushSigned(t, repo, "signed")
 	front := newTamperFront(t, w.notary.URL)
-	nc := newNotaryClient(t, front.URL)
+	nc := newNotaryClient(t, front.URL, nil)
 
 	trustDir := filepath.Join(t.TempDir(), "trust")
 	cfg := peers.GateConfig{RegistryURL: w.reg.URL, NotaryURL: front.URL, TrustDir: trustDir, TrustTTL: time.Second}
@@ -207,4 +211,40 @@ func TestPartialUpdateReplay(t *testing.T) {
 	if out, err := nc.lookup(gun(repo), "signed"); err != nil || !strings.Contains(out, p2.Hex()) {
 		t.Errorf("notary lookup after the attack: %v\n%s", err, out)
 	}
+}
+
+// TestPinnedRootRotation: with trust_pinning.certs set to the repository's root key, a root
+// rotation made with the notary CLI (the new root signed by the old key) is followed, as the
+// notary client follows it with the same pin; with every_root it is refused (503) until the new
+// key is pinned.
+func TestPinnedRootRotation(t *testing.T) {
+	w := newWorld(t)
+	const repo = "library/pinned"
+	p1 := w.pushSigned(t, repo, "v1")
+	pins := map[string][]string{gun(repo): rootKeyIDs(t, w.notary.URL, gun(repo))}
+	nc := newNotaryClient(t, w.notary.URL, pins)
+	if out, err := nc.lookup(gun(repo), "v1"); err != nil || !strings.Contains(out, p1.Hex()) {
+		t.Fatalf("notary lookup with the pin: %v\n%s", err, out)
+	}
+	dflt := w.gate(t, peers.GateConfig{PinCerts: pins, DisableTOFU: true, TrustTTL: time.Second})
+	strict := w.gate(t, peers.GateConfig{PinCerts: pins, DisableTOFU: true, EveryRoot: true, TrustTTL: time.Second})
+	for _, g := range []*peers.Trustgate{dflt, strict} {
+		if got := getManifest(t, g, repo, "v1"); got.code != 200 || got.digest() != p1.Digest {
+			t.Fatalf("before the rotation: %d %s", got.code, got.body)
+		}
+	}
+
+	w.cli.RotateRoot(gun(repo))
+	p2 := w.pushSigned(t, repo, "v2")
+	if out, err := nc.lookup(gun(repo), "v2"); err != nil || !strings.Contains(out, p2.Hex()) {
+		t.Fatalf("notary lookup after the rotation, pinned to the old key: %v\n%s", err, out)
+	}
+	eventually(t, 30*time.Second, "default pinning follows the rotation", func() (bool, string) {
+		got := getManifest(t, dflt, repo, "v2")
+		return got.code == 200 && got.digest() == p2.Digest, string(got.body)
+	})
+	eventually(t, 30*time.Second, "every_root refuses the unpinned new root", func() (bool, string) {
+		got := getManifest(t, strict, repo, "v2")
+		return got.code == http.StatusServiceUnavailable && bytes.Contains(got.body, []byte("pinning")), string(got.body)
+	})
 }

@@ -57,6 +57,7 @@ type GateConfig struct {
 	// PinCerts is notary.trust_pinning.certs: GUN (or "prefix*") → root certificate key IDs.
 	PinCerts    map[string][]string
 	DisableTOFU bool
+	EveryRoot   bool // notary.trust_pinning.every_root
 }
 
 // GateRule is one policy rule.
@@ -89,12 +90,12 @@ func (c GateConfig) YAML() string {
 	fmt.Fprintf(&b, "default_upstream: docker.io\n")
 	fmt.Fprintf(&b, "upstreams:\n  - name: docker.io\n    url: %s\n    gun_prefix: docker.io\n    docker_hub: true\n", q(c.RegistryURL))
 	fmt.Fprintf(&b, "    notary:\n      url: %s\n", q(c.NotaryURL))
-	if len(c.PinCerts) > 0 || c.DisableTOFU {
+	if len(c.PinCerts) > 0 || c.DisableTOFU || c.EveryRoot {
 		certs, _ := json.Marshal(c.PinCerts) // a JSON object is a YAML flow mapping
 		if c.PinCerts == nil {
 			certs = []byte("{}")
 		}
-		fmt.Fprintf(&b, "      trust_pinning: {certs: %s, disable_tofu: %t}\n", certs, c.DisableTOFU)
+		fmt.Fprintf(&b, "      trust_pinning: {certs: %s, disable_tofu: %t, every_root: %t}\n", certs, c.DisableTOFU, c.EveryRoot)
 	}
 	fmt.Fprintf(&b, "policy:\n  default: {mode: %s}\n", mode)
 	if len(c.Rules) > 0 {
