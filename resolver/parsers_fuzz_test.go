@@ -1,6 +1,7 @@
 package resolver
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 )
@@ -66,6 +67,35 @@ func FuzzValidateGUN(f *testing.F) {
 		}
 		if strings.ContainsAny(gun, "?#% \\") {
 			t.Fatalf("validateGUN accepted %q with URL-significant characters", gun)
+		}
+	})
+}
+
+// FuzzStoreLoad: the trust_dir is read back on start (versions.json and each cached metadata
+// file). Whatever is on disk, load must not panic, and a role's floor is never below the version
+// its cached file states.
+func FuzzStoreLoad(f *testing.F) {
+	f.Add([]byte(`{"root":1,"timestamp":2}`), []byte(`{"signed":{"_type":"Timestamp","version":3},"signatures":[]}`))
+	f.Add([]byte(`{"timestamp":-5}`), []byte(`{"signed":{"version":"7"}}`))
+	f.Add([]byte(`[]`), []byte(`{"signed":{"version":1e99}}`))
+	f.Add([]byte(``), []byte(`not json`))
+	f.Fuzz(func(t *testing.T, versions, timestamp []byte) {
+		s := store{dir: t.TempDir()}
+		if err := writeAtomic(s.gunDir("g"), "versions.json", versions); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.saveFile("g", roleTimestamp, timestamp); err != nil {
+			t.Fatal(err)
+		}
+		files, floors, err := s.load("g")
+		if err != nil {
+			return
+		}
+		if !bytes.Equal(files[roleTimestamp], timestamp) {
+			t.Fatalf("cached timestamp not read back")
+		}
+		if v, ok := fileVersion(timestamp); ok && floors[roleTimestamp] < v {
+			t.Fatalf("floor %d below the cached file's version %d", floors[roleTimestamp], v)
 		}
 	})
 }
