@@ -124,6 +124,20 @@ func BenchmarkUpdate(b *testing.B) {
 			}
 		}
 	})
+	// cold with a trust_dir: every verified role (and its floor) is written, fsynced, on the
+	// way; this is the price of floors that survive a crash mid-update.
+	b.Run("cold-trust-dir", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			c, err := NewClient(Config{ServerURL: srv.URL, TrustDir: b.TempDir()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := c.Update(ctx, gun); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	b.Run("warm", func(b *testing.B) {
 		c := newClient()
 		if _, err := c.Update(ctx, gun); err != nil {
