@@ -137,28 +137,25 @@ func (d *download) waitSize(ctx context.Context) (int64, error) {
 	return d.size, nil
 }
 
-// readable reports how far readers may send right now and a channel closed
-// on the next change. Until the download is verified the last byte of the
-// blob is held back: a client can then never receive a complete body that
-// turns out to be wrong, only a truncated one.
-func (d *download) readable() (int64, <-chan struct{}, error) {
+// readable reports how many bytes of the spool are written, whether the
+// download is verified, and a channel closed on the next change. Until it is
+// verified, responses hold back their own last byte (see tail).
+func (d *download) readable() (avail int64, ok bool, changed <-chan struct{}, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	switch {
 	case d.err != nil:
-		return 0, nil, &failedError{err: d.err}
+		return 0, false, nil, &failedError{err: d.err}
 	case d.done:
-		return d.size, d.progress, nil
-	case d.size < 0:
-		return 0, d.progress, nil
+		return d.size, true, d.progress, nil
 	default:
-		return min(d.written, d.size-1), d.progress, nil
+		return d.written, false, d.progress, nil
 	}
 }
 
 // verified blocks until the download finished and reports its outcome; a
-// response that ends with the blob's last byte waits for it even when it had
-// nothing to hold back (an empty blob).
+// response waits for it even when it had nothing to hold back (an empty
+// blob).
 func (d *download) verified(ctx context.Context) error {
 	for {
 		d.mu.Lock()

@@ -60,7 +60,7 @@ func (g *Group) Serve(w http.ResponseWriter, r *http.Request, dgst digest.Digest
 	setBlobHeaders(w.Header(), dgst, end-start+1)
 	w.WriteHeader(status)
 
-	err = g.tail(r.Context(), w, d, start, end, end == size-1)
+	err = g.tail(r.Context(), w, d, start, end)
 	var failed *failedError
 	switch {
 	case errors.As(err, &failed):
