@@ -2,7 +2,6 @@ package fanout
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"sync"
 
@@ -13,7 +12,7 @@ import (
 // request for the digest (the one that started it included) reads the spool
 // through it, so the blob's bytes live on disk and never accumulate in memory.
 //
-// The spool file is unlinked as soon as it is created: the open descriptor is
+// The spool file is unlinked as soon as it is created (Group.createSpool): the open descriptor is
 // the only handle, so the bytes disappear when the last user closes it and a
 // crash leaves nothing behind to clean up.
 type download struct {
@@ -36,22 +35,14 @@ type download struct {
 	sizedClosed bool
 }
 
-func newDownload(dir string, dgst digest.Digest) (*download, error) {
-	f, err := os.CreateTemp(dir, "fanout-spool-*")
-	if err != nil {
-		return nil, fmt.Errorf("create spool: %w", err)
-	}
-	if err := os.Remove(f.Name()); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("unlink spool: %w", err)
-	}
+func newDownload(f *os.File, dgst digest.Digest) *download {
 	return &download{
 		dgst:     dgst,
 		file:     f,
 		size:     -1,
 		progress: make(chan struct{}),
 		sized:    make(chan struct{}),
-	}, nil
+	}
 }
 
 // acquire must only be called while some other reference is known to be held

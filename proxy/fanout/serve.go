@@ -139,6 +139,10 @@ func setBlobHeaders(h http.Header, dgst digest.Digest, length int64) {
 }
 
 func defaultOnError(w http.ResponseWriter, _ *http.Request, err error) {
+	if errors.Is(err, ErrSpool) {
+		writeRegistryError(w, http.StatusServiceUnavailable, "UNAVAILABLE", err.Error())
+		return
+	}
 	writeRegistryError(w, http.StatusBadGateway, "UNKNOWN", "fetching blob from upstream: "+err.Error())
 }
 
