@@ -55,6 +55,13 @@
 //     (Options.MaxSpoolBytes, 0 = none) so a second pull right after is served
 //     without upstream. In-flight downloads are not refused when the budget is
 //     exceeded; retained spools are evicted to make room for them.
+//   - Disk: a download of known size also evicts retained spools, oldest
+//     first, until the spool filesystem's free space (statfs) holds it, and
+//     a create, reservation or write that still hits ENOSPC evicts the next
+//     oldest and retries. A missing spool directory is recreated. What cannot
+//     be fixed that way (read-only, unwritable, full of other files) fails
+//     the download with ErrSpool naming the reason, 503 by default; no
+//     failed state is kept, so the next request succeeds once the disk does.
 package fanout
 
 import (
