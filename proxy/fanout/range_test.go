@@ -184,3 +184,73 @@ func TestRangeFromRetainedSpool(t *testing.T) {
 		t.Errorf("stats %+v, upstream requests %d", s, up.requests.Load())
 	}
 }
+
+// Ranges and full GETs of one cold blob share one upstream download: with an
+// honest upstream every one of them completes with its bytes, with a
+// tampering one none does.
+func TestRangesJoinOneDownload(t *testing.T) {
+	blob, dgst := randomBlob(t, 73, 2<<20)
+	size := len(blob)
+	ranges := []struct {
+		h          string
+		start, end int
+	}{
+		{"", 0, size - 1},
+		{"bytes=0-2047", 0, 2047},
+		{"bytes=1000000-1100000", 1000000, 1100000},
+		{"bytes=-512", size - 512, size - 1},
+		{"bytes=1500000-", 1500000, size - 1},
+	}
+	for _, tampered := range []bool{false, true} {
+		t.Run(fmt.Sprintf("tampered=%v", tampered), func(t *testing.T) {
+			body := blob
+			if tampered {
+				body = bytes.Clone(blob)
+				body[size/2] ^= 0x40
+			}
+			release := make(chan struct{})
+			up := newUpstream(t, gated(body, size/4, release))
+			g := newGroup(t, Options{})
+			px := proxyFor(t, g, dgst, httpOpener(up.URL))
+
+			results := make([]result, len(ranges))
+			var headers, wg sync.WaitGroup
+			for i, rg := range ranges {
+				headers.Add(1)
+				wg.Go(func() {
+					req, _ := http.NewRequest(http.MethodGet, px.URL, nil)
+					if rg.h != "" {
+						req.Header.Set("Range", rg.h)
+					}
+					resp, err := http.DefaultClient.Do(req)
+					headers.Done()
+					if err != nil {
+						results[i].err = err
+						return
+					}
+					defer resp.Body.Close()
+					b, err := io.ReadAll(resp.Body)
+					results[i] = result{status: resp.StatusCode, header: resp.Header, body: b, err: err}
+				})
+			}
+			headers.Wait()
+			close(release)
+			wg.Wait()
+			for i, rg := range ranges {
+				res := results[i]
+				want := blob[rg.start : rg.end+1]
+				switch {
+				case res.status != 200 && res.status != 206:
+					t.Errorf("%q: status %d, err %v", rg.h, res.status, res.err)
+				case !tampered && (res.err != nil || !bytes.Equal(res.body, want)):
+					t.Errorf("%q: %d of %d bytes, err %v", rg.h, len(res.body), len(want), res.err)
+				case tampered && (res.err == nil || len(res.body) >= len(want)):
+					t.Errorf("%q completed from a tampered upstream: %d of %d bytes, err %v", rg.h, len(res.body), len(want), res.err)
+				}
+			}
+			if s := g.Stats(); s.Fetches != 1 || up.requests.Load() != 1 {
+				t.Errorf("stats %+v, upstream requests %d; want one download", s, up.requests.Load())
+			}
+		})
+	}
+}
