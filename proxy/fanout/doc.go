@@ -27,8 +27,9 @@
 // when the whole blob is verified. For a small range at the head of a cold
 // blob that is the time to download the blob rather than the range:
 // BenchmarkRangeHeadCold measured 2 KiB at the head of a 1 GiB blob over
-// loopback complete in 0.85 s instead of 6 ms (64 MiB: 50 ms instead of
-// 5 ms), while its first byte still arrives within a few milliseconds.
+// loopback complete in 0.85-1.5 s instead of 6 ms (64 MiB: 50-110 ms instead
+// of 4-5 ms; the spread is the load of a shared 2-core machine), while its
+// first byte still arrives within 2-4 ms.
 // Ranges of a retained, verified spool are served at once. Lazy-pull clients
 // (zstd:chunked, nydus) that fetch many small ranges of a cold layer thus
 // wait for the layer's download once, after which every range is immediate
