@@ -36,6 +36,7 @@ func (g *Group) createSpool() (*os.File, error) {
 			}
 			g.log.Warn("recreated missing blob spool directory", "dir", dir)
 		case errors.Is(err, syscall.ENOSPC) && g.keep.evictOldest():
+			// Out of inodes or blocks: retry with one retained spool fewer.
 		default:
 			return nil, g.spoolError("create spool file", err)
 		}
