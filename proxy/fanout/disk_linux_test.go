@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -237,4 +239,56 @@ func TestSpoolDirReadOnly(t *testing.T) {
 	}
 	remount(t, dir, size, false)
 	s.pullOK(t, rg, "b")
+}
+
+// Evicting a retained spool that a client is still reading does not disturb
+// that client: it keeps the spool open and gets every byte, verified; the
+// blocks are freed when it finishes. A new blob that needs the room evicts
+// further (here both retained spools) and is served.
+func TestSpoolFullEvictsWhileRead(t *testing.T) {
+	// Blobs larger than the socket buffers (net.ipv4.tcp_wmem's 4 MiB and
+	// the client's small receive buffer), so that the parked response below
+	// cannot have finished into them.
+	dir := mountTmpfs(t, 64<<20)
+	s := newBlobSet(t, 24<<20, false, "a", "b", "c")
+	rg := serveSet(t, s, Options{Dir: dir, MaxSpoolBytes: 1 << 30})
+	s.pullOK(t, rg, "a")
+	s.pullOK(t, rg, "b")
+	waitFor(t, "a and b retained", func() bool { return rg.Stats().Retained == 2 })
+
+	// A client with a small receive buffer: loopback autotuning would
+	// otherwise take in most of the blob (tcp_rmem up to 32 MiB).
+	small := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{
+		Control: func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			err := c.Control(func(fd uintptr) {
+				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 64<<10)
+			})
+			return errors.Join(err, serr)
+		},
+	}).DialContext}}
+	resp, err := small.Get(rg.url + "/a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	head := make([]byte, 4096)
+	if _, err := io.ReadFull(resp.Body, head); err != nil {
+		t.Fatal(err)
+	}
+	// a's response is now parked mid-body, holding its spool; b is made
+	// the most recently used, so a is the oldest.
+	s.pullOK(t, rg, "b")
+	s.pullOK(t, rg, "c")
+	if st := rg.Stats(); st.Retained != 1 || st.Fetches != 3 {
+		t.Errorf("want only c retained after making room: %+v", st)
+	}
+	if free, _ := diskFree(dir); free >= 24<<20 {
+		t.Errorf("%d bytes free while a is read: its spool was freed under its reader", free)
+	}
+	rest, err := io.ReadAll(resp.Body)
+	if err != nil || !bytes.Equal(append(head, rest...), s.blobs["a"]) {
+		t.Fatalf("reader of the evicted spool: %d bytes, err %v", len(head)+len(rest), err)
+	}
+	waitFor(t, "evicted spools closed", func() bool { return openSpools(t, dir) == 1 })
 }
