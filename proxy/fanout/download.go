@@ -2,7 +2,6 @@ package fanout
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"sync"
 
@@ -13,7 +12,7 @@ import (
 // request for the digest (the one that started it included) reads the spool
 // through it, so the blob's bytes live on disk and never accumulate in memory.
 //
-// The spool file is unlinked as soon as it is created: the open descriptor is
+// The spool file is unlinked as soon as it is created (Group.createSpool): the open descriptor is
 // the only handle, so the bytes disappear when the last user closes it and a
 // crash leaves nothing behind to clean up.
 type download struct {
@@ -36,22 +35,14 @@ type download struct {
 	sizedClosed bool
 }
 
-func newDownload(dir string, dgst digest.Digest) (*download, error) {
-	f, err := os.CreateTemp(dir, "fanout-spool-*")
-	if err != nil {
-		return nil, fmt.Errorf("create spool: %w", err)
-	}
-	if err := os.Remove(f.Name()); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("unlink spool: %w", err)
-	}
+func newDownload(f *os.File, dgst digest.Digest) *download {
 	return &download{
 		dgst:     dgst,
 		file:     f,
 		size:     -1,
 		progress: make(chan struct{}),
 		sized:    make(chan struct{}),
-	}, nil
+	}
 }
 
 // acquire must only be called while some other reference is known to be held
@@ -137,28 +128,25 @@ func (d *download) waitSize(ctx context.Context) (int64, error) {
 	return d.size, nil
 }
 
-// readable reports how far readers may send right now and a channel closed
-// on the next change. Until the download is verified the last byte of the
-// blob is held back: a client can then never receive a complete body that
-// turns out to be wrong, only a truncated one.
-func (d *download) readable() (int64, <-chan struct{}, error) {
+// readable reports how many bytes of the spool are written, whether the
+// download is verified, and a channel closed on the next change. Until it is
+// verified, responses hold back their own last byte (see tail).
+func (d *download) readable() (avail int64, ok bool, changed <-chan struct{}, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	switch {
 	case d.err != nil:
-		return 0, nil, &failedError{err: d.err}
+		return 0, false, nil, &failedError{err: d.err}
 	case d.done:
-		return d.size, d.progress, nil
-	case d.size < 0:
-		return 0, d.progress, nil
+		return d.size, true, d.progress, nil
 	default:
-		return min(d.written, d.size-1), d.progress, nil
+		return d.written, false, d.progress, nil
 	}
 }
 
 // verified blocks until the download finished and reports its outcome; a
-// response that ends with the blob's last byte waits for it even when it had
-// nothing to hold back (an empty blob).
+// response waits for it even when it had nothing to hold back (an empty
+// blob).
 func (d *download) verified(ctx context.Context) error {
 	for {
 		d.mu.Lock()

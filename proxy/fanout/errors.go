@@ -15,6 +15,12 @@ var (
 	ErrTooLong = errors.New("fanout: upstream body longer than its size")
 	// ErrIdle means upstream sent no byte for Options.IdleTimeout.
 	ErrIdle = errors.New("fanout: upstream idle timeout")
+	// ErrSpool means the spool directory cannot take the blob: it is
+	// missing and cannot be recreated, unwritable, read-only, or full even
+	// after every retained spool was evicted. The error names the reason
+	// (the errno), not the path, which only the log carries. Nothing is
+	// remembered: the next request tries again.
+	ErrSpool = errors.New("fanout: blob spool unavailable")
 	// ErrClosed means the Group was closed while the download ran.
 	ErrClosed = errors.New("fanout: group closed")
 )

@@ -93,7 +93,7 @@ func (g *Group) fillOnce(ctx context.Context, d *download, open Opener, st *fill
 		g.makeRoom(size)
 		// Before setSize, so that a full disk is an error status for
 		// every request rather than an aborted body.
-		if err := preallocate(d.file, size); err != nil {
+		if err := g.spoolWrite("reserve spool space", func() error { return preallocate(d.file, size) }); err != nil {
 			return false, err
 		}
 		st.size, st.sizeSet = size, true
@@ -112,8 +112,11 @@ func (g *Group) fillOnce(ctx context.Context, d *download, open Opener, st *fill
 			}
 			// Hashed while it is written to the spool; see pipeHasher.
 			st.hash.hash(buf[:n])
-			if _, err := d.file.WriteAt(buf[:n], st.off); err != nil {
-				return false, fmt.Errorf("write spool: %w", err)
+			if err := g.spoolWrite("write spool", func() error {
+				_, err := d.file.WriteAt(buf[:n], st.off)
+				return err
+			}); err != nil {
+				return false, err
 			}
 			st.off += int64(n)
 			g.stats.upstreamBytes.Add(int64(n))

@@ -124,10 +124,11 @@ func (g *Group) join(ctx context.Context, dgst digest.Digest, open Opener) (*dow
 	if g.closed {
 		return nil, ErrClosed
 	}
-	d, err := newDownload(g.opts.Dir, dgst)
+	f, err := g.createSpool()
 	if err != nil {
 		return nil, err
 	}
+	d := newDownload(f, dgst)
 	d.refs = 2 // the fetcher and this request
 	g.inflight[dgst] = d
 	g.stats.fetches.Add(1)
@@ -149,12 +150,6 @@ func (g *Group) peek(dgst digest.Digest) *download {
 		d.acquire()
 	}
 	return d
-}
-
-func (g *Group) makeRoom(n int64) {
-	g.mu.Lock()
-	g.keep.makeRoom(n)
-	g.mu.Unlock()
 }
 
 // finished unregisters a download so the next request for a failed digest

@@ -42,7 +42,7 @@ func preallocate(f *os.File, size int64) error {
 		return nil
 	}
 	if errors.Is(ferr, syscall.ENOSPC) || errors.Is(ferr, syscall.EFBIG) {
-		return fmt.Errorf("reserve %d bytes for the spool: %w", size, ferr)
+		return fmt.Errorf("%d bytes: %w", size, ferr)
 	}
 	return nil
 }

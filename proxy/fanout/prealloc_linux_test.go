@@ -45,7 +45,8 @@ func TestSpoolPreallocated(t *testing.T) {
 
 // A blob the spool's filesystem cannot hold fails before any response
 // header, with an error status instead of a body aborted when the disk
-// fills. (No filesystem holds 2^60 bytes.)
+// fills. The spool, not upstream, is at fault: 503 and ErrSpool. (No
+// filesystem holds 2^60 bytes.)
 func TestSpoolCannotHoldBlob(t *testing.T) {
 	_, dgst := randomBlob(t, 61, 10)
 	var got error
@@ -60,13 +61,13 @@ func TestSpoolCannotHoldBlob(t *testing.T) {
 		return io.NopCloser(bytes.NewReader(make([]byte, 10))), 1 << 60, nil
 	})
 	res := get(t, px.URL, nil)
-	if res.status != http.StatusBadGateway {
-		t.Fatalf("status %d, want 502", res.status)
+	if res.status != http.StatusServiceUnavailable {
+		t.Fatalf("status %d, want 503", res.status)
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if !errors.Is(got, syscall.ENOSPC) && !errors.Is(got, syscall.EFBIG) {
-		t.Errorf("OnError got %v, want ENOSPC or EFBIG", got)
+	if !errors.Is(got, ErrSpool) || (!errors.Is(got, syscall.ENOSPC) && !errors.Is(got, syscall.EFBIG)) {
+		t.Errorf("OnError got %v, want ErrSpool with ENOSPC or EFBIG", got)
 	}
 	if s := g.Stats(); s.Failures != 1 || s.UpstreamBytes != 0 {
 		t.Errorf("stats %+v", s)

@@ -54,4 +54,10 @@ func (r *retention) makeRoom(n int64) {
 	}
 }
 
+// evictOldest drops the least recently used spool; false if none is left.
+func (r *retention) evictOldest() bool {
+	_, _, ok := r.lru.RemoveOldest()
+	return ok
+}
+
 func (r *retention) purge() { r.lru.Purge() }

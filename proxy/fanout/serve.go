@@ -60,7 +60,7 @@ func (g *Group) Serve(w http.ResponseWriter, r *http.Request, dgst digest.Digest
 	setBlobHeaders(w.Header(), dgst, end-start+1)
 	w.WriteHeader(status)
 
-	err = g.tail(r.Context(), w, d, start, end, end == size-1)
+	err = g.tail(r.Context(), w, d, start, end)
 	var failed *failedError
 	switch {
 	case errors.As(err, &failed):
@@ -139,6 +139,10 @@ func setBlobHeaders(h http.Header, dgst digest.Digest, length int64) {
 }
 
 func defaultOnError(w http.ResponseWriter, _ *http.Request, err error) {
+	if errors.Is(err, ErrSpool) {
+		writeRegistryError(w, http.StatusServiceUnavailable, "UNAVAILABLE", err.Error())
+		return
+	}
 	writeRegistryError(w, http.StatusBadGateway, "UNKNOWN", "fetching blob from upstream: "+err.Error())
 }
 

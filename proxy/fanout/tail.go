@@ -26,20 +26,27 @@ const headWriteSize = 64 << 10
 
 // tail copies bytes [start, end] of the spool to w as they become readable,
 // so every client moves at its own pace: a slow one only lags behind in the
-// file and never holds up the download or the other clients. final says the
-// response ends with the blob's last byte and must not complete before the
-// download is verified.
-func (g *Group) tail(ctx context.Context, w http.ResponseWriter, d *download, start, end int64, final bool) error {
+// file and never holds up the download or the other clients.
+//
+// Whatever the range, its last byte is held back until the whole blob is
+// verified: a response never completes with bytes that turn out to be
+// wrong, only ends short when they do. A range that ends before the blob's
+// end therefore completes only when the download does.
+func (g *Group) tail(ctx context.Context, w http.ResponseWriter, d *download, start, end int64) error {
 	rc := http.NewResponseController(w)
 	buf := make([]byte, min(tailBufSize, end-start+1))
 	for pos := start; pos <= end; {
-		avail, changed, err := d.readable()
+		avail, ok, changed, err := d.readable()
 		if err != nil {
 			return err
 		}
+		if !ok {
+			avail = min(avail, end)
+		}
 		if avail <= pos {
 			// Push out what is buffered before waiting, so the client
-			// sees progress while upstream is slow.
+			// sees progress while upstream is slow and has everything
+			// but the held-back byte while the verdict is pending.
 			_ = rc.Flush()
 			select {
 			case <-changed:
@@ -69,9 +76,5 @@ func (g *Group) tail(ctx context.Context, w http.ResponseWriter, d *download, st
 			pos += int64(n)
 		}
 	}
-	if final {
-		_ = rc.Flush()
-		return d.verified(ctx)
-	}
-	return nil
+	return d.verified(ctx)
 }
