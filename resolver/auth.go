@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/trustgate/trustgate/credscope"
 )
 
 // tokenTransport answers a notary-server's 401 Bearer challenge with a token for
@@ -21,11 +23,14 @@ import (
 // which rules out the common loopback/LAN layout of notary-server plus a separate token
 // service. The flow below is what notary's and portieris' clients do: take realm and
 // service from the 401 on the real request, fetch a token, retry once.
+//
+// Credentials go only where creds allows (package credscope): the realm must be on the notary
+// server's host or configured, and inner is creds' guard, so nothing else carries them either.
 type tokenTransport struct {
 	inner              http.RoundTripper
 	scope              string
 	username, password string
-	secure             bool // server is https: never send credentials to a plain-http realm
+	creds              *credscope.Scope // where username/password may be sent as a token realm
 	now                func() time.Time
 
 	mu      sync.Mutex
@@ -99,8 +104,8 @@ func (t *tokenTransport) fetchToken(orig *http.Request, params map[string]string
 	if err != nil || realm.Host == "" || (realm.Scheme != "https" && realm.Scheme != "http") {
 		return "", fmt.Errorf("bad token realm %q", params["realm"])
 	}
-	if t.secure && realm.Scheme != "https" && t.username != "" {
-		return "", fmt.Errorf("refusing to send credentials to plain-http realm %s", realm)
+	if t.username != "" && !t.creds.Allows(realm) {
+		return "", fmt.Errorf("refusing to send credentials to token realm %s: not the notary server's host (or plain http) and not in token_realms", realm)
 	}
 	q := realm.Query()
 	if s := params["service"]; s != "" {

@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"sync"
 	"time"
+
+	"github.com/trustgate/trustgate/credscope"
 )
 
 // Config configures a Client for one Notary server.
@@ -17,10 +19,13 @@ type Config struct {
 	ServerURL          string            // Notary server base URL, e.g. http://127.0.0.1:4443
 	Transport          http.RoundTripper // TLS etc.; nil = http.DefaultTransport
 	Username, Password string            // optional credentials for the token flow
-	TrustDir           string            // persistent verified state; "" = in memory only
-	Pinning            TrustPinning
-	Now                func() time.Time // nil = time.Now
-	Logger             *slog.Logger
+	// TokenRealms are origins (https://auth.example.com[:port]) besides the server's own host
+	// that may receive the credentials as a token realm (see package credscope).
+	TokenRealms []string
+	TrustDir    string // persistent verified state; "" = in memory only
+	Pinning     TrustPinning
+	Now         func() time.Time // nil = time.Now
+	Logger      *slog.Logger
 }
 
 // Client is a Notary v1 reader that verifies like the notary v0.7.0 client. It is safe for
@@ -30,6 +35,7 @@ type Client struct {
 	transport http.RoundTripper
 	user      string
 	pass      string
+	creds     *credscope.Scope // where user/pass and tokens may be sent
 	pin       TrustPinning
 	now       func() time.Time
 	log       *slog.Logger
@@ -73,6 +79,9 @@ func NewClient(cfg Config) (*Client, error) {
 		store:     store{dir: cfg.TrustDir},
 		guns:      map[string]*gunState{},
 	}
+	if c.creds, err = credscope.New(cfg.ServerURL, cfg.TokenRealms); err != nil {
+		return nil, fmt.Errorf("resolver: %w", err)
+	}
 	if c.transport == nil {
 		c.transport = http.DefaultTransport
 	}
@@ -98,12 +107,12 @@ func (c *Client) gunState(gun string) *gunState {
 		g = &gunState{lock: make(chan struct{}, 1), remote: &remote{
 			base: c.base,
 			gun:  gun,
-			client: &http.Client{Timeout: requestTimeout, Transport: &tokenTransport{
-				inner:    c.transport,
+			client: &http.Client{Timeout: requestTimeout, CheckRedirect: noRedirects, Transport: &tokenTransport{
+				inner:    c.creds.Transport(c.transport),
 				scope:    "repository:" + gun + ":pull",
 				username: c.user,
 				password: c.pass,
-				secure:   c.base.Scheme == "https",
+				creds:    c.creds,
 				now:      c.now,
 			}},
 		}}

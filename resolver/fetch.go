@@ -24,6 +24,11 @@ const (
 // holding the GUN's lock.
 const requestTimeout = 30 * time.Second
 
+// noRedirects is the trust client's CheckRedirect. Notary's HTTP store does not follow
+// redirects (a 3xx is "server unavailable"), and following one would carry the credentials the
+// token transport attaches to another host; get turns the 3xx into ErrUnavailable.
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
 // errNotFound marks a 404 so bootstrap can tell "no trust data" from other failures.
 var errNotFound = errors.New("not found")
 
@@ -68,6 +73,9 @@ func (r *remote) get(ctx context.Context, name string, limit int64, overLimit er
 	case resp.StatusCode == http.StatusBadRequest:
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
 		return nil, fmt.Errorf("%w: GET %s: server returned 400", ErrRejected, u)
+	case resp.StatusCode/100 == 3:
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
+		return nil, fmt.Errorf("%w: GET %s: server returned %d to %q; trust fetches do not follow redirects", ErrUnavailable, u, resp.StatusCode, resp.Header.Get("Location"))
 	case resp.StatusCode != http.StatusOK:
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
 		return nil, fmt.Errorf("%w: GET %s: server returned %d", ErrUnavailable, u, resp.StatusCode)
