@@ -76,8 +76,11 @@ type Upstream struct {
 	DockerHub bool
 	// Username and Password are trustgate's own upstream credentials; a client's are never used.
 	Username, Password string
-	Transport          http.RoundTripper // TLS settings baked in; nil = http.DefaultTransport
-	Trust              TrustSource       // this upstream's Notary resolver (normally through cache.Cache)
+	// TokenRealms are origins (https://auth.example.com[:port]) besides the upstream's own host
+	// that may receive Username and Password as a token realm (see package credscope).
+	TokenRealms []string
+	Transport   http.RoundTripper // TLS settings baked in; nil = http.DefaultTransport
+	Trust       TrustSource       // this upstream's Notary resolver (normally through cache.Cache)
 }
 
 // Options configure a Server.

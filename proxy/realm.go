@@ -3,19 +3,22 @@ package proxy
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/url"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
 
-// checkRealm refuses to hand trustgate's upstream credentials to a token realm outside the
-// upstream's own domain. ggcr's token exchange goes wherever the registry's WWW-Authenticate points,
-// so without this a compromised or spoofed upstream could collect the configured password (the
-// same rule distribution v3.1 added to its proxy). Allowed: the upstream host itself, its
-// subdomains, and — for a host of three or more labels such as registry-1.docker.io — hosts under
-// its parent domain (auth.docker.io). Anonymous upstreams are not checked: they have nothing to leak.
+// dockerHubTokenRealm is Docker Hub's token service. An upstream marked docker_hub may send its
+// credentials there without listing it in token_realms: registry-1.docker.io's 401 names it.
+const dockerHubTokenRealm = "https://auth.docker.io"
+
+// checkRealm refuses, with a message that says what to configure, an upstream whose token realm
+// is outside the credentials' scope (package credscope: the upstream's own host, or a configured
+// token realm). ggcr's token exchange goes wherever the registry's WWW-Authenticate points. This
+// check reads the challenge once, before the exchange; the scope's guard under ggcr's transport
+// (upstream.base) is what holds if a later challenge names another realm. Anonymous upstreams
+// are not checked: they have nothing to leak.
 func (u *upstream) checkRealm(ctx context.Context) error {
 	if u.auth == nil || (u.cfg.Username == "" && u.cfg.Password == "") {
 		return nil
@@ -31,24 +34,9 @@ func (u *upstream) checkRealm(ctx context.Context) error {
 	if err != nil || realm.Hostname() == "" {
 		return fmt.Errorf("token realm %q is not a URL", ch.Parameters["realm"])
 	}
-	if !realmAllowed(u.cfg.URL.Hostname(), realm.Hostname()) {
-		return fmt.Errorf("token realm host %q is outside %q; refusing to send credentials there", realm.Hostname(), u.cfg.URL.Hostname())
+	if !u.creds.Allows(realm) {
+		return fmt.Errorf("token realm %s is not on %s's host (or is plain http) and not in token_realms; refusing to send credentials there",
+			realm.Redacted(), u.cfg.URL.Host)
 	}
 	return nil
-}
-
-func realmAllowed(upstreamHost, realmHost string) bool {
-	up, realm := strings.ToLower(upstreamHost), strings.ToLower(realmHost)
-	if up == realm || strings.HasSuffix(realm, "."+up) {
-		return true
-	}
-	if net.ParseIP(up) != nil {
-		return false
-	}
-	labels := strings.Split(up, ".")
-	if len(labels) < 3 {
-		return false
-	}
-	parent := strings.Join(labels[1:], ".")
-	return realm == parent || strings.HasSuffix(realm, "."+parent)
 }

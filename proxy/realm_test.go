@@ -6,30 +6,37 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/trustgate/trustgate/policy"
 )
 
-func TestRealmAllowed(t *testing.T) {
-	cases := []struct {
-		up, realm string
-		ok        bool
+// TestDockerHubRealm: an upstream marked docker_hub may send its credentials to Docker Hub's
+// token service; any other upstream only to its own host or a configured realm (see credscope).
+func TestDockerHubRealm(t *testing.T) {
+	hub, _ := url.Parse("https://registry-1.docker.io")
+	tests := []struct {
+		up    Upstream
+		realm string
+		ok    bool
 	}{
-		{"registry-1.docker.io", "auth.docker.io", true},
-		{"ghcr.io", "ghcr.io", true},
-		{"ghcr.io", "token.ghcr.io", true},
-		{"ghcr.io", "evil.io", false},
-		{"registry-1.docker.io", "docker.io.evil.example", false},
-		{"registry-1.docker.io", "evildocker.io", false},
-		{"127.0.0.1", "127.0.0.1", true},
-		{"10.0.0.1", "0.0.1", false},
-		{"a.b.c", "x.b.c", true},
-		{"Registry-1.Docker.IO", "AUTH.docker.io", true},
+		{Upstream{Name: "docker.io", URL: hub, DockerHub: true}, "https://auth.docker.io/token", true},
+		{Upstream{Name: "docker.io", URL: hub, DockerHub: true}, "https://evil.docker.io/token", false},
+		{Upstream{Name: "docker.io", URL: hub}, "https://auth.docker.io/token", false},
+		{Upstream{Name: "docker.io", URL: hub, TokenRealms: []string{"https://auth.docker.io"}}, "https://auth.docker.io/token", true},
 	}
-	for _, c := range cases {
-		if got := realmAllowed(c.up, c.realm); got != c.ok {
-			t.Errorf("realmAllowed(%q, %q) = %v", c.up, c.realm, got)
+	for _, tc := range tests {
+		u, err := newUpstream(&tc.up, 1, time.Second)
+		if err != nil {
+			t.Fatal(err)
 		}
+		r, _ := url.Parse(tc.realm)
+		if got := u.creds.Allows(r); got != tc.ok {
+			t.Errorf("docker_hub=%v token_realms=%q: Allows(%s) = %v", tc.up.DockerHub, tc.up.TokenRealms, tc.realm, got)
+		}
+	}
+	if _, err := newUpstream(&Upstream{Name: "x", URL: hub, TokenRealms: []string{"auth.docker.io"}}, 1, time.Second); err == nil {
+		t.Error("a token realm that is not an origin was accepted")
 	}
 }
 

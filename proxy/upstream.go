@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/trustgate/trustgate/proxy/fanout"
 	"io"
 	"net/http"
 	"strconv"
@@ -16,6 +15,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/trustgate/trustgate/credscope"
+	"github.com/trustgate/trustgate/proxy/fanout"
 )
 
 // errNotFound means the upstream answered 404 (NAME_UNKNOWN, MANIFEST_UNKNOWN, BLOB_UNKNOWN are not
@@ -28,8 +30,11 @@ type upstream struct {
 	gunPrefix string
 	reg       name.Registry
 	auth      authn.Authenticator
-	base      http.RoundTripper
-	timeout   time.Duration
+	creds     *credscope.Scope // where auth may be sent
+	// base is cfg.Transport under creds' guard: every upstream request, token exchange and
+	// followed redirect goes through it, and none carries Authorization out of creds.
+	base    http.RoundTripper
+	timeout time.Duration
 	// transports holds one authenticating transport per repository: registry tokens are scoped to
 	// "repository:<repo>:pull", so reusing the transport reuses the token instead of fetching one
 	// per request (distribution's proxy fetches a token per request).
@@ -52,12 +57,17 @@ func newUpstream(cfg *Upstream, size int, timeout time.Duration) (*upstream, err
 	if err != nil {
 		return nil, err
 	}
-	u := &upstream{cfg: cfg, gunPrefix: cfg.GUNPrefix, reg: reg, base: cfg.Transport, timeout: timeout}
+	realms := cfg.TokenRealms
+	if cfg.DockerHub {
+		realms = append(realms[:len(realms):len(realms)], dockerHubTokenRealm)
+	}
+	creds, err := credscope.New(cfg.URL.String(), realms)
+	if err != nil {
+		return nil, err
+	}
+	u := &upstream{cfg: cfg, gunPrefix: cfg.GUNPrefix, reg: reg, creds: creds, base: creds.Transport(cfg.Transport), timeout: timeout}
 	if u.gunPrefix == "" {
 		u.gunPrefix = cfg.Name
-	}
-	if u.base == nil {
-		u.base = http.DefaultTransport
 	}
 	u.auth = authn.Anonymous
 	if cfg.Username != "" || cfg.Password != "" {
@@ -72,8 +82,9 @@ func newUpstream(cfg *Upstream, size int, timeout time.Duration) (*upstream, err
 // client returns an http.Client authenticated for repo. Redirects (Docker Hub sends blob GETs to a
 // CDN with 307) are followed here, server-side, rather than passed to the client: the bytes then
 // go through trustgate's verification and fan-out, short-lived signed CDN URLs don't leak, and
-// clients need no egress beyond trustgate (air-gapped mirrors). net/http drops Authorization on a
-// redirect to another host, and ggcr's bearer transport only adds its token for the registry host.
+// clients need no egress beyond trustgate (air-gapped mirrors). Credentials stay in u.creds: ggcr's
+// transports add them for the registry's host only, and u.base removes them from any request
+// outside the scope (a CDN behind a redirect needs none).
 func (u *upstream) client(ctx context.Context, repo string) (*http.Client, error) {
 	rt, ok := u.transports.Get(repo)
 	if !ok {
