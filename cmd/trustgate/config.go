@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 
+	"github.com/trustgate/trustgate/credscope"
 	"github.com/trustgate/trustgate/policy"
 )
 
@@ -75,14 +76,17 @@ type ClientTLS struct {
 // UpstreamConfig is one registry trustgate pulls from, and the Notary server that holds its trust
 // data.
 type UpstreamConfig struct {
-	Name      string       `mapstructure:"name"`
-	URL       string       `mapstructure:"url"`
-	GUNPrefix string       `mapstructure:"gun_prefix"`
-	DockerHub bool         `mapstructure:"docker_hub"`
-	Username  string       `mapstructure:"username"`
-	Password  string       `mapstructure:"password"`
-	TLS       ClientTLS    `mapstructure:"tls"`
-	Notary    NotaryConfig `mapstructure:"notary"`
+	Name      string `mapstructure:"name"`
+	URL       string `mapstructure:"url"`
+	GUNPrefix string `mapstructure:"gun_prefix"`
+	DockerHub bool   `mapstructure:"docker_hub"`
+	Username  string `mapstructure:"username"`
+	Password  string `mapstructure:"password"`
+	// TokenRealms are origins besides the registry's own host that may receive Username and
+	// Password as a token realm (docker_hub: true adds https://auth.docker.io).
+	TokenRealms []string     `mapstructure:"token_realms"`
+	TLS         ClientTLS    `mapstructure:"tls"`
+	Notary      NotaryConfig `mapstructure:"notary"`
 }
 
 // NotaryConfig is an upstream's trust server.
@@ -90,6 +94,7 @@ type NotaryConfig struct {
 	URL          string        `mapstructure:"url"`
 	Username     string        `mapstructure:"username"`
 	Password     string        `mapstructure:"password"`
+	TokenRealms  []string      `mapstructure:"token_realms"` // as UpstreamConfig.TokenRealms, for the notary server
 	TLS          ClientTLS     `mapstructure:"tls"`
 	TrustPinning PinningConfig `mapstructure:"trust_pinning"`
 }
@@ -249,12 +254,16 @@ func (c *Config) validate() error {
 		names[u.Name] = true
 		if err := checkURL(u.URL); err != nil {
 			bad(key+".url", "%v", err)
+		} else if _, err := credscope.New(u.URL, u.TokenRealms); err != nil {
+			bad(key+".token_realms", "%v", err)
 		}
 		if u.GUNPrefix == "" || strings.HasSuffix(u.GUNPrefix, "/") {
 			bad(key+".gun_prefix", "%q must be a non-empty name prefix without a trailing '/' (e.g. docker.io)", u.GUNPrefix)
 		}
 		if err := checkURL(u.Notary.URL); err != nil {
 			bad(key+".notary.url", "%v", err)
+		} else if _, err := credscope.New(u.Notary.URL, u.Notary.TokenRealms); err != nil {
+			bad(key+".notary.token_realms", "%v", err)
 		}
 		for _, t := range []struct {
 			key string

@@ -19,8 +19,10 @@ upstreams:
     url: http://127.0.0.1:5001
     gun_prefix: docker.io
     docker_hub: true
+    token_realms: [https://auth.example.com]
     notary:
       url: http://127.0.0.1:4443
+      token_realms: ["https://auth.example.com:5001"]
       trust_pinning:
         certs:
           docker.io/library/alpine: [abc]
@@ -43,6 +45,9 @@ func TestParseConfig(t *testing.T) {
 	}
 	if got := cfg.Upstreams[0].Notary.TrustPinning.Certs["docker.io/library/alpine"]; len(got) != 1 || got[0] != "abc" {
 		t.Errorf("pinning: %v", got)
+	}
+	if u := cfg.Upstreams[0]; len(u.TokenRealms) != 1 || len(u.Notary.TokenRealms) != 1 || u.Notary.TokenRealms[0] != "https://auth.example.com:5001" {
+		t.Errorf("token_realms: %q, notary %q", u.TokenRealms, u.Notary.TokenRealms)
 	}
 	if cfg.Cache.ManifestEntries != 4096 || cfg.Log.Format != "json" {
 		t.Errorf("defaults not applied: %+v", cfg)
@@ -92,6 +97,8 @@ func TestParseConfigErrorsNameTheKey(t *testing.T) {
 		{"no upstreams", "listen: 127.0.0.1:1\n", "upstreams: at least one"},
 		{"pprof without listener", base + "metrics: {pprof: true}\n", "metrics.pprof: needs metrics.listen"},
 		{"not yaml", "upstreams: [\n", "config:"},
+		{"token realm with a path", strings.Replace(base, "token_realms: [https://auth.example.com]", "token_realms: [https://auth.example.com/token]", 1), "upstreams[0].token_realms"},
+		{"notary token realm not a URL", strings.Replace(base, `["https://auth.example.com:5001"]`, "[auth.example.com]", 1), "upstreams[0].notary.token_realms"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

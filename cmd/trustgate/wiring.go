@@ -70,13 +70,14 @@ func newResolver(cfg *Config, u UpstreamConfig, log *slog.Logger) (*resolver.Cli
 		dir = filepath.Join(cfg.TrustDir, url.PathEscape(u.Name))
 	}
 	return resolver.NewClient(resolver.Config{
-		ServerURL: u.Notary.URL,
-		Transport: rt,
-		Username:  u.Notary.Username,
-		Password:  u.Notary.Password,
-		TrustDir:  dir,
-		Pinning:   pin,
-		Logger:    log.With("upstream", u.Name),
+		ServerURL:   u.Notary.URL,
+		Transport:   rt,
+		Username:    u.Notary.Username,
+		Password:    u.Notary.Password,
+		TokenRealms: u.Notary.TokenRealms,
+		TrustDir:    dir,
+		Pinning:     pin,
+		Logger:      log.With("upstream", u.Name),
 	})
 }
 
@@ -101,14 +102,15 @@ func newUpstreams(cfg *Config, log *slog.Logger) ([]*proxy.Upstream, error) {
 			return nil, fmt.Errorf("upstreams[%s].url: %w", u.Name, err)
 		}
 		ups = append(ups, &proxy.Upstream{
-			Name:      u.Name,
-			URL:       uu,
-			GUNPrefix: u.GUNPrefix,
-			DockerHub: u.DockerHub,
-			Username:  u.Username,
-			Password:  u.Password,
-			Transport: rt,
-			Trust:     c,
+			Name:        u.Name,
+			URL:         uu,
+			GUNPrefix:   u.GUNPrefix,
+			DockerHub:   u.DockerHub,
+			Username:    u.Username,
+			Password:    u.Password,
+			TokenRealms: u.TokenRealms,
+			Transport:   rt,
+			Trust:       c,
 		})
 	}
 	return ups, nil
