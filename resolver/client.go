@@ -19,13 +19,17 @@ type Config struct {
 	ServerURL          string            // Notary server base URL, e.g. http://127.0.0.1:4443
 	Transport          http.RoundTripper // TLS etc.; nil = http.DefaultTransport
 	Username, Password string            // optional credentials for the token flow
+	TrustDir           string            // persistent verified state; "" = in memory only
+	Pinning            TrustPinning
+	Now                func() time.Time // nil = time.Now
+	Logger             *slog.Logger
+
 	// TokenRealms are origins (https://auth.example.com[:port]) besides the server's own host
 	// that may receive the credentials as a token realm (see package credscope).
 	TokenRealms []string
-	TrustDir    string // persistent verified state; "" = in memory only
-	Pinning     TrustPinning
-	Now         func() time.Time // nil = time.Now
-	Logger      *slog.Logger
+	// Limiter bounds memory and first-contact concurrency; share one among all Clients of a
+	// process. nil = a Limiter of this Client's own with the default Limits.
+	Limiter *Limiter
 }
 
 // Client is a Notary v1 reader that verifies like the notary v0.7.0 client. It is safe for
@@ -36,6 +40,7 @@ type Client struct {
 	user      string
 	pass      string
 	creds     *credscope.Scope // where user/pass and tokens may be sent
+	limits    *Limiter
 	pin       TrustPinning
 	now       func() time.Time
 	log       *slog.Logger
@@ -82,6 +87,11 @@ func NewClient(cfg Config) (*Client, error) {
 	if c.creds, err = credscope.New(cfg.ServerURL, cfg.TokenRealms); err != nil {
 		return nil, fmt.Errorf("resolver: %w", err)
 	}
+	if c.limits = cfg.Limiter; c.limits == nil {
+		if c.limits, err = NewLimiter(Limits{}); err != nil {
+			return nil, err
+		}
+	}
 	if c.transport == nil {
 		c.transport = http.DefaultTransport
 	}
@@ -115,6 +125,7 @@ func (c *Client) gunState(gun string) *gunState {
 				creds:    c.creds,
 				now:      c.now,
 			}},
+			limits: c.limits,
 		}}
 		c.guns[gun] = g
 	}
@@ -214,7 +225,7 @@ func (c *Client) bootstrap(ctx context.Context, g *gunState, now time.Time) (pin
 		}
 		// Expired cached root: it still vouches for its successor, which the pins must match
 		// (BootstrapNewBuilderWithNewTrustpin).
-		newRaw, err := g.remote.get(ctx, roleRoot, maxDownloadSize, ErrInvalid)
+		newRaw, err := g.remote.getRoot(ctx, roleRoot)
 		if err != nil {
 			return false, err
 		}
@@ -224,7 +235,12 @@ func (c *Client) bootstrap(ctx context.Context, g *gunState, now time.Time) (pin
 		}
 		return true, c.commitRoot(g, nr)
 	}
-	raw, err := g.remote.get(ctx, roleRoot, maxDownloadSize, ErrInvalid)
+	release, err := c.limits.bootstrap(ctx, gun)
+	if err != nil {
+		return false, err
+	}
+	raw, err := g.remote.getRoot(ctx, roleRoot)
+	release()
 	if err != nil {
 		if errors.Is(err, errNotFound) {
 			return false, fmt.Errorf("%w: %s has no trust data for %s", ErrNoTrustData, c.base.Host, gun)
@@ -287,7 +303,7 @@ func (c *Client) updateRoot(ctx context.Context, g *gunState, now time.Time, pin
 	if g.nextRoot != nil {
 		raw, err = c.fetchChecked(ctx, g, roleRoot, *g.nextRoot)
 	} else {
-		raw, err = g.remote.get(ctx, roleRoot, maxDownloadSize, ErrInvalid)
+		raw, err = g.remote.getRoot(ctx, roleRoot)
 	}
 	if err != nil {
 		return err
@@ -309,7 +325,7 @@ func (c *Client) updateRoot(ctx context.Context, g *gunState, now time.Time, pin
 	}
 	prev := cur
 	for v := cur.signed.Version + 1; v <= newest.Version-1; v++ {
-		vraw, err := g.remote.get(ctx, fmt.Sprintf("%d.%s", v, roleRoot), maxDownloadSize, ErrInvalid)
+		vraw, err := g.remote.getRoot(ctx, fmt.Sprintf("%d.%s", v, roleRoot))
 		if err != nil {
 			return fmt.Errorf("root rotation of %s: %w", gun, err)
 		}

@@ -41,6 +41,7 @@ type remote struct {
 	base   *url.URL // server base URL
 	gun    string
 	client *http.Client
+	limits *Limiter
 }
 
 func (r *remote) url(name string) string {
@@ -52,7 +53,8 @@ func (r *remote) url(name string) string {
 // like notary's HTTPStore.GetSized. Its error classes are notary's translateStatusToError:
 // 404 and every status but 200 and 400, and transport failures, wrap ErrUnavailable (an
 // outage, for which a still-valid cached timestamp may stand in; a body cut short is also
-// ErrUnavailable but not an outage); 400 is ErrRejected. overLimit is the error kind of a
+// ErrUnavailable but not an outage); 400 is ErrRejected. The body is read through the
+// Limiter's budget; a read that would exceed it is an outage too. overLimit is the error kind of a
 // declared length over limit: ErrChecksum when limit is the length a parent role lists (the
 // server contradicts signed metadata), ErrInvalid for the fixed caps.
 func (r *remote) get(ctx context.Context, name string, limit int64, overLimit error) ([]byte, error) {
@@ -83,9 +85,18 @@ func (r *remote) get(ctx context.Context, name string, limit int64, overLimit er
 	if resp.ContentLength > limit {
 		return nil, fmt.Errorf("%w: GET %s: Content-Length %d exceeds the %d bytes allowed", overLimit, u, resp.ContentLength, limit)
 	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, limit))
+	b, err := r.limits.read(resp.Body, limit)
+	if errors.Is(err, ErrUnavailable) {
+		return nil, fmt.Errorf("GET %s: %w", u, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: reading %s: %w: %w", ErrUnavailable, u, errBodyCut, err)
 	}
 	return b, nil
+}
+
+// getRoot fetches root.json or <N>.root.json, which no signed parent gives a length for: capped
+// at Limits.MaxRootBytes.
+func (r *remote) getRoot(ctx context.Context, name string) ([]byte, error) {
+	return r.get(ctx, name, r.limits.limits.MaxRootBytes, ErrInvalid)
 }

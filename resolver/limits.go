@@ -1,0 +1,120 @@
+package resolver
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"golang.org/x/sync/semaphore"
+)
+
+// Limits bound the memory and concurrency that trust fetches may take, whatever a trust server
+// sends. Zero fields select the defaults below.
+type Limits struct {
+	// MaxMetadataBytes bounds the metadata bodies being downloaded at once, summed over every
+	// fetch of every Client sharing the Limiter. Buffers are reserved as bytes arrive (never from
+	// a Content-Length); a fetch that would go past the budget fails with ErrUnavailable, so a
+	// still-valid cached timestamp stands in as for any outage. It is also the largest file that
+	// can be fetched at all.
+	MaxMetadataBytes int64
+	// MaxConcurrentBootstraps bounds first-contact root.json fetches (repositories with no trusted
+	// root yet). Further ones wait for a slot as long as their context allows, then fail with
+	// ErrUnavailable.
+	MaxConcurrentBootstraps int
+	// MaxRootBytes caps root.json and N.root.json, the only files fetched without a length from a
+	// signed parent (notary caps them at 100 MiB; real roots are a few KiB). A longer body is read
+	// only up to the cap, so it cannot verify; a root listed by the snapshot is fetched by checksum
+	// with the snapshot's length instead.
+	MaxRootBytes int64
+}
+
+// Defaults for Limits.
+const (
+	DefaultMaxMetadataBytes        = 64 << 20
+	DefaultMaxConcurrentBootstraps = 8
+	DefaultMaxRootBytes            = 1 << 20
+)
+
+// readChunk is the first buffer a fetch reserves; buffers double from there as bytes arrive.
+const readChunk = 4 << 10
+
+// Limiter enforces Limits. Share one among every Client of a process so that the bounds hold in
+// total, not per trust server.
+type Limiter struct {
+	limits Limits
+	bytes  *semaphore.Weighted
+	boot   chan struct{}
+}
+
+// NewLimiter checks l and fills in defaults.
+func NewLimiter(l Limits) (*Limiter, error) {
+	if l.MaxMetadataBytes == 0 {
+		l.MaxMetadataBytes = DefaultMaxMetadataBytes
+	}
+	if l.MaxConcurrentBootstraps == 0 {
+		l.MaxConcurrentBootstraps = DefaultMaxConcurrentBootstraps
+	}
+	if l.MaxRootBytes == 0 {
+		l.MaxRootBytes = min(DefaultMaxRootBytes, l.MaxMetadataBytes)
+	}
+	switch {
+	case l.MaxMetadataBytes < 0:
+		return nil, fmt.Errorf("resolver: max metadata bytes %d is negative", l.MaxMetadataBytes)
+	case l.MaxConcurrentBootstraps < 0:
+		return nil, fmt.Errorf("resolver: max concurrent bootstraps %d is negative", l.MaxConcurrentBootstraps)
+	case l.MaxRootBytes < 0 || l.MaxRootBytes > maxDownloadSize:
+		return nil, fmt.Errorf("resolver: max root bytes %d is not between 1 and notary's %d", l.MaxRootBytes, int64(maxDownloadSize))
+	case l.MaxRootBytes > l.MaxMetadataBytes:
+		return nil, fmt.Errorf("resolver: max root bytes %d exceeds max metadata bytes %d", l.MaxRootBytes, l.MaxMetadataBytes)
+	}
+	return &Limiter{limits: l, bytes: semaphore.NewWeighted(l.MaxMetadataBytes), boot: make(chan struct{}, l.MaxConcurrentBootstraps)}, nil
+}
+
+// Limits returns the limits in force, defaults filled in.
+func (l *Limiter) Limits() Limits { return l.limits }
+
+// bootstrap waits for a first-contact slot; the caller calls release when its root fetch is done.
+func (l *Limiter) bootstrap(ctx context.Context, gun string) (release func(), err error) {
+	select {
+	case l.boot <- struct{}{}:
+		return func() { <-l.boot }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: %s: waiting for one of %d first-contact slots (trust_limits.max_concurrent_bootstraps): %w",
+			ErrUnavailable, gun, l.limits.MaxConcurrentBootstraps, ctx.Err())
+	}
+}
+
+// errBudget is the failure of a read that would take the in-flight metadata past the budget.
+func (l *Limiter) errBudget() error {
+	return fmt.Errorf("%w: trust metadata in flight would exceed %d bytes (trust_limits.max_metadata_bytes)", ErrUnavailable, l.limits.MaxMetadataBytes)
+}
+
+// read returns r's bytes up to limit (a longer body is cut off there, like notary's GetSized).
+// The buffer grows by doubling as bytes arrive, and each buffer is reserved from the budget
+// before it is allocated; the reservation ends when read returns.
+func (l *Limiter) read(r io.Reader, limit int64) ([]byte, error) {
+	var buf []byte
+	var held int64
+	defer func() { l.bytes.Release(held) }()
+	for int64(len(buf)) < limit {
+		if len(buf) == cap(buf) {
+			n := min(max(2*int64(cap(buf)), readChunk), limit)
+			if !l.bytes.TryAcquire(n) {
+				return nil, l.errBudget()
+			}
+			nb := make([]byte, len(buf), n)
+			copy(nb, buf)
+			l.bytes.Release(held)
+			buf, held = nb, n
+		}
+		m, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+m]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return buf, nil
+}

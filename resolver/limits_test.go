@@ -1,0 +1,223 @@
+package resolver
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// endless is a reader that never ends.
+type endless struct{}
+
+func (endless) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = ' '
+	}
+	return len(p), nil
+}
+
+func TestLimiterRead(t *testing.T) {
+	body := bytes.Repeat([]byte("x"), 100<<10)
+	tests := []struct {
+		name   string
+		r      io.Reader
+		limit  int64
+		held   int64 // taken from the budget by "other fetches" during the read
+		want   []byte
+		budget bool // fails on the budget
+	}{
+		{"short body", bytes.NewReader(body), 1 << 20, 0, body, false},
+		{"cut at the limit", bytes.NewReader(body), 1000, 0, body[:1000], false},
+		{"empty", bytes.NewReader(nil), 1 << 20, 0, []byte{}, false},
+		{"endless body within the limit's reach", endless{}, 256 << 10, 0, bytes.Repeat([]byte(" "), 256<<10), false},
+		{"endless body past the budget", endless{}, 4 << 20, 0, nil, true},
+		{"budget taken by other fetches", bytes.NewReader(body), 1 << 20, 1<<20 - 50<<10, nil, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			l, err := NewLimiter(Limits{MaxMetadataBytes: 1 << 20})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.held > 0 && !l.bytes.TryAcquire(tc.held) {
+				t.Fatal("cannot hold")
+			}
+			got, err := l.read(tc.r, tc.limit)
+			if tc.budget {
+				if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "max_metadata_bytes") {
+					t.Fatalf("err = %v, want the budget's ErrUnavailable", err)
+				}
+			} else if err != nil || !bytes.Equal(got, tc.want) {
+				t.Fatalf("read %d bytes, err %v; want %d bytes", len(got), err, len(tc.want))
+			}
+			// Whatever happened, the read's reservation is gone.
+			l.bytes.Release(tc.held)
+			if !l.bytes.TryAcquire(1 << 20) {
+				t.Fatal("budget not fully released after the read")
+			}
+		})
+	}
+}
+
+func TestNewLimiter(t *testing.T) {
+	l, err := NewLimiter(Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := l.Limits(); got != (Limits{DefaultMaxMetadataBytes, DefaultMaxConcurrentBootstraps, DefaultMaxRootBytes}) {
+		t.Errorf("defaults: %+v", got)
+	}
+	if l, err := NewLimiter(Limits{MaxMetadataBytes: 64 << 10}); err != nil || l.Limits().MaxRootBytes != 64<<10 {
+		t.Errorf("a budget under the default root cap: %v, %+v", err, l)
+	}
+	for _, bad := range []Limits{
+		{MaxMetadataBytes: -1},
+		{MaxConcurrentBootstraps: -1},
+		{MaxRootBytes: -1},
+		{MaxRootBytes: 200 << 20, MaxMetadataBytes: 1 << 30},
+		{MaxRootBytes: 2 << 20, MaxMetadataBytes: 1 << 20},
+	} {
+		if _, err := NewLimiter(bad); err == nil {
+			t.Errorf("NewLimiter(%+v) accepted", bad)
+		}
+	}
+}
+
+// writeEndless writes spaces to w until the client hangs up, counting what it wrote.
+func writeEndless(w http.ResponseWriter, written *atomic.Int64) {
+	chunk := []byte(strings.Repeat(" ", 32<<10))
+	for written.Load() < 1<<30 {
+		n, err := w.Write(chunk)
+		written.Add(int64(n))
+		if err != nil {
+			return
+		}
+	}
+}
+
+// TestRootSizeCap: root.json has no parent to give its length, so notary reads up to 100 MiB of
+// it. trustgate stops at Limits.MaxRootBytes: on first contact, and on the root re-fetch a failed
+// pass triggers for a repository already trusted. (A server that declares a length over the cap
+// is refused before any body is read.)
+func TestRootSizeCap(t *testing.T) {
+	// Bytes the server may write past the cap before the client hangs up: socket buffers.
+	const slack = 32 << 20
+	t.Run("first contact", func(t *testing.T) {
+		var written atomic.Int64
+		srv := fixtureServer(t)
+		srv.setOverride("root", func(w http.ResponseWriter, r *http.Request) { writeEndless(w, &written) })
+		c := newTestClient(t, srv, nil)
+		if _, err := c.Update(context.Background(), gunApp); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("err = %v, want ErrInvalid", err)
+		}
+		if n := written.Load(); n > DefaultMaxRootBytes+slack {
+			t.Fatalf("server wrote %d MiB of root.json before the client hung up", n>>20)
+		}
+	})
+	t.Run("declared too long", func(t *testing.T) {
+		srv := fixtureServer(t)
+		srv.setOverride("root", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", fmt.Sprint(DefaultMaxRootBytes+1))
+			w.WriteHeader(http.StatusOK)
+		})
+		c := newTestClient(t, srv, nil)
+		if _, err := c.Update(context.Background(), gunApp); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "exceeds") {
+			t.Fatalf("err = %v, want ErrInvalid for the declared length", err)
+		}
+	})
+	t.Run("warm repository", func(t *testing.T) {
+		srv := fixtureServer(t)
+		c := newTestClient(t, srv, nil)
+		if _, err := c.Update(context.Background(), gunApp); err != nil {
+			t.Fatal(err)
+		}
+		// An invalid timestamp makes the pass fail, which makes the client re-fetch root.json.
+		var written atomic.Int64
+		srv.setOverride("timestamp", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("{}")) })
+		srv.setOverride("root", func(w http.ResponseWriter, r *http.Request) { writeEndless(w, &written) })
+		const updates = 3
+		for range updates {
+			if _, err := c.Update(context.Background(), gunApp); err == nil {
+				t.Fatal("update succeeded")
+			}
+		}
+		if n := written.Load(); n > updates*(DefaultMaxRootBytes+slack) {
+			t.Fatalf("server wrote %d MiB of root.json in %d updates", n>>20, updates)
+		}
+	})
+}
+
+// TestBootstrapsLimited: first contacts beyond MaxConcurrentBootstraps wait for a slot (so a
+// burst of new names cannot open one endless download each), and a waiter whose context ends
+// fails with ErrUnavailable, not "unsigned".
+func TestBootstrapsLimited(t *testing.T) {
+	const slots, names = 2, 6
+	var mu sync.Mutex
+	inflight, peak := 0, 0
+	arrived := make(chan struct{}, names)
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		inflight++
+		peak = max(peak, inflight)
+		mu.Unlock()
+		arrived <- struct{}{}
+		<-release
+		mu.Lock()
+		inflight--
+		mu.Unlock()
+		http.NotFound(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	lim, err := NewLimiter(Limits{MaxConcurrentBootstraps: slots})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewClient(Config{ServerURL: srv.URL, Limiter: lim})
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, names)
+	for i := range names {
+		go func() {
+			_, err := c.Update(context.Background(), fmt.Sprintf("example.com/n%d", i))
+			errs <- err
+		}()
+	}
+	for range slots {
+		<-arrived
+	}
+	// The other first contacts are queued now or about to be; none may reach the server.
+	select {
+	case <-arrived:
+		mu.Lock()
+		t.Errorf("%d root.json fetches at once, limit %d", inflight, slots)
+		mu.Unlock()
+	case <-time.After(300 * time.Millisecond):
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := c.Update(ctx, "example.com/impatient"); !errors.Is(err, ErrUnavailable) || IsNotSigned(err) {
+		t.Errorf("queued update past its deadline: err = %v, want ErrUnavailable", err)
+	}
+	close(release)
+	for range names {
+		if err := <-errs; !errors.Is(err, ErrNoTrustData) {
+			t.Errorf("err = %v, want ErrNoTrustData", err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if peak > slots {
+		t.Errorf("peak %d concurrent root.json fetches, limit %d", peak, slots)
+	}
+}
