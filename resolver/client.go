@@ -146,8 +146,9 @@ func (c *Client) forget(gun string, g *gunState) {
 // changed) and returns an immutable snapshot. Offline/5xx on timestamp with a still-valid
 // cached timestamp → cached state.
 //
-// Like notary's tufClient.Update, any failure of the timestamp→snapshot→targets pass leads
-// to a root update (which is how root rotations are noticed) and one more pass.
+// Like notary's tufClient.Update, a failure of the timestamp→snapshot→targets pass leads to a
+// root update (which is how root rotations are noticed) and one more pass; unlike it, not when
+// the failure is ErrUnavailable (the verdict is the same 503, without the extra root fetch).
 func (c *Client) Update(ctx context.Context, gun string) (*State, error) {
 	if err := validateGUN(gun); err != nil {
 		return nil, err
@@ -189,6 +190,12 @@ func (c *Client) Update(ctx context.Context, gun string) (*State, error) {
 		return st, nil
 	}
 	if ctx.Err() != nil {
+		return nil, err
+	}
+	if errors.Is(err, ErrUnavailable) {
+		// An outage is not a rotation: a new root cannot make the server answer. Without this,
+		// each request for a warm repository re-fetches root.json while the server is down or
+		// fails timestamp.json on purpose.
 		return nil, err
 	}
 	c.log.Debug("trust update failed, updating root", "gun", gun, "err", err)

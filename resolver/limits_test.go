@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -219,5 +221,36 @@ func TestBootstrapsLimited(t *testing.T) {
 	defer mu.Unlock()
 	if peak > slots {
 		t.Errorf("peak %d concurrent root.json fetches, limit %d", peak, slots)
+	}
+}
+
+// TestOutageDoesNotRefetchRoot: a pass that failed because the trust server is unavailable (and
+// no cached timestamp can stand in) does not go on to fetch root.json: a new root cannot make an
+// unreachable server answer, and every request for a warm repository would otherwise cost a root
+// download during an outage, or from a server that fails timestamp.json on purpose.
+func TestOutageDoesNotRefetchRoot(t *testing.T) {
+	srv := fixtureServer(t)
+	dir := t.TempDir()
+	c := newTestClient(t, srv, func(cfg *Config) { cfg.TrustDir = dir })
+	if _, err := c.Update(context.Background(), gunApp); err != nil {
+		t.Fatal(err)
+	}
+	// A restart that kept the root but not the timestamp: nothing cached can stand in.
+	if err := os.Remove(filepath.Join(c.store.gunDir(gunApp), "metadata", "timestamp.json")); err != nil {
+		t.Fatal(err)
+	}
+	c = newTestClient(t, srv, func(cfg *Config) { cfg.TrustDir = dir })
+	for _, status := range []int{http.StatusServiceUnavailable, http.StatusBadGateway} {
+		srv.setOverride("timestamp", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(status) })
+		srv.take()
+		_, err := c.Update(context.Background(), gunApp)
+		if !errors.Is(err, ErrUnavailable) || IsNotSigned(err) {
+			t.Fatalf("%d: err = %v, want ErrUnavailable", status, err)
+		}
+		for _, p := range srv.take() {
+			if strings.HasSuffix(p, "/root.json") {
+				t.Errorf("%d on timestamp.json: root.json fetched (%s)", status, p)
+			}
+		}
 	}
 }
