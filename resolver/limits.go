@@ -4,8 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-
-	"golang.org/x/sync/semaphore"
+	"sync/atomic"
 )
 
 // Limits bound the memory and concurrency that trust fetches may take, whatever a trust server
@@ -42,9 +41,32 @@ const readChunk = 4 << 10
 // total, not per trust server.
 type Limiter struct {
 	limits Limits
-	bytes  *semaphore.Weighted
+	bytes  budget
 	boot   chan struct{}
 }
+
+// budget counts bytes reserved out of max. Reads never wait for it (a read that waited while
+// holding part of the budget could deadlock with the others), so a counter is all it takes.
+type budget struct {
+	max  int64
+	used atomic.Int64
+}
+
+// TryAcquire reserves n bytes if that keeps the total within max.
+func (b *budget) TryAcquire(n int64) bool {
+	for {
+		u := b.used.Load()
+		if u+n > b.max {
+			return false
+		}
+		if b.used.CompareAndSwap(u, u+n) {
+			return true
+		}
+	}
+}
+
+// Release returns n reserved bytes.
+func (b *budget) Release(n int64) { b.used.Add(-n) }
 
 // NewLimiter checks l and fills in defaults.
 func NewLimiter(l Limits) (*Limiter, error) {
@@ -67,7 +89,9 @@ func NewLimiter(l Limits) (*Limiter, error) {
 	case l.MaxRootBytes > l.MaxMetadataBytes:
 		return nil, fmt.Errorf("resolver: max root bytes %d exceeds max metadata bytes %d", l.MaxRootBytes, l.MaxMetadataBytes)
 	}
-	return &Limiter{limits: l, bytes: semaphore.NewWeighted(l.MaxMetadataBytes), boot: make(chan struct{}, l.MaxConcurrentBootstraps)}, nil
+	lim := &Limiter{limits: l, boot: make(chan struct{}, l.MaxConcurrentBootstraps)}
+	lim.bytes.max = l.MaxMetadataBytes
+	return lim, nil
 }
 
 // Limits returns the limits in force, defaults filled in.
