@@ -20,6 +20,7 @@ import (
 
 	"github.com/trustgate/trustgate/credscope"
 	"github.com/trustgate/trustgate/policy"
+	"github.com/trustgate/trustgate/resolver"
 )
 
 // Config is the whole configuration file. Field tags are the YAML keys; TRUSTGATE_<KEY> (upper
@@ -31,6 +32,7 @@ type Config struct {
 	Metrics         MetricsConfig    `mapstructure:"metrics"`
 	TrustDir        string           `mapstructure:"trust_dir"`
 	TrustTTL        time.Duration    `mapstructure:"trust_ttl"`
+	TrustLimits     TrustLimits      `mapstructure:"trust_limits"`
 	Cache           CacheConfig      `mapstructure:"cache"`
 	TempDir         string           `mapstructure:"temp_dir"`
 	BlobSpoolBytes  int64            `mapstructure:"blob_spool_bytes"`
@@ -59,6 +61,18 @@ type MetricsConfig struct {
 	// Pprof adds /debug/pprof/ to the metrics listener; off by default because profiles expose
 	// internals and cost CPU while taken.
 	Pprof bool `mapstructure:"pprof"`
+}
+
+// TrustLimits bound what trust fetches may take, in total over every upstream's notary server,
+// whatever those servers send (see resolver.Limits).
+type TrustLimits struct {
+	// MaxMetadataBytes bounds the trust metadata being downloaded at once; a fetch that would go
+	// past it fails as an unavailable trust server (503, or the cached timestamp while valid).
+	MaxMetadataBytes int64 `mapstructure:"max_metadata_bytes"`
+	// MaxConcurrentBootstraps bounds first-contact root.json fetches; more wait for a slot.
+	MaxConcurrentBootstraps int `mapstructure:"max_concurrent_bootstraps"`
+	// MaxRootBytes caps root.json and N.root.json, which no signed parent gives a length for.
+	MaxRootBytes int64 `mapstructure:"max_root_bytes"`
 }
 
 // CacheConfig sizes the in-memory caches.
@@ -139,6 +153,11 @@ func configDefaults() map[string]any {
 		"temp_dir":               "",
 		"blob_spool_bytes":       int64(1 << 30),
 		"default_upstream":       "",
+
+		// the resolver's own defaults, so the library and the binary cannot drift apart
+		"trust_limits.max_metadata_bytes":        int64(resolver.DefaultMaxMetadataBytes),
+		"trust_limits.max_concurrent_bootstraps": resolver.DefaultMaxConcurrentBootstraps,
+		"trust_limits.max_root_bytes":            int64(resolver.DefaultMaxRootBytes),
 	}
 }
 
@@ -229,6 +248,14 @@ func (c *Config) validate() error {
 	}
 	if c.TrustTTL <= 0 {
 		bad("trust_ttl", "must be positive (got %s)", c.TrustTTL)
+	}
+	if tl := c.TrustLimits; tl.MaxMetadataBytes <= 0 {
+		bad("trust_limits.max_metadata_bytes", "must be positive (got %d)", tl.MaxMetadataBytes)
+	} else if tl.MaxRootBytes <= 0 || tl.MaxRootBytes > min(tl.MaxMetadataBytes, 100<<20) {
+		bad("trust_limits.max_root_bytes", "must be positive and at most max_metadata_bytes and 100 MiB, notary's cap (got %d)", tl.MaxRootBytes)
+	}
+	if c.TrustLimits.MaxConcurrentBootstraps <= 0 {
+		bad("trust_limits.max_concurrent_bootstraps", "must be positive (got %d)", c.TrustLimits.MaxConcurrentBootstraps)
 	}
 	if c.Cache.TrustEntries <= 0 {
 		bad("cache.trust_entries", "must be positive (got %d)", c.Cache.TrustEntries)

@@ -49,6 +49,9 @@ func TestParseConfig(t *testing.T) {
 	if u := cfg.Upstreams[0]; len(u.TokenRealms) != 1 || len(u.Notary.TokenRealms) != 1 || u.Notary.TokenRealms[0] != "https://auth.example.com:5001" {
 		t.Errorf("token_realms: %q, notary %q", u.TokenRealms, u.Notary.TokenRealms)
 	}
+	if tl := cfg.TrustLimits; tl.MaxMetadataBytes != 64<<20 || tl.MaxConcurrentBootstraps != 8 || tl.MaxRootBytes != 1<<20 {
+		t.Errorf("trust_limits defaults: %+v", tl)
+	}
 	if cfg.Cache.ManifestEntries != 4096 || cfg.Log.Format != "json" {
 		t.Errorf("defaults not applied: %+v", cfg)
 	}
@@ -61,6 +64,7 @@ func TestParseConfigEnvAndFlags(t *testing.T) {
 	t.Setenv("TRUSTGATE_TRUST_TTL", "7s")
 	t.Setenv("TRUSTGATE_LOG_LEVEL", "debug")
 	t.Setenv("TRUSTGATE_LISTEN", "127.0.0.1:6000")
+	t.Setenv("TRUSTGATE_TRUST_LIMITS_MAX_METADATA_BYTES", "33554432")
 	fs := pflag.NewFlagSet("x", pflag.ContinueOnError)
 	fs.String("listen", "", "")
 	if err := fs.Parse([]string{"--listen", "127.0.0.1:7000"}); err != nil {
@@ -72,6 +76,9 @@ func TestParseConfigEnvAndFlags(t *testing.T) {
 	}
 	if cfg.TrustTTL != 7*time.Second || cfg.Log.Level != "debug" {
 		t.Errorf("environment not applied: ttl=%s level=%s", cfg.TrustTTL, cfg.Log.Level)
+	}
+	if cfg.TrustLimits.MaxMetadataBytes != 32<<20 {
+		t.Errorf("environment not applied: trust_limits.max_metadata_bytes=%d", cfg.TrustLimits.MaxMetadataBytes)
 	}
 	if cfg.Listen != "127.0.0.1:7000" {
 		t.Errorf("flag should beat environment and file: listen=%s", cfg.Listen)
@@ -98,6 +105,10 @@ func TestParseConfigErrorsNameTheKey(t *testing.T) {
 		{"pprof without listener", base + "metrics: {pprof: true}\n", "metrics.pprof: needs metrics.listen"},
 		{"not yaml", "upstreams: [\n", "config:"},
 		{"token realm with a path", strings.Replace(base, "token_realms: [https://auth.example.com]", "token_realms: [https://auth.example.com/token]", 1), "upstreams[0].token_realms"},
+		{"zero metadata budget", base + "trust_limits: {max_metadata_bytes: 0}\n", "trust_limits.max_metadata_bytes"},
+		{"root cap over the budget", base + "trust_limits: {max_metadata_bytes: 1000, max_root_bytes: 2000}\n", "trust_limits.max_root_bytes"},
+		{"root cap over notary's", base + "trust_limits: {max_metadata_bytes: 1073741824, max_root_bytes: 209715200}\n", "trust_limits.max_root_bytes"},
+		{"no bootstraps", base + "trust_limits: {max_concurrent_bootstraps: 0}\n", "trust_limits.max_concurrent_bootstraps"},
 		{"notary token realm not a URL", strings.Replace(base, `["https://auth.example.com:5001"]`, "[auth.example.com]", 1), "upstreams[0].notary.token_realms"},
 	}
 	for _, tt := range tests {

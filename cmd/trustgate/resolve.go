@@ -48,7 +48,11 @@ func runResolve(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := openTrustDir(cfg, log); err != nil {
 		return err
 	}
-	rc, err := newResolver(cfg, up, log)
+	lim, err := newLimiter(cfg)
+	if err != nil {
+		return err
+	}
+	rc, err := newResolver(cfg, up, lim, log)
 	if err != nil {
 		return err
 	}

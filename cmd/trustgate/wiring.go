@@ -44,10 +44,23 @@ func openTrustDir(cfg *Config, log *slog.Logger) error {
 	return nil
 }
 
+// newLimiter builds the trust_limits shared by every upstream's resolver, so they bound the total.
+func newLimiter(cfg *Config) (*resolver.Limiter, error) {
+	l, err := resolver.NewLimiter(resolver.Limits{
+		MaxMetadataBytes:        cfg.TrustLimits.MaxMetadataBytes,
+		MaxConcurrentBootstraps: cfg.TrustLimits.MaxConcurrentBootstraps,
+		MaxRootBytes:            cfg.TrustLimits.MaxRootBytes,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("trust_limits: %w", err)
+	}
+	return l, nil
+}
+
 // newResolver builds the Notary client for one upstream. Each upstream keeps its verified state in
 // its own subdirectory of trust_dir, so two trust servers can never overwrite each other's pinned
 // roots or rollback versions.
-func newResolver(cfg *Config, u UpstreamConfig, log *slog.Logger) (*resolver.Client, error) {
+func newResolver(cfg *Config, u UpstreamConfig, lim *resolver.Limiter, log *slog.Logger) (*resolver.Client, error) {
 	rt, err := u.Notary.TLS.transport()
 	if err != nil {
 		return nil, fmt.Errorf("upstreams[%s].notary.tls: %w", u.Name, err)
@@ -75,6 +88,7 @@ func newResolver(cfg *Config, u UpstreamConfig, log *slog.Logger) (*resolver.Cli
 		Username:    u.Notary.Username,
 		Password:    u.Notary.Password,
 		TokenRealms: u.Notary.TokenRealms,
+		Limiter:     lim,
 		TrustDir:    dir,
 		Pinning:     pin,
 		Logger:      log.With("upstream", u.Name),
@@ -83,9 +97,13 @@ func newResolver(cfg *Config, u UpstreamConfig, log *slog.Logger) (*resolver.Cli
 
 // newUpstreams builds every configured upstream with its cached trust source.
 func newUpstreams(cfg *Config, log *slog.Logger) ([]*proxy.Upstream, error) {
+	lim, err := newLimiter(cfg)
+	if err != nil {
+		return nil, err
+	}
 	var ups []*proxy.Upstream
 	for _, u := range cfg.Upstreams {
-		rc, err := newResolver(cfg, u, log)
+		rc, err := newResolver(cfg, u, lim, log)
 		if err != nil {
 			return nil, err
 		}

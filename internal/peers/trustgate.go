@@ -58,6 +58,10 @@ type GateConfig struct {
 	PinCerts    map[string][]string
 	DisableTOFU bool
 	EveryRoot   bool // notary.trust_pinning.every_root
+	// MaxMetadataBytes, MaxRootBytes and MaxConcurrentBootstraps are trust_limits; 0 leaves the
+	// key out (its default).
+	MaxMetadataBytes, MaxRootBytes int64
+	MaxConcurrentBootstraps        int
 }
 
 // GateRule is one policy rule.
@@ -87,6 +91,17 @@ func (c GateConfig) YAML() string {
 	fmt.Fprintf(&b, "log: {level: %s, format: json}\n", level)
 	fmt.Fprintf(&b, "trust_dir: %s\n", q(c.TrustDir))
 	fmt.Fprintf(&b, "trust_ttl: %s\n", ttl)
+	if c.MaxMetadataBytes != 0 || c.MaxRootBytes != 0 || c.MaxConcurrentBootstraps != 0 {
+		fmt.Fprintf(&b, "trust_limits:\n")
+		for _, kv := range []struct {
+			key string
+			v   int64
+		}{{"max_metadata_bytes", c.MaxMetadataBytes}, {"max_root_bytes", c.MaxRootBytes}, {"max_concurrent_bootstraps", int64(c.MaxConcurrentBootstraps)}} {
+			if kv.v != 0 {
+				fmt.Fprintf(&b, "  %s: %d\n", kv.key, kv.v)
+			}
+		}
+	}
 	fmt.Fprintf(&b, "default_upstream: docker.io\n")
 	fmt.Fprintf(&b, "upstreams:\n  - name: docker.io\n    url: %s\n    gun_prefix: docker.io\n    docker_hub: true\n", q(c.RegistryURL))
 	fmt.Fprintf(&b, "    notary:\n      url: %s\n", q(c.NotaryURL))
