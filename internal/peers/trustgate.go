@@ -58,6 +58,8 @@ type GateConfig struct {
 	PinCerts    map[string][]string
 	DisableTOFU bool
 	EveryRoot   bool // notary.trust_pinning.every_root
+	// NotaryUsername and NotaryPassword are notary.username/password ("" = anonymous).
+	NotaryUsername, NotaryPassword string
 	// MaxMetadataBytes, MaxRootBytes and MaxConcurrentBootstraps are trust_limits; 0 leaves the
 	// key out (its default).
 	MaxMetadataBytes, MaxRootBytes int64
@@ -105,6 +107,9 @@ func (c GateConfig) YAML() string {
 	fmt.Fprintf(&b, "default_upstream: docker.io\n")
 	fmt.Fprintf(&b, "upstreams:\n  - name: docker.io\n    url: %s\n    gun_prefix: docker.io\n    docker_hub: true\n", q(c.RegistryURL))
 	fmt.Fprintf(&b, "    notary:\n      url: %s\n", q(c.NotaryURL))
+	if c.NotaryUsername != "" || c.NotaryPassword != "" {
+		fmt.Fprintf(&b, "      username: %s\n      password: %s\n", q(c.NotaryUsername), q(c.NotaryPassword))
+	}
 	if len(c.PinCerts) > 0 || c.DisableTOFU || c.EveryRoot {
 		certs, _ := json.Marshal(c.PinCerts) // a JSON object is a YAML flow mapping
 		if c.PinCerts == nil {
