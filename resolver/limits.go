@@ -140,5 +140,11 @@ func (l *Limiter) read(r io.Reader, limit int64) ([]byte, error) {
 			return nil, err
 		}
 	}
+	// The bytes may be kept (verified metadata stays in memory per repository): do not keep
+	// the doubling's spare capacity with them, if the budget has room for the copy.
+	if spare := cap(buf) - len(buf); spare > len(buf)/8 && l.bytes.TryAcquire(int64(len(buf))) {
+		defer l.bytes.Release(int64(len(buf)))
+		return append([]byte(nil), buf...), nil
+	}
 	return buf, nil
 }

@@ -60,6 +60,8 @@ func TestLimiterRead(t *testing.T) {
 				}
 			} else if err != nil || !bytes.Equal(got, tc.want) {
 				t.Fatalf("read %d bytes, err %v; want %d bytes", len(got), err, len(tc.want))
+			} else if c := cap(got); c > len(got)+len(got)/8 && c > readChunk {
+				t.Errorf("%d bytes kept in a buffer of %d", len(got), c)
 			}
 			// Whatever happened, the read's reservation is gone.
 			l.bytes.Release(tc.held)
