@@ -13,7 +13,10 @@
 // TestUpstreamDown (503); TestLargeBlobStreams (1 GiB layer, peak RSS); TestTrustFetchedOncePerTTL
 // (burst coalescing); TestTrustPinning (certs pins against the real root, disable_tofu, wildcard);
 // TestPartialUpdateReplay (issue #7: a tampering front fails the snapshot, then replays the old
-// files); TestPinnedRootRotation (a pinned root rotates as in notary; every_root refuses).
+// files); TestPinnedRootRotation (a pinned root rotates as in notary; every_root refuses);
+// TestHostileTrustServerMemory (endless root.json, concurrent first pulls, peak RSS within
+// trust_limits); TestNotaryCredentialsStayHome (no notary credentials to a redirect target or a
+// token realm on another host).
 package e2e
 
 import (
