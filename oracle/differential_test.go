@@ -6,6 +6,8 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -430,6 +432,16 @@ func diffCases() []diffCase {
 		{name: "Content-Length larger than the body", tags: []string{"v1"}, setup: publishWith(basic),
 			serve: func(t *testing.T, s *tuftest.Server, gun string) {
 				s.Override(gun, "timestamp.json", tuftest.Response{Body: []byte(`{"signed":`), ContentLength: 500})
+			}},
+		// Notary's HTTP store uses a bare RoundTripper: a 3xx is a server error, never followed.
+		{name: "root.json redirected to its own bytes", tags: []string{"v1"}, setup: publishWith(basic),
+			serve: func(t *testing.T, s *tuftest.Server, gun string) {
+				s.Override(gun, "root.json", redirectTo(t, s.Files(gun)["root.json"]))
+			}},
+		{name: "timestamp.json redirected after a pull", tags: []string{"v1"}, setup: publishWith(basic),
+			then: func(t *testing.T, r *tuftest.Repo, srv *tuftest.Server, gun string, pull func(tag string)) {
+				// an outage for both: the cached timestamp stands in, the target is never read
+				srv.Override(gun, "timestamp.json", redirectTo(t, []byte(`{}`)))
 			}},
 		{name: "snapshot longer than its listed length", tags: []string{"v1"}, setup: func(t *testing.T, r *tuftest.Repo) map[string][]byte {
 			basic(t, r)
@@ -923,6 +935,15 @@ func runDiffCase(t *testing.T, tc diffCase, restart bool, seen map[string]int) {
 			t.Errorf("%s: disagree: notary+docker %v, trustgate %v", tag, ov, rv)
 		}
 	}
+}
+
+// redirectTo answers with a 302 to a server of its own that serves body.
+func redirectTo(t *testing.T, body []byte) tuftest.Response {
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(body) }))
+	t.Cleanup(target.Close)
+	return tuftest.Response{Handler: func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, target.URL+r.URL.Path, http.StatusFound)
+	}}
 }
 
 // caPinning issues the root key from a fresh CA (with the given extended key usage, the CA
