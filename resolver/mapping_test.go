@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -69,6 +70,15 @@ func docMapping(t *testing.T) map[string]mappingRow {
 	return rows
 }
 
+// redirect answers with a 302 to a server of its own that serves body.
+func redirect(t *testing.T, body []byte) tuftest.Response {
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(body) }))
+	t.Cleanup(target.Close)
+	return tuftest.Response{Handler: func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, target.URL+r.URL.Path, http.StatusFound)
+	}}
+}
+
 // TestStatusMapping is the 404-vs-503 table of docs/trust.md, one case per row: what the trust
 // server did (or what state trustgate is in), the error kinds the resolver returns, and the
 // status the proxy derives from them (resolver.IsNotSigned → 404, any other error → 503).
@@ -107,6 +117,9 @@ func TestStatusMapping(t *testing.T) {
 		{name: "trust server unreachable, cached timestamp valid", pulled: true, then: func(t *testing.T, e env) {
 			e.srv.Close()
 		}},
+		{name: "timestamp.json redirected, cached timestamp valid", pulled: true, then: func(t *testing.T, e env) {
+			e.srv.Override(advGUN, "timestamp.json", redirect(t, []byte(`{}`)))
+		}},
 		{name: "timestamp.json 400, cached timestamp valid", pulled: true, then: status(400)},
 		{name: "timestamp.json body cut short, cached timestamp valid", pulled: true, then: func(t *testing.T, e env) {
 			ts := e.srv.Files(advGUN)["timestamp.json"]
@@ -126,6 +139,13 @@ func TestStatusMapping(t *testing.T) {
 		}},
 		{name: "root.json 500 on first contact", then: func(t *testing.T, e env) {
 			e.srv.Override(advGUN, "root.json", tuftest.Response{Status: 500})
+		}},
+		{name: "root.json redirected on first contact", then: func(t *testing.T, e env) {
+			e.srv.Override(advGUN, "root.json", redirect(t, e.srv.Files(advGUN)["root.json"]))
+		}},
+		{name: "root.json over 1 MiB on first contact", then: func(t *testing.T, e env) {
+			// Valid JSON that notary (which reads up to 100 MiB) would accept.
+			e.srv.Override(advGUN, "root.json", tuftest.Response{Body: append(bytes.Repeat([]byte(" "), 1<<20), e.srv.Files(advGUN)["root.json"]...)})
 		}},
 		{name: "snapshot 404", then: func(t *testing.T, e env) {
 			snap := e.srv.Files(advGUN)["snapshot.json"]
