@@ -27,8 +27,9 @@ type Config struct {
 	// TokenRealms are origins (https://auth.example.com[:port]) besides the server's own host
 	// that may receive the credentials as a token realm (see package credscope).
 	TokenRealms []string
-	// Limiter bounds memory and first-contact concurrency; share one among all Clients of a
-	// process. nil = a Limiter of this Client's own with the default Limits.
+	// Limiter bounds memory (shared by all Clients given the same Limiter) and first-contact
+	// concurrency (per Client); share one among all Clients of a process. nil = a Limiter of
+	// this Client's own with the default Limits.
 	Limiter *Limiter
 }
 
@@ -92,6 +93,7 @@ func NewClient(cfg Config) (*Client, error) {
 			return nil, err
 		}
 	}
+	c.limits = c.limits.forClient()
 	if c.transport == nil {
 		c.transport = http.DefaultTransport
 	}

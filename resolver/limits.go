@@ -17,7 +17,8 @@ type Limits struct {
 	// can be fetched at all.
 	MaxMetadataBytes int64
 	// MaxConcurrentBootstraps bounds first-contact root.json fetches (repositories with no trusted
-	// root yet). Further ones wait for a slot as long as their context allows, then fail with
+	// root yet) per Client, that is per trust server, so one server that stalls cannot hold up
+	// another's. Further ones wait for a slot as long as their context allows, then fail with
 	// ErrUnavailable.
 	MaxConcurrentBootstraps int
 	// MaxRootBytes caps root.json and N.root.json, the only files fetched without a length from a
@@ -37,12 +38,12 @@ const (
 // readChunk is the first buffer a fetch reserves; buffers double from there as bytes arrive.
 const readChunk = 4 << 10
 
-// Limiter enforces Limits. Share one among every Client of a process so that the bounds hold in
-// total, not per trust server.
+// Limiter enforces Limits. Share one among every Client of a process so that the byte budget
+// holds in total, not per trust server.
 type Limiter struct {
 	limits Limits
-	bytes  budget
-	boot   chan struct{}
+	bytes  *budget
+	boot   chan struct{} // first-contact slots; each Client has its own (forClient)
 }
 
 // budget counts bytes reserved out of max. Reads never wait for it (a read that waited while
@@ -89,9 +90,13 @@ func NewLimiter(l Limits) (*Limiter, error) {
 	case l.MaxRootBytes > l.MaxMetadataBytes:
 		return nil, fmt.Errorf("resolver: max root bytes %d exceeds max metadata bytes %d", l.MaxRootBytes, l.MaxMetadataBytes)
 	}
-	lim := &Limiter{limits: l, boot: make(chan struct{}, l.MaxConcurrentBootstraps)}
-	lim.bytes.max = l.MaxMetadataBytes
-	return lim, nil
+	return &Limiter{limits: l, bytes: &budget{max: l.MaxMetadataBytes}, boot: make(chan struct{}, l.MaxConcurrentBootstraps)}, nil
+}
+
+// forClient is the Limiter one Client uses: the shared byte budget, and first-contact slots of
+// its own.
+func (l *Limiter) forClient() *Limiter {
+	return &Limiter{limits: l.limits, bytes: l.bytes, boot: make(chan struct{}, l.limits.MaxConcurrentBootstraps)}
 }
 
 // Limits returns the limits in force, defaults filled in.

@@ -256,3 +256,42 @@ func TestOutageDoesNotRefetchRoot(t *testing.T) {
 		}
 	}
 }
+
+// TestBootstrapSlotsPerServer: first-contact slots belong to each trust server's Client (the
+// byte budget is what the Clients share), so one server stalling its root.json fetches does not
+// hold up first contacts with another.
+func TestBootstrapSlotsPerServer(t *testing.T) {
+	stalled := make(chan struct{})
+	arrived := make(chan struct{}, 1)
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		select {
+		case <-stalled:
+		case <-r.Context().Done():
+		}
+		http.NotFound(w, r)
+	}))
+	t.Cleanup(slow.Close)
+	t.Cleanup(func() { close(stalled) })
+	fast := httptest.NewServer(http.NotFoundHandler())
+	t.Cleanup(fast.Close)
+	lim, err := NewLimiter(Limits{MaxConcurrentBootstraps: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := NewClient(Config{ServerURL: slow.URL, Limiter: lim})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewClient(Config{ServerURL: fast.URL, Limiter: lim})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _, _ = a.Update(context.Background(), "example.com/stalled") }()
+	<-arrived // a holds its only slot
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := b.Update(ctx, "example.com/other"); !errors.Is(err, ErrNoTrustData) {
+		t.Fatalf("first contact with another server while the first stalls: %v", err)
+	}
+}

@@ -63,13 +63,15 @@ type MetricsConfig struct {
 	Pprof bool `mapstructure:"pprof"`
 }
 
-// TrustLimits bound what trust fetches may take, in total over every upstream's notary server,
-// whatever those servers send (see resolver.Limits).
+// TrustLimits bound what trust fetches may take, whatever the notary servers send (see
+// resolver.Limits).
 type TrustLimits struct {
-	// MaxMetadataBytes bounds the trust metadata being downloaded at once; a fetch that would go
-	// past it fails as an unavailable trust server (503, or the cached timestamp while valid).
+	// MaxMetadataBytes bounds the trust metadata being downloaded at once, in total over every
+	// upstream's notary server; a fetch that would go past it fails as an unavailable trust
+	// server (503, or the cached timestamp while valid).
 	MaxMetadataBytes int64 `mapstructure:"max_metadata_bytes"`
-	// MaxConcurrentBootstraps bounds first-contact root.json fetches; more wait for a slot.
+	// MaxConcurrentBootstraps bounds first-contact root.json fetches per notary server; more wait
+	// for a slot.
 	MaxConcurrentBootstraps int `mapstructure:"max_concurrent_bootstraps"`
 	// MaxRootBytes caps root.json and N.root.json, which no signed parent gives a length for.
 	MaxRootBytes int64 `mapstructure:"max_root_bytes"`

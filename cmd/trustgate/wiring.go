@@ -44,7 +44,8 @@ func openTrustDir(cfg *Config, log *slog.Logger) error {
 	return nil
 }
 
-// newLimiter builds the trust_limits shared by every upstream's resolver, so they bound the total.
+// newLimiter builds the trust_limits shared by every upstream's resolver, so the byte budget
+// bounds the total.
 func newLimiter(cfg *Config) (*resolver.Limiter, error) {
 	l, err := resolver.NewLimiter(resolver.Limits{
 		MaxMetadataBytes:        cfg.TrustLimits.MaxMetadataBytes,
