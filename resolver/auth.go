@@ -2,6 +2,7 @@ package resolver
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -38,6 +39,9 @@ type tokenTransport struct {
 	expires time.Time
 	basic   bool // the server asked for Basic: send credentials up front from now on
 }
+
+// errRealmOutOfScope: the 401 names a token realm the credentials may not go to.
+var errRealmOutOfScope = errors.New("token realm outside the credentials' scope")
 
 // tokenMinLifetime is the spec's default when expires_in is missing.
 const tokenMinLifetime = 60 * time.Second
@@ -76,6 +80,12 @@ func (t *tokenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	switch scheme {
 	case "bearer":
 		tok, err := t.fetchToken(req, params)
+		if errors.Is(err, errRealmOutOfScope) {
+			// Said as the reason the request failed, not as a bare 401.
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
+			resp.Body.Close()
+			return nil, err
+		}
 		if err != nil {
 			return resp, nil // the 401 stands; the caller reports it
 		}
@@ -105,7 +115,7 @@ func (t *tokenTransport) fetchToken(orig *http.Request, params map[string]string
 		return "", fmt.Errorf("bad token realm %q", params["realm"])
 	}
 	if t.username != "" && !t.creds.Allows(realm) {
-		return "", fmt.Errorf("refusing to send credentials to token realm %s: not the notary server's host (or plain http) and not in token_realms", realm)
+		return "", fmt.Errorf("%w: refusing to send credentials to %s: not the notary server's host (or plain http) and not in token_realms", errRealmOutOfScope, realm.Redacted())
 	}
 	q := realm.Query()
 	if s := params["service"]; s != "" {
