@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/trustgate/trustgate/internal/peers"
 )
@@ -63,10 +64,17 @@ func TestNotaryCredentialsStayHome(t *testing.T) {
 	if got := getManifest(t, g, "library/ok", "v1"); got.code != 200 || got.digest() != ok.Digest {
 		t.Fatalf("GET ok:v1 = %d %s", got.code, got.body)
 	}
-	for _, repo := range []string{"library/redirected", "library/realm"} {
+	for repo, reason := range map[string]string{
+		"library/redirected": "do not follow redirects",
+		"library/realm":      "refusing to send credentials",
+	} {
 		if got := getManifest(t, g, repo, "v1"); got.code != http.StatusServiceUnavailable {
 			t.Errorf("GET %s:v1 = %d %s; want 503", repo, got.code, got.body)
 		}
+		eventually(t, 10*time.Second, "decision for "+repo+" says why", func() (bool, string) {
+			ds := findDecision(g, gun(repo), "v1")
+			return len(ds) > 0 && strings.Contains(ds[len(ds)-1].Reason, reason), decisionsString(ds)
+		})
 	}
 	mu.Lock()
 	defer mu.Unlock()
