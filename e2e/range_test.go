@@ -17,10 +17,10 @@ import (
 	"github.com/trustgate/trustgate/internal/peers"
 )
 
-// tamperFront is the upstream trustgate talks to: a reverse proxy in front of the real registry
+// blobTamperFront is the upstream trustgate talks to: a reverse proxy in front of the real registry
 // that, while armed, flips one byte (at absolute offset at) of one blob's body, whether the blob
 // is fetched whole or with a Range. Everything else passes through untouched.
-type tamperFront struct {
+type blobTamperFront struct {
 	*httptest.Server
 	path  string // /v2/<repo>/blobs/<digest>
 	at    atomic.Int64
@@ -29,13 +29,13 @@ type tamperFront struct {
 	gets  atomic.Int64 // GETs of the blob, armed or not
 }
 
-func newTamperFront(t *testing.T, registryURL, repo, digest string) *tamperFront {
+func newBlobTamperFront(t *testing.T, registryURL, repo, digest string) *blobTamperFront {
 	t.Helper()
 	target, err := url.Parse(registryURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &tamperFront{path: "/v2/" + repo + "/blobs/" + digest}
+	f := &blobTamperFront{path: "/v2/" + repo + "/blobs/" + digest}
 	rp := httputil.NewSingleHostReverseProxy(target)
 	rp.ModifyResponse = func(resp *http.Response) error {
 		if resp.Request.Method == http.MethodGet && resp.Request.URL.Path == f.path {
@@ -139,7 +139,7 @@ func TestRangeTamperedUpstream(t *testing.T) {
 	blob := direct.body
 	size := int64(len(blob))
 
-	front := newTamperFront(t, w.reg.URL, repo, layer.Digest)
+	front := newBlobTamperFront(t, w.reg.URL, repo, layer.Digest)
 	g := peers.StartTrustgate(t, trustgateBin, peers.GateConfig{RegistryURL: front.URL, NotaryURL: w.notary.URL})
 	t.Cleanup(func() {
 		if t.Failed() {

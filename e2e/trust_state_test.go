@@ -20,10 +20,10 @@ import (
 	"github.com/trustgate/trustgate/internal/peers"
 )
 
-// tamperFront is an attacker between trustgate and the real notary-server: it passes requests
+// notaryTamperFront is an attacker between trustgate and the real notary-server: it passes requests
 // through while recording every metadata file served, and can fail snapshot fetches or replay
 // what it recorded earlier.
-type tamperFront struct {
+type notaryTamperFront struct {
 	*httptest.Server
 	mu            sync.Mutex
 	recorded      map[string][]byte // request path → body of a 200, as served
@@ -33,13 +33,13 @@ type tamperFront struct {
 	seen          []string // request paths, in order
 }
 
-func newTamperFront(t *testing.T, notaryURL string) *tamperFront {
+func newNotaryTamperFront(t *testing.T, notaryURL string) *notaryTamperFront {
 	t.Helper()
 	u, err := url.Parse(notaryURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &tamperFront{recorded: map[string][]byte{}}
+	f := &notaryTamperFront{recorded: map[string][]byte{}}
 	rp := httputil.NewSingleHostReverseProxy(u)
 	rp.ModifyResponse = func(resp *http.Response) error {
 		if resp.Request.Method != http.MethodGet || resp.StatusCode != http.StatusOK {
@@ -79,7 +79,7 @@ func newTamperFront(t *testing.T, notaryURL string) *tamperFront {
 }
 
 // snapshot returns a copy of everything recorded so far (the files of the current state).
-func (f *tamperFront) snapshot() map[string][]byte {
+func (f *notaryTamperFront) snapshot() map[string][]byte {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	out := make(map[string][]byte, len(f.recorded))
@@ -89,13 +89,13 @@ func (f *tamperFront) snapshot() map[string][]byte {
 	return out
 }
 
-func (f *tamperFront) set(failSnapshots bool, replay map[string][]byte) {
+func (f *notaryTamperFront) set(failSnapshots bool, replay map[string][]byte) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.failSnapshots, f.replay = failSnapshots, replay
 }
 
-func (f *tamperFront) counts() (failed int, seen []string) {
+func (f *notaryTamperFront) counts() (failed int, seen []string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.failed, append([]string(nil), f.seen...)
@@ -142,7 +142,7 @@ func TestPartialUpdateReplay(t *testing.T) {
 	w := newWorld(t)
 	const repo = "library/alpine"
 	p1 := w.pushSigned(t, repo, "signed")
-	front := newTamperFront(t, w.notary.URL)
+	front := newNotaryTamperFront(t, w.notary.URL)
 	nc := newNotaryClient(t, front.URL, nil)
 
 	trustDir := filepath.Join(t.TempDir(), "trust")
