@@ -4,6 +4,8 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/trustgate/trustgate/internal/tuftest"
@@ -30,7 +32,8 @@ type stateRun struct {
 
 // expect resolves tag on both sides and requires both verdicts to be want ("accept", "fail",
 // "unsigned"; for "accept", digest too when non-empty). resolverWant, when not "", is the
-// resolver's expected verdict where it deliberately differs (a stricter option).
+// resolver's expected verdict where it deliberately differs (a stricter option). notaryWant may
+// list alternatives ("fail|accept") where notary's own verdict is not deterministic.
 func (s *stateRun) expect(tag, want, digest string) {
 	s.t.Helper()
 	s.expectEach(tag, want, want, digest)
@@ -42,7 +45,7 @@ func (s *stateRun) expectEach(tag, notaryWant, resolverWant, digest string) {
 	ov := oracleVerdict(s.o.Resolve(ctx, s.srv.URL, gun, tag))
 	rv := resolverVerdict(ctx, s.rc, gun, tag)
 	s.t.Logf("%s: notary+docker %v | trustgate %v", tag, ov, rv)
-	if ov.class != notaryWant || (digest != "" && notaryWant == "accept" && ov.digest != digest) {
+	if !slices.Contains(strings.Split(notaryWant, "|"), ov.class) || (digest != "" && notaryWant == "accept" && ov.digest != digest) {
 		s.t.Errorf("%s: notary+docker %v, scenario expects %s %s", tag, ov, notaryWant, digest)
 	}
 	if rv.class != resolverWant || (digest != "" && resolverWant == "accept" && rv.digest != digest) {
@@ -162,7 +165,9 @@ func stateCases() []stateCase {
 				s.r.AddTarget("targets/releases", "v2", []byte("re-added"))
 				s.srv.Set(gun, s.r.Publish())
 				s.restartResolver()
-				s.expect("v2", "fail", "")
+				// notary v0.7.0 usually refuses this as a rollback, but not always: over 30 runs
+				// it accepted in about one in ten. trustgate always refuses (docs/trust.md).
+				s.expectEach("v2", "fail|accept", "fail", "")
 			}},
 		{name: "delegation rolled back under a key its parent does not list, parent re-signed",
 			// notary checks a delegation's version before its signatures (builder.go
