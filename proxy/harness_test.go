@@ -239,3 +239,10 @@ func manifestRequests(reg *peers.Registry, mark int) []peers.AccessEntry {
 	}
 	return out
 }
+
+// unsign removes gun:tag from the trust data, as `notary remove` + publish does.
+func (f *fakeTrust) unsign(gun, tag string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.targets, gun+":"+tag)
+}
