@@ -48,7 +48,7 @@ func benchServer(b *testing.B, upstream string, sign func(r *tuftest.Repo)) *Ser
 		b.Fatal(err)
 	}
 	s, err := New(Options{
-		Upstreams: []*Upstream{{Name: "docker.io", URL: u, GUNPrefix: "docker.io", DockerHub: true, Trust: tc}},
+		Upstreams: []*Upstream{{Name: "docker.io", URL: u, GUNPrefix: "docker.io", DockerHub: true, Trust: NotaryStates(tc.State)}},
 		Default:   "docker.io",
 		Policy:    pol,
 		TempDir:   b.TempDir(),

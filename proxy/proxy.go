@@ -35,7 +35,6 @@
 package proxy
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -47,16 +46,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/trustgate/trustgate/policy"
 	"github.com/trustgate/trustgate/proxy/fanout"
-	"github.com/trustgate/trustgate/resolver"
 )
-
-// TrustSource answers "which digest is this tag signed to". It is an interface so the proxy does not
-// care whether answers come from a cache, a resolver or a test; resolver errors pass through it so
-// resolver.IsNotSigned still tells "unsigned" (404) from "cannot verify" (503).
-type TrustSource interface {
-	Resolve(ctx context.Context, gun, tag string, roles []string) (resolver.Target, error)
-	Tags(ctx context.Context, gun string, roles []string) ([]string, error)
-}
 
 // Policy maps a full repository name (the GUN) to what trustgate must do with it.
 type Policy interface {
@@ -77,7 +67,11 @@ type Upstream struct {
 	// Username and Password are trustgate's own upstream credentials; a client's are never used.
 	Username, Password string
 	Transport          http.RoundTripper // TLS settings baked in; nil = http.DefaultTransport
-	Trust              TrustSource       // this upstream's Notary resolver (normally through cache.Cache)
+	Trust              TrustSource       // this upstream's Notary trust states (normally NotaryStates(cache.State))
+	// Edges persists the manifest graph learned from this upstream (normally a FileEdges under
+	// trust_dir), so that after a restart reachability is derived without fetching manifests
+	// again. nil keeps edges in memory only.
+	Edges EdgeStore
 }
 
 // Options configure a Server.
@@ -88,8 +82,8 @@ type Options struct {
 	Default string
 	Policy  Policy
 	Logger  *slog.Logger // nil = slog.Default()
-	// ManifestCacheSize bounds the verified-manifest LRU and the per-repository reachability LRU.
-	// 0 = 4096.
+	// ManifestCacheSize bounds the verified-manifest LRU, the per-repository reachability LRU and
+	// the in-memory manifest edges of each upstream. 0 = 4096.
 	ManifestCacheSize int
 	TempDir           string // blob fan-out spool; "" = os.TempDir()
 	// BlobSpoolBytes bounds, per upstream, verified blobs kept on disk after their download for later pulls;
@@ -111,6 +105,8 @@ type Server struct {
 	log       *slog.Logger
 	manifests *manifestCache
 	reach     *reachability
+	notary    map[string]Verifier   // per upstream
+	graph     map[string]*edgeCache // per upstream
 	metrics   *metrics
 	handler   http.Handler
 	timeout   time.Duration
@@ -127,6 +123,8 @@ func New(opts Options) (*Server, error) {
 	}
 	s := &Server{
 		upstreams: map[string]*upstream{},
+		notary:    map[string]Verifier{},
+		graph:     map[string]*edgeCache{},
 		policy:    opts.Policy,
 		log:       opts.Logger,
 		timeout:   opts.UpstreamTimeout,
@@ -160,6 +158,12 @@ func New(opts Options) (*Server, error) {
 			return nil, fmt.Errorf("proxy: upstream %q: %w", u.Name, err)
 		}
 		s.upstreams[u.Name] = up
+		if s.notary[u.Name], err = newNotaryVerifier(u.Trust, s.now, size); err != nil {
+			return nil, err
+		}
+		if s.graph[u.Name], err = newEdgeCache(size, u.Edges, s.log.With("upstream", u.Name)); err != nil {
+			return nil, err
+		}
 	}
 	if opts.Default != "" {
 		s.def = s.upstreams[opts.Default]
@@ -184,7 +188,7 @@ func New(opts Options) (*Server, error) {
 	}
 	for _, up := range s.upstreams {
 		up.blobs = fanout.New(fanout.Options{Dir: dir, Logger: s.log.With("upstream", up.cfg.Name),
-			MaxSpoolBytes: opts.BlobSpoolBytes, OnError: blobServeError})
+			MaxSpoolBytes: opts.BlobSpoolBytes, OnError: s.onBlobError})
 	}
 	s.handler = s.routes()
 	return s, nil

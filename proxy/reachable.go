@@ -1,73 +1,159 @@
 package proxy
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
 	"sync"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/opencontainers/go-digest"
 )
 
-// maxReachablePerRepo bounds one repository's set; a repository with more reachable objects than
-// this (thousands of signed tags) loses older entries, and a client then re-pulls by tag.
-const maxReachablePerRepo = 1 << 16
+// Bounds of reachability. A walk is one request's share of deriving a repository's reachable
+// set: what it learns is kept (in memory and in the edge store), so a repository too large for
+// one walk is derived over a few requests, each answered 503 until the digest is found or the
+// set is complete.
+const (
+	walkFetches  = 64       // manifests fetched upstream per walk
+	walkBytes    = 32 << 20 // manifest bytes fetched upstream per walk
+	maxReachable = 1 << 18  // digests in one repository's set
+)
 
-// reachability records, per (upstream, repository), the digests that may be served in enforce
-// mode: signed manifests and everything reachable from them. It lives in memory only: after a
-// restart a by-digest pull succeeds only once a signed tag of the repository has been resolved
-// again (docker and containerd always ask for the tag first; "pull repo@sha256:..." on a fresh
-// trustgate is refused until someone pulls a signed tag that reaches it).
+var (
+	errWalkBudget   = errors.New("deriving what is signed needs more manifests than one request may fetch; retry")
+	errWalkTooLarge = fmt.Errorf("repository reaches more than %d digests from its signatures", maxReachable)
+)
+
+// reachability remembers, per (upstream, repository), what the repository's current signatures
+// reach: the signed manifests, the entries of signed indexes, and the config and layers of every
+// reachable manifest. It is derived from a Signatures value and replaced when the verifier
+// returns one with different signed digests (re-sign, revocation), so it can never allow more
+// than the trust state it was derived from. Nothing here is persisted: the edges it is walked
+// over are (see EdgeStore), which makes a derivation after a restart cost no upstream request.
 type reachability struct {
-	repos *lru.Cache[string, *digestSet]
-	mu    sync.Mutex // serialises creation of a repository's set
+	mu    sync.Mutex
+	memos *lru.Cache[string, *reachMemo]
 }
 
-type digestSet struct {
-	mu sync.Mutex
-	m  map[digest.Digest]struct{}
+type reachMemo struct {
+	mu    sync.Mutex
+	sigs  Signatures
+	roots map[digest.Digest]struct{}
+	seen  map[digest.Digest]struct{} // reachable so far
+	queue []digest.Digest            // reachable manifests whose edges are not walked yet
 }
 
 func newReachability(size int) (*reachability, error) {
-	c, err := lru.New[string, *digestSet](size)
+	c, err := lru.New[string, *reachMemo](size)
 	if err != nil {
 		return nil, err
 	}
-	return &reachability{repos: c}, nil
+	return &reachability{memos: c}, nil
 }
 
-func reachKey(up, repo string) string { return up + "\x00" + repo }
-
-func (r *reachability) add(up, repo string, ds ...digest.Digest) {
-	if len(ds) == 0 {
-		return
-	}
-	k := reachKey(up, repo)
+// memo returns the derivation for key under sigs, starting a new one if the signed digests
+// differ from the one it has.
+func (r *reachability) memo(key string, sigs Signatures) *reachMemo {
 	r.mu.Lock()
-	set, ok := r.repos.Get(k)
-	if !ok {
-		set = &digestSet{m: map[digest.Digest]struct{}{}}
-		r.repos.Add(k, set)
+	defer r.mu.Unlock()
+	m, ok := r.memos.Get(key)
+	if ok && m.sigs == sigs {
+		return m
 	}
-	r.mu.Unlock()
-	set.mu.Lock()
-	defer set.mu.Unlock()
-	for _, d := range ds {
-		if len(set.m) >= maxReachablePerRepo {
-			for old := range set.m {
-				delete(set.m, old)
-				break
+	roots := map[digest.Digest]struct{}{}
+	for _, s := range sigs.All() {
+		roots[s.Digest] = struct{}{}
+	}
+	if ok {
+		m.mu.Lock()
+		same := maps.Equal(m.roots, roots)
+		if same {
+			m.sigs = sigs
+		}
+		m.mu.Unlock()
+		if same {
+			return m
+		}
+	}
+	m = &reachMemo{sigs: sigs, roots: roots, seen: maps.Clone(roots)}
+	for d := range roots {
+		m.queue = append(m.queue, d)
+	}
+	r.memos.Add(key, m)
+	return m
+}
+
+// walkBudget is what one walk may still fetch upstream.
+type walkBudget struct {
+	fetches int
+	bytes   int64
+}
+
+// reachable reports whether d is signed in ref's repository under sigs. Edges come from the edge
+// store; a manifest whose edges are unknown is fetched by digest (hash-verified) within the
+// walk's budget. A signed manifest the upstream no longer has reaches nothing.
+func (s *Server) reachable(ctx context.Context, ref repoRef, sigs Signatures, d digest.Digest) (bool, error) {
+	m := s.reach.memo(ref.up.cfg.Name+"\x00"+ref.repo, sigs)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.seen[d]; ok {
+		return true, nil
+	}
+	budget := walkBudget{fetches: walkFetches, bytes: walkBytes}
+	for len(m.queue) > 0 {
+		e, err := s.edges(ctx, ref, m.queue[0], &budget)
+		if errors.Is(err, errNotFound) {
+			err, e = nil, Edges{}
+		}
+		if err != nil {
+			return false, err
+		}
+		m.queue = m.queue[1:]
+		for _, c := range e.Manifests {
+			if _, ok := m.seen[c]; !ok {
+				m.seen[c] = struct{}{}
+				m.queue = append(m.queue, c)
 			}
 		}
-		set.m[d] = struct{}{}
+		for _, b := range e.Blobs {
+			m.seen[b] = struct{}{}
+		}
+		if _, ok := m.seen[d]; ok {
+			return true, nil
+		}
+		if len(m.seen) > maxReachable {
+			return false, errWalkTooLarge
+		}
 	}
+	return false, nil
 }
 
-func (r *reachability) has(up, repo string, d digest.Digest) bool {
-	set, ok := r.repos.Get(reachKey(up, repo))
-	if !ok {
-		return false
+// edges returns manifest d's edges, from the edge store or by fetching d.
+func (s *Server) edges(ctx context.Context, ref repoRef, d digest.Digest, b *walkBudget) (Edges, error) {
+	store := s.graph[ref.up.cfg.Name]
+	if e, ok := store.get(ctx, d); ok {
+		return e, nil
 	}
-	set.mu.Lock()
-	defer set.mu.Unlock()
-	_, ok = set.m[d]
-	return ok
+	if b.fetches <= 0 || b.bytes <= 0 {
+		return Edges{}, errWalkBudget
+	}
+	b.fetches--
+	m, _, err := s.manifests.byDigest(ctx, ref.up, ref.repo, d)
+	if err != nil {
+		return Edges{}, err
+	}
+	b.bytes -= int64(len(m.body))
+	e := edgesOf(m.body)
+	store.record(ctx, d, e)
+	return e, nil
+}
+
+// learn records the edges of a manifest about to be served (its bytes were hashed).
+func (s *Server) learn(ctx context.Context, up *upstream, m *manifest) {
+	store := s.graph[up.cfg.Name]
+	if !store.mem.Contains(m.digest) {
+		store.record(ctx, m.digest, edgesOf(m.body))
+	}
 }

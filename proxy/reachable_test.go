@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -141,5 +142,30 @@ func TestUnknownModeFailsClosed(t *testing.T) {
 	for _, p := range []string{"/v2/alpine/manifests/1", "/v2/alpine/manifests/" + img.Digest, "/v2/alpine/blobs/" + img.Layers[0].Digest,
 		"/v2/alpine/tags/list", "/v2/alpine/referrers/" + img.Digest} {
 		expectError(t, e.get(p), http.StatusServiceUnavailable, "UNAVAILABLE", "audit", "docker.io/library/alpine")
+	}
+}
+
+// TestBlobHeadFromSpool: a HEAD for a verified blob kept on disk is answered without upstream.
+func TestBlobHeadFromSpool(t *testing.T) {
+	reg := peers.StartRegistry(t)
+	e := newEnv(t, reg, envConfig{spoolBytes: 1 << 20})
+	img := peers.PushImage(t, reg, "library/alpine", "1")
+	e.trust.sign("docker.io/library/alpine", "1", img, "targets")
+	l := img.Layers[0]
+	if r := e.get("/v2/alpine/manifests/1"); r.status != http.StatusOK {
+		t.Fatalf("tag: %d", r.status)
+	}
+	if r := e.get("/v2/alpine/blobs/" + l.Digest); r.status != http.StatusOK {
+		t.Fatalf("GET: %d", r.status)
+	}
+	mark := reg.Log.Len()
+	h := e.do(http.MethodHead, "/v2/alpine/blobs/"+l.Digest, nil)
+	if h.status != http.StatusOK || h.header.Get("Content-Length") != fmt.Sprint(l.Size) || h.header.Get("Docker-Content-Digest") != l.Digest {
+		t.Fatalf("HEAD: %d %v", h.status, h.header)
+	}
+	for _, r := range reg.RequestsSince(mark) {
+		if strings.Contains(r.Path, "/blobs/") {
+			t.Errorf("HEAD of a retained verified blob went upstream: %+v", r)
+		}
 	}
 }

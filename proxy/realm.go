@@ -32,7 +32,7 @@ func (u *upstream) checkRealm(ctx context.Context) error {
 		return fmt.Errorf("token realm %q is not a URL", ch.Parameters["realm"])
 	}
 	if !realmAllowed(u.cfg.URL.Hostname(), realm.Hostname()) {
-		return fmt.Errorf("token realm host %q is outside %q; refusing to send credentials there", realm.Hostname(), u.cfg.URL.Hostname())
+		return fmt.Errorf("token realm host %q is outside %q: %w", realm.Hostname(), u.cfg.URL.Hostname(), errCredentialsWithheld)
 	}
 	return nil
 }

@@ -108,7 +108,7 @@ func newUpstreams(cfg *Config, log *slog.Logger) ([]*proxy.Upstream, error) {
 			Username:  u.Username,
 			Password:  u.Password,
 			Transport: rt,
-			Trust:     c,
+			Trust:     proxy.NotaryStates(c.State),
 		})
 	}
 	return ups, nil
