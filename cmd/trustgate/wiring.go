@@ -100,6 +100,14 @@ func newUpstreams(cfg *Config, log *slog.Logger) ([]*proxy.Upstream, error) {
 		if err != nil {
 			return nil, fmt.Errorf("upstreams[%s].url: %w", u.Name, err)
 		}
+		// The manifest graph learned from this upstream sits next to its trust state, so a
+		// restart derives what is signed without fetching manifests again.
+		var edges proxy.EdgeStore
+		if cfg.TrustDir != "" {
+			if edges, err = proxy.OpenFileEdges(filepath.Join(cfg.TrustDir, url.PathEscape(u.Name), "graph"), 0); err != nil {
+				return nil, fmt.Errorf("upstreams[%s]: %w", u.Name, err)
+			}
+		}
 		ups = append(ups, &proxy.Upstream{
 			Name:      u.Name,
 			URL:       uu,
@@ -109,6 +117,7 @@ func newUpstreams(cfg *Config, log *slog.Logger) ([]*proxy.Upstream, error) {
 			Password:  u.Password,
 			Transport: rt,
 			Trust:     proxy.NotaryStates(c.State),
+			Edges:     edges,
 		})
 	}
 	return ups, nil
