@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -102,13 +103,25 @@ func (s *Server) reachable(ctx context.Context, ref repoRef, sigs Signatures, d 
 		return true, nil
 	}
 	budget := walkBudget{fetches: walkFetches, bytes: walkBytes}
+	// A manifest that can't be fetched now (upstream trouble) is set aside so the rest of the
+	// graph is still walked; it stays queued for the next request, and its error is returned
+	// only if d is not found elsewhere.
+	var failed []digest.Digest
+	var firstErr error
+	defer func() { m.queue = append(m.queue, failed...) }()
 	for len(m.queue) > 0 {
-		e, err := s.edges(ctx, ref, m.queue[0], &budget)
-		if errors.Is(err, errNotFound) {
-			err, e = nil, Edges{}
-		}
-		if err != nil {
+		next := m.queue[0]
+		e, err := s.edges(ctx, ref, next, &budget)
+		switch {
+		case errors.Is(err, errWalkBudget):
 			return false, err
+		case errors.Is(err, errNotFound):
+			e = Edges{} // signed, but gone upstream: reaches nothing
+		case err != nil:
+			m.queue = m.queue[1:]
+			failed = append(failed, next)
+			firstErr = cmp.Or(firstErr, err)
+			continue
 		}
 		m.queue = m.queue[1:]
 		for _, c := range e.Manifests {
@@ -127,7 +140,7 @@ func (s *Server) reachable(ctx context.Context, ref repoRef, sigs Signatures, d 
 			return false, errWalkTooLarge
 		}
 	}
-	return false, nil
+	return false, firstErr
 }
 
 // edges returns manifest d's edges, from the edge store or by fetching d.

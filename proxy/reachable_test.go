@@ -4,7 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -168,4 +171,38 @@ func TestBlobHeadFromSpool(t *testing.T) {
 			t.Errorf("HEAD of a retained verified blob went upstream: %+v", r)
 		}
 	}
+}
+
+// TestWalkUpstreamTrouble: a signed manifest the upstream can't deliver right now does not stop
+// the rest of the repository from being served by digest, and makes an unknown digest a 503
+// (trustgate can't tell whether it is signed), not a 404, until the upstream recovers.
+func TestWalkUpstreamTrouble(t *testing.T) {
+	reg := peers.StartRegistry(t)
+	a := peers.PushImage(t, reg, "library/alpine", "a")
+	b := peers.PushImage(t, reg, "library/alpine", "b")
+	unsigned := peers.PushImage(t, reg, "library/alpine", "u")
+	target, _ := url.Parse(reg.URL)
+	var failPath atomic.Value
+	failPath.Store("/v2/library/alpine/manifests/" + a.Digest)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	front := newTestHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == failPath.Load().(string) {
+			http.Error(w, "down", http.StatusInternalServerError)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	e := newEnv(t, reg, envConfig{upstreamURL: front.URL})
+	e.trust.sign("docker.io/library/alpine", "a", a, "targets")
+	e.trust.sign("docker.io/library/alpine", "b", b, "targets")
+
+	if r := e.get("/v2/alpine/blobs/" + b.Layers[0].Digest); r.status != http.StatusOK {
+		t.Errorf("layer of the deliverable signed image: %d %s", r.status, r.body)
+	}
+	expectError(t, e.get("/v2/alpine/blobs/"+unsigned.Layers[0].Digest), http.StatusServiceUnavailable, "UNAVAILABLE", "docker.io/library/alpine")
+	failPath.Store("")
+	if r := e.get("/v2/alpine/blobs/" + a.Layers[0].Digest); r.status != http.StatusOK {
+		t.Errorf("layer after recovery: %d %s", r.status, r.body)
+	}
+	expectError(t, e.get("/v2/alpine/blobs/"+unsigned.Layers[0].Digest), http.StatusNotFound, "BLOB_UNKNOWN", unsigned.Layers[0].Digest)
 }
