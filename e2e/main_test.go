@@ -13,7 +13,9 @@
 // TestUpstreamDown (503); TestLargeBlobStreams (1 GiB layer, peak RSS); TestTrustFetchedOncePerTTL
 // (burst coalescing); TestTrustPinning (certs pins against the real root, disable_tofu, wildcard);
 // TestPartialUpdateReplay (issue #7: a tampering front fails the snapshot, then replays the old
-// files); TestPinnedRootRotation (a pinned root rotates as in notary; every_root refuses).
+// files); TestPinnedRootRotation (a pinned root rotates as in notary; every_root refuses);
+// TestServeOnlyWhatIsSignedNow (issue #8: revocation refuses by digest, tampered trust 503 by
+// digest); TestDigestPullAfterRestart (crane, skopeo, containerd name:tag@digest after a restart).
 package e2e
 
 import (
