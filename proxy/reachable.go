@@ -19,7 +19,11 @@ import (
 const (
 	walkFetches  = 64       // manifests fetched upstream per walk
 	walkBytes    = 32 << 20 // manifest bytes fetched upstream per walk
-	maxReachable = 1 << 18  // digests in one repository's set
+	maxReachable = 1 << 17  // digests in one repository's set
+	// reachBudget bounds the digests remembered over all repositories (~100 bytes each);
+	// beyond it the least recently used repositories' sets are dropped and derived again
+	// (from stored edges) when next asked for.
+	reachBudget = 1 << 20
 )
 
 var (
@@ -34,49 +38,58 @@ var (
 // than the trust state it was derived from. Nothing here is persisted: the edges it is walked
 // over are (see EdgeStore), which makes a derivation after a restart cost no upstream request.
 type reachability struct {
-	mu    sync.Mutex
-	memos *lru.Cache[string, *reachMemo]
+	mu     sync.Mutex // guards memos, total, and every memo's sigs and accounted
+	memos  *lru.Cache[string, *reachMemo]
+	total  int // digests accounted over all memos
+	budget int
 }
 
+// reachMemo is one repository's derivation. roots is immutable; seen and queue are guarded by mu,
+// which a walk holds while it fetches, so nothing else is ever locked while mu is held.
 type reachMemo struct {
-	mu    sync.Mutex
-	sigs  Signatures
 	roots map[digest.Digest]struct{}
+
+	sigs      Signatures // guarded by reachability.mu
+	accounted int        // guarded by reachability.mu: len(seen) as counted in total
+
+	mu    sync.Mutex
 	seen  map[digest.Digest]struct{} // reachable so far
 	queue []digest.Digest            // reachable manifests whose edges are not walked yet
 }
 
 func newReachability(size int) (*reachability, error) {
-	c, err := lru.New[string, *reachMemo](size)
+	r := &reachability{budget: reachBudget}
+	// Evictions happen inside memos.Add and memos.RemoveOldest, always with r.mu held.
+	c, err := lru.NewWithEvict(size, func(_ string, m *reachMemo) { r.total -= m.accounted })
 	if err != nil {
 		return nil, err
 	}
-	return &reachability{memos: c}, nil
+	r.memos = c
+	return r, nil
 }
 
-// memo returns the derivation for key under sigs, starting a new one if the signed digests
-// differ from the one it has.
+// memo returns the derivation for key under sigs: the one it has if sigs is the same value or
+// signs the same digests, else a new one.
 func (r *reachability) memo(key string, sigs Signatures) *reachMemo {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	m, ok := r.memos.Get(key)
 	if ok && m.sigs == sigs {
+		r.mu.Unlock()
 		return m
 	}
+	r.mu.Unlock()
+
 	roots := map[digest.Digest]struct{}{}
 	for _, s := range sigs.All() {
 		roots[s.Digest] = struct{}{}
 	}
-	if ok {
-		m.mu.Lock()
-		same := maps.Equal(m.roots, roots)
-		if same {
-			m.sigs = sigs
-		}
-		m.mu.Unlock()
-		if same {
-			return m
-		}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if m, ok := r.memos.Get(key); ok && maps.Equal(m.roots, roots) {
+		m.sigs = sigs
+		return m
+	} else if ok {
+		r.memos.Remove(key) // evict callback: total -= accounted
 	}
 	m = &reachMemo{sigs: sigs, roots: roots, seen: maps.Clone(roots)}
 	for d := range roots {
@@ -84,6 +97,24 @@ func (r *reachability) memo(key string, sigs Signatures) *reachMemo {
 	}
 	r.memos.Add(key, m)
 	return m
+}
+
+// account records that m now holds n digests and drops the least recently used other sets while
+// the total is over budget.
+func (r *reachability) account(key string, m *reachMemo, n int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if cur, ok := r.memos.Peek(key); !ok || cur != m {
+		return // replaced or evicted meanwhile: not counted
+	}
+	r.total += n - m.accounted
+	m.accounted = n
+	for r.total > r.budget && r.memos.Len() > 1 {
+		if _, oldest, ok := r.memos.GetOldest(); !ok || oldest == m {
+			break
+		}
+		r.memos.RemoveOldest()
+	}
 }
 
 // walkBudget is what one walk may still fetch upstream.
@@ -96,9 +127,19 @@ type walkBudget struct {
 // store; a manifest whose edges are unknown is fetched by digest (hash-verified) within the
 // walk's budget. A signed manifest the upstream no longer has reaches nothing.
 func (s *Server) reachable(ctx context.Context, ref repoRef, sigs Signatures, d digest.Digest) (bool, error) {
-	m := s.reach.memo(ref.up.cfg.Name+"\x00"+ref.repo, sigs)
+	key := ref.up.cfg.Name + "\x00" + ref.repo
+	m := s.reach.memo(key, sigs)
 	m.mu.Lock()
-	defer m.mu.Unlock()
+	ok, err := s.walk(ctx, ref, m, d)
+	n := len(m.seen)
+	m.mu.Unlock()
+	s.reach.account(key, m, n)
+	return ok, err
+}
+
+// walk expands m until d is found, the graph is exhausted, or the walk's budget is spent. The
+// caller holds m.mu.
+func (s *Server) walk(ctx context.Context, ref repoRef, m *reachMemo, d digest.Digest) (bool, error) {
 	if _, ok := m.seen[d]; ok {
 		return true, nil
 	}

@@ -206,3 +206,30 @@ func TestWalkUpstreamTrouble(t *testing.T) {
 	}
 	expectError(t, e.get("/v2/alpine/blobs/"+unsigned.Layers[0].Digest), http.StatusNotFound, "BLOB_UNKNOWN", unsigned.Layers[0].Digest)
 }
+
+// TestReachabilityBudget: the digests remembered over all repositories stay within the budget;
+// a repository whose set was dropped is derived again when asked for.
+func TestReachabilityBudget(t *testing.T) {
+	reg := peers.StartRegistry(t)
+	e := newEnv(t, reg, envConfig{})
+	repos := []string{"team/a", "team/b", "team/c"}
+	imgs := map[string]peers.Pushed{}
+	for _, r := range repos {
+		imgs[r] = peers.PushImage(t, reg, r, "1")
+		e.trust.sign("docker.io/"+r, "1", imgs[r], "targets")
+	}
+	e.srv.reach.budget = 5 // one image is 4 digests: manifest, config, two layers
+	for range 2 {
+		for _, r := range repos {
+			if got := e.get("/v2/" + r + "/blobs/" + imgs[r].Layers[1].Digest); got.status != http.StatusOK {
+				t.Fatalf("%s: %d %s", r, got.status, got.body)
+			}
+			e.srv.reach.mu.Lock()
+			total, n := e.srv.reach.total, e.srv.reach.memos.Len()
+			e.srv.reach.mu.Unlock()
+			if total > 5 || n != 1 {
+				t.Errorf("after %s: %d digests in %d sets, budget 5", r, total, n)
+			}
+		}
+	}
+}
