@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -172,9 +173,10 @@ func TestServeOnlyWhatIsSignedNow(t *testing.T) {
 	})
 }
 
-// TestDigestPullAfterRestart (issue #8): after a restart on the same trust_dir, a digest-pinned
-// pull by crane, skopeo and containerd (name:tag@digest) works without the tag being pulled first,
-// and costs the restarted trustgate no tag resolution.
+// TestDigestPullAfterRestart (issue #8): after a restart, a digest-pinned pull by crane, skopeo and
+// containerd (name:tag@digest) works without the tag being pulled first and costs no tag
+// resolution — on the same trust_dir, and on a trust_dir as the previous version left it (no
+// graph/), which is upgraded in place without repeating trust on first use.
 func TestDigestPullAfterRestart(t *testing.T) {
 	w := newWorld(t)
 	const repo = "library/alpine"
@@ -188,44 +190,63 @@ func TestDigestPullAfterRestart(t *testing.T) {
 	if got := getManifest(t, first, repo, "signed"); got.code != http.StatusOK {
 		t.Fatalf("first process: %d %s", got.code, got.body)
 	}
+	if got := getManifest(t, first, "library/multi", "v1"); got.code != http.StatusOK {
+		t.Fatalf("first process: %d %s", got.code, got.body)
+	}
 	if err := first.Stop(); err != nil {
 		t.Fatal(err)
 	}
+	isRoot := func(r peers.NotaryRequest) bool { return strings.Contains(r.URI, "/_trust/tuf/root") }
 
-	g := w.gate(t, cfg)
-	mark := w.reg.Log.Len()
-	out := filepath.Join(t.TempDir(), "img.tar")
-	if r := peers.Crane(t, "pull", g.Host+"/"+repo+"@"+img.Digest, out); r.Err != nil {
-		t.Errorf("crane pull by digest after restart: %v\n%s", r.Err, r.Stderr)
-	}
-	for _, e := range w.reg.RequestsSince(mark) {
-		if strings.Contains(e.Path, "/manifests/") && !strings.HasSuffix(e.Path, img.Digest) {
-			t.Errorf("restarted trustgate fetched another manifest upstream: %+v", e)
-		}
-	}
-	r := peers.Skopeo(t, "--insecure-policy", "copy", "--src-tls-verify=false",
-		"docker://"+g.Host+"/library/multi@"+multi.Children[0].Digest, "dir:"+t.TempDir())
-	if r.Err != nil {
-		t.Errorf("skopeo copy of a signed index's child by digest: %v\n%s", r.Err, r.Stderr)
-	}
-	c := peers.StartContainerd(t, g.URL)
-	ref := "docker.io/" + repo + ":signed@" + img.Digest
-	if err := c.Pull(context.Background(), ref); err != nil {
-		t.Errorf("ctr pull %s: %v", ref, err)
-	}
-	served := map[string]bool{}
-	for _, d := range g.Decisions() {
-		served[d.Digest] = true
-		if d.Tag != "" {
-			t.Errorf("a digest-pinned pull resolved a tag: %+v", d)
-		}
-		if d.Decision != "allow" {
-			t.Errorf("decision: %+v", d)
-		}
-	}
-	for _, d := range []string{img.Digest, img.Layers[0].Digest, multi.Children[0].Digest, multi.Children[0].Layers[0].Digest} {
-		if !served[d] {
-			t.Errorf("no decision for %s: the pulls did not go through the restarted trustgate", d)
-		}
+	for _, variant := range []string{"same trust_dir", "previous version's trust_dir"} {
+		t.Run(variant, func(t *testing.T) {
+			if variant != "same trust_dir" {
+				if err := os.RemoveAll(filepath.Join(trustDir, "docker.io", "graph")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			roots := w.notary.CountRequests(isRoot)
+			g := w.gate(t, cfg)
+			defer g.Stop()
+			mark := w.reg.Log.Len()
+			out := filepath.Join(t.TempDir(), "img.tar")
+			if r := peers.Crane(t, "pull", g.Host+"/"+repo+"@"+img.Digest, out); r.Err != nil {
+				t.Errorf("crane pull by digest after restart: %v\n%s", r.Err, r.Stderr)
+			}
+			for _, e := range w.reg.RequestsSince(mark) {
+				if strings.Contains(e.Path, "/manifests/") && !strings.HasSuffix(e.Path, img.Digest) {
+					t.Errorf("restarted trustgate fetched another manifest upstream: %+v", e)
+				}
+			}
+			r := peers.Skopeo(t, "--insecure-policy", "copy", "--src-tls-verify=false",
+				"docker://"+g.Host+"/library/multi@"+multi.Children[0].Digest, "dir:"+t.TempDir())
+			if r.Err != nil {
+				t.Errorf("skopeo copy of a signed index's child by digest: %v\n%s", r.Err, r.Stderr)
+			}
+			c := peers.StartContainerd(t, g.URL)
+			ref := "docker.io/" + repo + ":signed@" + img.Digest
+			if err := c.Pull(context.Background(), ref); err != nil {
+				t.Errorf("ctr pull %s: %v", ref, err)
+			}
+			served := map[string]bool{}
+			for _, d := range g.Decisions() {
+				served[d.Digest] = true
+				if d.Tag != "" {
+					t.Errorf("a digest-pinned pull resolved a tag: %+v", d)
+				}
+				if d.Decision != "allow" {
+					t.Errorf("decision: %+v", d)
+				}
+			}
+			for _, d := range []string{img.Digest, img.Layers[0].Digest, multi.Children[0].Digest, multi.Children[0].Layers[0].Digest} {
+				if !served[d] {
+					t.Errorf("no decision for %s: the pulls did not go through the restarted trustgate", d)
+				}
+			}
+			time.Sleep(300 * time.Millisecond) // notary-server logs a request after answering it
+			if n := w.notary.CountRequests(isRoot) - roots; n != 0 {
+				t.Errorf("restart fetched root.json %d times: trust on first use repeated", n)
+			}
+		})
 	}
 }
