@@ -199,7 +199,8 @@ func TestWalkUpstreamTrouble(t *testing.T) {
 	if r := e.get("/v2/alpine/blobs/" + b.Layers[0].Digest); r.status != http.StatusOK {
 		t.Errorf("layer of the deliverable signed image: %d %s", r.status, r.body)
 	}
-	expectError(t, e.get("/v2/alpine/blobs/"+unsigned.Layers[0].Digest), http.StatusServiceUnavailable, "UNAVAILABLE", "docker.io/library/alpine")
+	expectError(t, e.get("/v2/alpine/blobs/"+unsigned.Layers[0].Digest), http.StatusServiceUnavailable, "UNAVAILABLE",
+		"cannot tell whether docker.io/library/alpine@"+unsigned.Layers[0].Digest+" is signed", "500")
 	failPath.Store("")
 	if r := e.get("/v2/alpine/blobs/" + a.Layers[0].Digest); r.status != http.StatusOK {
 		t.Errorf("layer after recovery: %d %s", r.status, r.body)

@@ -83,8 +83,11 @@ func (s *Server) judge(ctx context.Context, ref repoRef, subj subject) verdict {
 		return verdict{decision: decisionError, reason: err.Error(),
 			err: errUnavailable("cannot verify the signatures of %s: %s", subj, why)}
 	}
-	// An upstream failure while deriving reachability.
-	return verdict{decision: decisionError, reason: err.Error(), err: clientError(err, subj)}
+	// An upstream failure while fetching signed manifests to derive reachability: worded for
+	// the manifest, with its status (a 429 stays a 429).
+	ae := *clientError(err, subject{gun: subj.gun, upstream: subj.upstream, kind: kindManifest})
+	ae.msg = "cannot tell whether " + subj.String() + " is signed: " + ae.msg
+	return verdict{decision: decisionError, reason: err.Error(), err: &ae}
 }
 
 // verify answers subj from the repository's verified signatures (enforce and warn modes).
