@@ -44,9 +44,9 @@
 //   - Blob HEAD: answered from a verified spool on disk when there is one, else by an upstream
 //     HEAD; never a download.
 //
-// Response headers: X-Trustgate-Decision (allow, refuse, warn, error), and on manifests by tag
-// X-Trustgate-Role (the Notary role that signed the tag) and X-Trustgate-Signed-Digest (the digest
-// the tag is signed to). Each manifest and blob decision is logged as one slog record with msg
+// Response headers: X-Trustgate-Decision (allow, refuse, warn, error), X-Trustgate-Role (the Notary
+// role that signed) and X-Trustgate-Signed-Digest (the digest a tag is signed to, or the signed
+// manifest a digest is reached from). Each manifest and blob decision is logged as one slog record with msg
 // "decision" (blob allows at debug level).
 package proxy
 

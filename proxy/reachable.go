@@ -53,8 +53,8 @@ type reachMemo struct {
 	accounted int        // guarded by reachability.mu: len(seen) as counted in total
 
 	mu    sync.Mutex
-	seen  map[digest.Digest]struct{} // reachable so far
-	queue []digest.Digest            // reachable manifests whose edges are not walked yet
+	seen  map[digest.Digest]digest.Digest // reachable so far → the signed digest it is reached from
+	queue []digest.Digest                 // reachable manifests whose edges are not walked yet
 }
 
 func newReachability(size int) (*reachability, error) {
@@ -91,8 +91,9 @@ func (r *reachability) memo(key string, sigs Signatures) *reachMemo {
 	} else if ok {
 		r.memos.Remove(key) // evict callback: total -= accounted
 	}
-	m = &reachMemo{sigs: sigs, roots: roots, seen: maps.Clone(roots)}
+	m = &reachMemo{sigs: sigs, roots: roots, seen: make(map[digest.Digest]digest.Digest, len(roots))}
 	for d := range roots {
+		m.seen[d] = d
 		m.queue = append(m.queue, d)
 	}
 	r.memos.Add(key, m)
@@ -123,18 +124,19 @@ type walkBudget struct {
 	bytes   int64
 }
 
-// reachable reports whether d is signed in ref's repository under sigs. Edges come from the edge
+// reachable reports whether d is signed in ref's repository under sigs, and the signed digest it
+// is reached from. Edges come from the edge
 // store; a manifest whose edges are unknown is fetched by digest (hash-verified) within the
 // walk's budget. A signed manifest the upstream no longer has reaches nothing.
-func (s *Server) reachable(ctx context.Context, ref repoRef, sigs Signatures, d digest.Digest) (bool, error) {
+func (s *Server) reachable(ctx context.Context, ref repoRef, sigs Signatures, d digest.Digest) (digest.Digest, bool, error) {
 	key := ref.up.cfg.Name + "\x00" + ref.repo
 	m := s.reach.memo(key, sigs)
 	m.mu.Lock()
 	ok, err := s.walk(ctx, ref, m, d)
-	n := len(m.seen)
+	root, n := m.seen[d], len(m.seen)
 	m.mu.Unlock()
 	s.reach.account(key, m, n)
-	return ok, err
+	return root, ok, err
 }
 
 // walk expands m until d is found, the graph is exhausted, or the walk's budget is spent. The
@@ -152,6 +154,7 @@ func (s *Server) walk(ctx context.Context, ref repoRef, m *reachMemo, d digest.D
 	defer func() { m.queue = append(m.queue, failed...) }()
 	for len(m.queue) > 0 {
 		next := m.queue[0]
+		root := m.seen[next]
 		e, err := s.edges(ctx, ref, next, &budget)
 		switch {
 		case errors.Is(err, errWalkBudget):
@@ -167,12 +170,14 @@ func (s *Server) walk(ctx context.Context, ref repoRef, m *reachMemo, d digest.D
 		m.queue = m.queue[1:]
 		for _, c := range e.Manifests {
 			if _, ok := m.seen[c]; !ok {
-				m.seen[c] = struct{}{}
+				m.seen[c] = root
 				m.queue = append(m.queue, c)
 			}
 		}
 		for _, b := range e.Blobs {
-			m.seen[b] = struct{}{}
+			if _, ok := m.seen[b]; !ok {
+				m.seen[b] = root
+			}
 		}
 		if _, ok := m.seen[d]; ok {
 			return true, nil

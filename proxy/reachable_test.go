@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/trustgate/trustgate/internal/peers"
@@ -106,8 +107,25 @@ func TestFreshProcessByDigest(t *testing.T) {
 	e.trust.sign("docker.io/team/app", "v1", idx, "targets")
 
 	// A layer before anything else.
-	if r := e.get("/v2/alpine/blobs/" + img.Layers[0].Digest); r.status != http.StatusOK || sha(r.body) != img.Layers[0].Digest {
+	r := e.get("/v2/alpine/blobs/" + img.Layers[0].Digest)
+	if r.status != http.StatusOK || sha(r.body) != img.Layers[0].Digest {
 		t.Errorf("layer of a signed image on a fresh process: %d %s", r.status, r.body)
+	}
+	// It says which signature it rests on, in headers and log.
+	if r.header.Get(HeaderSignedDigest) != img.Digest || r.header.Get(HeaderRole) != "targets" || r.header.Get(HeaderDecision) != "allow" {
+		t.Errorf("headers: %v", r.header)
+	}
+	// The handler logs after the response is out: poll (the bound only guards against a hang).
+	var logged bool
+	for deadline := time.Now().Add(10 * time.Second); !logged && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		for _, d := range e.decisions() {
+			if d["digest"] == img.Layers[0].Digest {
+				logged = d["role"] == "targets" && strings.Contains(d["reason"].(string), "reachable from docker.io/library/alpine:1 ("+img.Digest+")")
+			}
+		}
+	}
+	if !logged {
+		t.Errorf("decision log does not say which signature the layer rests on: %v", e.decisions())
 	}
 	if r := e.get("/v2/alpine/manifests/" + img.Digest); r.status != http.StatusOK || sha(r.body) != img.Digest {
 		t.Errorf("signed manifest by digest: %d %s", r.status, r.body)

@@ -110,14 +110,19 @@ func (s *Server) verify(ctx context.Context, ref repoRef, dec policy.Decision, s
 		}
 		return verdict{decision: decisionAllow, reason: "signed", sig: sig}, nil
 	}
-	ok, err := s.reachable(ctx, ref, sigs, subj.digest)
+	root, ok, err := s.reachable(ctx, ref, sigs, subj.digest)
 	if err != nil {
 		return verdict{}, err
 	}
 	if !ok {
 		return verdict{}, errUnreachable
 	}
-	return verdict{decision: decisionAllow, reason: "reachable from a signed tag"}, nil
+	sig, _ := sigs.Signed(root)
+	reason := "signed as " + ref.gun + ":" + sig.Tag
+	if root != subj.digest {
+		reason = "reachable from " + ref.gun + ":" + sig.Tag + " (" + root.String() + ")"
+	}
+	return verdict{decision: decisionAllow, reason: reason, sig: sig}, nil
 }
 
 // verifier picks the Verifier a decision requires.

@@ -36,6 +36,8 @@ type Signatures interface {
 	Tags() []string
 	// All returns every signature: the roots that reachability by digest is derived from.
 	All() []Signature
+	// Signed returns a signature of digest d itself, if there is one.
+	Signed(d digest.Digest) (Signature, bool)
 }
 
 // Verifier establishes what is signed in a repository. Notary (Docker Content Trust) is the one
@@ -133,8 +135,9 @@ type notarySignatures struct {
 	roles []string
 	now   func() time.Time
 
-	once sync.Once
-	all  []Signature
+	once     sync.Once
+	all      []Signature
+	byDigest map[digest.Digest]Signature // the first (in tag order) signature of each digest
 }
 
 func (s *notarySignatures) Tag(tag string) (Signature, error) {
@@ -156,12 +159,22 @@ func (s *notarySignatures) Tags() []string { return s.state.Tags(s.roles) }
 
 func (s *notarySignatures) All() []Signature {
 	s.once.Do(func() {
+		s.byDigest = map[digest.Digest]Signature{}
 		for _, tag := range s.Tags() {
 			// A tag that does not verify on its own (expired, invalid digest) is no root.
 			if sig, err := s.Tag(tag); err == nil {
 				s.all = append(s.all, sig)
+				if _, dup := s.byDigest[sig.Digest]; !dup {
+					s.byDigest[sig.Digest] = sig
+				}
 			}
 		}
 	})
 	return s.all
+}
+
+func (s *notarySignatures) Signed(d digest.Digest) (Signature, bool) {
+	s.All()
+	sig, ok := s.byDigest[d]
+	return sig, ok
 }
