@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 	"github.com/opencontainers/go-digest"
@@ -130,6 +131,10 @@ func clientError(err error, subj subject) *apiError {
 		return errUnavailable("upstream %s sent an unusable answer for %s", subj.upstream, subj)
 	case isUpstream:
 		return errUnavailable("upstream %s unreachable for %s", subj.upstream, subj)
+	case errors.Is(err, fanout.ErrSpool):
+		// The fan-out words spool errors with the reason (errno) and without the path.
+		_, reason, _ := strings.Cut(err.Error(), fanout.ErrSpool.Error()+": ")
+		return errUnavailable("trustgate's blob spool is unavailable for %s: %s", subj, reason)
 	case errors.Is(err, errWalkBudget), errors.Is(err, errWalkTooLarge):
 		return errUnavailable("cannot tell yet whether %s is signed: %v", subj, err)
 	case errors.Is(err, context.Canceled):

@@ -56,6 +56,7 @@ func TestClientError(t *testing.T) {
 		{"unusable", &UpstreamError{Upstream: up, Err: fmt.Errorf("%w: Content-Range from %s", errUnusable, secret)}, blob, 503, errcode.ErrorCodeUnavailable, []string{"unusable", gun}},
 		{"realm", &UpstreamError{Upstream: up, Op: "authenticate", Err: fmt.Errorf("realm %s: %w", secret, errCredentialsWithheld)}, tag, 503, errcode.ErrorCodeUnavailable, []string{"refusing to send credentials"}},
 		{"spool", &fs.PathError{Op: "open", Path: "/var/lib/" + secret, Err: syscall.ENOSPC}, blob, 503, errcode.ErrorCodeUnavailable, []string{gun}},
+		{"spool (fan-out)", fmt.Errorf("%w: create spool file: %w", fanout.ErrSpool, syscall.EROFS), blob, 503, errcode.ErrorCodeUnavailable, []string{gun, "read-only file system"}},
 		{"worded already", newError(errcode.ErrorCodeDenied, "no %s", gun), tag, 403, errcode.ErrorCodeDenied, []string{"no " + gun}},
 	}
 	for _, c := range cases {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,7 +21,12 @@ func TestErrorBodiesLeakNothing(t *testing.T) {
 	img := peers.PushImage(t, reg, "library/alpine", "1")
 	dead := deadURL(t)
 	deadHost := strings.TrimPrefix(dead, "http://")
-	spool := filepath.Join(t.TempDir(), "spool-that-does-not-exist")
+	// A file where the spool directory should be: it can be neither used nor recreated.
+	spoolFile := filepath.Join(t.TempDir(), "spool-is-a-file")
+	if err := os.WriteFile(spoolFile, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	spool := filepath.Join(spoolFile, "spool")
 	const trustURL, trustPath = "notary.internal.example:4443", "/var/lib/trustgate/tuf"
 
 	secret := []string{deadHost, strings.TrimPrefix(reg.URL, "http://"), trustURL, trustPath, spool, "127.0.0.1"}
@@ -71,6 +77,6 @@ func TestErrorBodiesLeakNothing(t *testing.T) {
 		}
 		defer s.Close()
 		e := &env{t: t, srv: s, http: newTestHTTP(t, s)}
-		check(t, e.get("/v2/alpine/blobs/"+img.Layers[0].Digest), http.StatusServiceUnavailable, "docker.io/library/alpine")
+		check(t, e.get("/v2/alpine/blobs/"+img.Layers[0].Digest), http.StatusServiceUnavailable, "docker.io/library/alpine", "not a directory")
 	})
 }
