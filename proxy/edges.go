@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/opencontainers/go-digest"
@@ -102,9 +103,10 @@ func DecodeEdges(want digest.Digest, b []byte) (Edges, error) {
 // edgeCache is an in-memory LRU in front of an optional persistent EdgeStore. Errors of the
 // store behind it are logged and otherwise ignored: a missing edge only costs a manifest fetch.
 type edgeCache struct {
-	mem  *lru.Cache[digest.Digest, Edges]
-	next EdgeStore // nil = memory only
-	log  *slog.Logger
+	mem      *lru.Cache[digest.Digest, Edges]
+	next     EdgeStore // nil = memory only
+	log      *slog.Logger
+	fullOnce sync.Once // a full store is reported once, not per manifest
 }
 
 func newEdgeCache(size int, next EdgeStore, log *slog.Logger) (*edgeCache, error) {
@@ -141,7 +143,13 @@ func (c *edgeCache) record(ctx context.Context, d digest.Digest, e Edges) {
 	if c.next == nil {
 		return
 	}
-	if err := c.next.Record(ctx, d, e); err != nil {
+	err := c.next.Record(ctx, d, e)
+	switch {
+	case errors.Is(err, errEdgeStoreFull):
+		c.fullOnce.Do(func() {
+			c.log.Warn("manifest edge store is full; new edges are kept in memory only", "err", err)
+		})
+	case err != nil:
 		c.log.Warn("recording manifest edges", "digest", d, "err", err)
 	}
 }
