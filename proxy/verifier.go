@@ -91,6 +91,10 @@ type notaryVerifier struct {
 	memo  *lru.Cache[string, *notarySignatures]
 }
 
+// maxVerifiedRepos bounds the Signatures a verifier remembers; each pins a trust state in memory,
+// so this stays at the trust cache's default size rather than the manifest cache's.
+const maxVerifiedRepos = 1024
+
 func newNotaryVerifier(trust TrustSource, now func() time.Time, size int) (*notaryVerifier, error) {
 	memo, err := lru.New[string, *notarySignatures](size)
 	if err != nil {
