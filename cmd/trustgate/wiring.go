@@ -65,19 +65,24 @@ func newResolver(cfg *Config, u UpstreamConfig, log *slog.Logger) (*resolver.Cli
 		}
 		pin.CA[prefix] = string(pem)
 	}
-	dir := "" // resolver.Config's "in memory only"
-	if cfg.TrustDir != memoryTrustDir {
-		dir = filepath.Join(cfg.TrustDir, url.PathEscape(u.Name))
-	}
 	return resolver.NewClient(resolver.Config{
 		ServerURL: u.Notary.URL,
 		Transport: rt,
 		Username:  u.Notary.Username,
 		Password:  u.Notary.Password,
-		TrustDir:  dir,
+		TrustDir:  upstreamDir(cfg, u.Name),
 		Pinning:   pin,
 		Logger:    log.With("upstream", u.Name),
 	})
+}
+
+// upstreamDir is where one upstream's state lives in trust_dir: tuf/ (the resolver's verified
+// trust data) and graph/ (manifest edges). "" means memory only.
+func upstreamDir(cfg *Config, name string) string {
+	if cfg.TrustDir == memoryTrustDir {
+		return ""
+	}
+	return filepath.Join(cfg.TrustDir, url.PathEscape(name))
 }
 
 // newUpstreams builds every configured upstream with its cached trust source.
@@ -103,8 +108,8 @@ func newUpstreams(cfg *Config, log *slog.Logger) ([]*proxy.Upstream, error) {
 		// The manifest graph learned from this upstream sits next to its trust state, so a
 		// restart derives what is signed without fetching manifests again.
 		var edges proxy.EdgeStore
-		if cfg.TrustDir != "" {
-			if edges, err = proxy.OpenFileEdges(filepath.Join(cfg.TrustDir, url.PathEscape(u.Name), "graph"), 0); err != nil {
+		if dir := upstreamDir(cfg, u.Name); dir != "" {
+			if edges, err = proxy.OpenFileEdges(filepath.Join(dir, "graph"), 0); err != nil {
 				return nil, fmt.Errorf("upstreams[%s]: %w", u.Name, err)
 			}
 		}
