@@ -80,7 +80,8 @@ func (r *reachability) memo(key string, sigs Signatures) *reachMemo {
 	r.mu.Unlock()
 
 	roots := map[digest.Digest]struct{}{}
-	for _, s := range sigs.All() {
+	all, _ := sigs.All() // a signature that does not verify is no root (reachable reports it)
+	for _, s := range all {
 		roots[s.Digest] = struct{}{}
 	}
 	r.mu.Lock()
@@ -125,9 +126,10 @@ type walkBudget struct {
 }
 
 // reachable reports whether d is signed in ref's repository under sigs, and the signed digest it
-// is reached from. Edges come from the edge
-// store; a manifest whose edges are unknown is fetched by digest (hash-verified) within the
-// walk's budget. A signed manifest the upstream no longer has reaches nothing.
+// is reached from. Edges come from the edge store; a manifest whose edges are unknown is fetched by
+// digest (hash-verified) within the walk's budget. A signed manifest the upstream no longer has
+// reaches nothing. A digest not reached while some signature did not verify is an error (503),
+// not unsigned.
 func (s *Server) reachable(ctx context.Context, ref repoRef, sigs Signatures, d digest.Digest) (digest.Digest, bool, error) {
 	key := ref.up.cfg.Name + "\x00" + ref.repo
 	m := s.reach.memo(key, sigs)
@@ -136,6 +138,10 @@ func (s *Server) reachable(ctx context.Context, ref repoRef, sigs Signatures, d 
 	root, n := m.seen[d], len(m.seen)
 	m.mu.Unlock()
 	s.reach.account(key, m, n)
+	if !ok && err == nil {
+		// Not reached by any verified signature; if one did not verify, d may be its.
+		_, err = sigs.All()
+	}
 	return root, ok, err
 }
 

@@ -252,3 +252,26 @@ func TestReachabilityBudget(t *testing.T) {
 		}
 	}
 }
+
+// TestUnverifiableSignatureByDigest: when one tag's signature does not verify (its digest can't be
+// known), a digest no verified signature reaches is 503, not 404: it may be that tag's. What the
+// verified signatures reach is still served.
+func TestUnverifiableSignatureByDigest(t *testing.T) {
+	reg := peers.StartRegistry(t)
+	e := newEnv(t, reg, envConfig{})
+	good := peers.PushImage(t, reg, "library/alpine", "good")
+	bad := peers.PushImage(t, reg, "library/alpine", "bad")
+	const g = "docker.io/library/alpine"
+	e.trust.sign(g, "good", good, "targets")
+	e.trust.sign(g, "bad", bad, "targets")
+	e.trust.fail(g+":bad", fmt.Errorf("targets: %w", resolver.ErrInvalid))
+
+	expectError(t, e.get("/v2/alpine/manifests/bad"), http.StatusServiceUnavailable, "UNAVAILABLE", g+":bad")
+	expectError(t, e.get("/v2/alpine/blobs/"+bad.Layers[0].Digest), http.StatusServiceUnavailable, "UNAVAILABLE", g, resolver.ErrInvalid.Error())
+	if r := e.get("/v2/alpine/blobs/" + good.Layers[0].Digest); r.status != http.StatusOK {
+		t.Errorf("layer of the verified tag: %d %s", r.status, r.body)
+	}
+	e.trust.fail(g+":bad", nil)
+	e.trust.unsign(g, "bad")
+	expectError(t, e.get("/v2/alpine/blobs/"+bad.Layers[0].Digest), http.StatusNotFound, "BLOB_UNKNOWN", bad.Layers[0].Digest)
+}

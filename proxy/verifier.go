@@ -34,8 +34,10 @@ type Signatures interface {
 	Tag(tag string) (Signature, error)
 	// Tags lists the signed tags, sorted.
 	Tags() []string
-	// All returns every signature: the roots that reachability by digest is derived from.
-	All() []Signature
+	// All returns every signature: the roots that reachability by digest is derived from. err
+	// reports a signature that exists but does not verify (its digest is unknowable): a digest
+	// none of the others reach may be its, so it can't be called unsigned.
+	All() (sigs []Signature, err error)
 	// Signed returns a signature of digest d itself, if there is one.
 	Signed(d digest.Digest) (Signature, bool)
 }
@@ -141,6 +143,7 @@ type notarySignatures struct {
 
 	once     sync.Once
 	all      []Signature
+	allErr   error                       // the first tag that did not verify
 	byDigest map[digest.Digest]Signature // the first (in tag order) signature of each digest
 }
 
@@ -161,24 +164,28 @@ func (s *notarySignatures) Tag(tag string) (Signature, error) {
 
 func (s *notarySignatures) Tags() []string { return s.state.Tags(s.roles) }
 
-func (s *notarySignatures) All() []Signature {
+func (s *notarySignatures) All() ([]Signature, error) {
 	s.once.Do(func() {
 		s.byDigest = map[digest.Digest]Signature{}
 		for _, tag := range s.Tags() {
-			// A tag that does not verify on its own (expired, invalid digest) is no root.
-			if sig, err := s.Tag(tag); err == nil {
-				s.all = append(s.all, sig)
-				if _, dup := s.byDigest[sig.Digest]; !dup {
-					s.byDigest[sig.Digest] = sig
+			sig, err := s.Tag(tag)
+			if err != nil {
+				if s.allErr == nil && !resolver.IsNotSigned(err) {
+					s.allErr = fmt.Errorf("tag %s: %w", tag, err)
 				}
+				continue
+			}
+			s.all = append(s.all, sig)
+			if _, dup := s.byDigest[sig.Digest]; !dup {
+				s.byDigest[sig.Digest] = sig
 			}
 		}
 	})
-	return s.all
+	return s.all, s.allErr
 }
 
 func (s *notarySignatures) Signed(d digest.Digest) (Signature, bool) {
-	s.All()
+	_, _ = s.All()
 	sig, ok := s.byDigest[d]
 	return sig, ok
 }
