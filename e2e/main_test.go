@@ -16,7 +16,8 @@
 // files); TestPinnedRootRotation (a pinned root rotates as in notary; every_root refuses);
 // TestHostileTrustServerMemory (endless root.json, concurrent first pulls, peak RSS within
 // trust_limits); TestNotaryCredentialsStayHome (no notary credentials to a redirect target or a
-// token realm on another host).
+// token realm on another host); TestServeOnlyWhatIsSignedNow (issue #8: revocation refuses by digest, tampered trust 503 by
+// digest); TestDigestPullAfterRestart (crane, skopeo, containerd name:tag@digest after a restart).
 package e2e
 
 import (

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	"github.com/trustgate/trustgate/cache"
 	"github.com/trustgate/trustgate/internal/peers"
 	"github.com/trustgate/trustgate/internal/tuftest"
@@ -48,7 +50,7 @@ func benchServer(b *testing.B, upstream string, sign func(r *tuftest.Repo)) *Ser
 		b.Fatal(err)
 	}
 	s, err := New(Options{
-		Upstreams: []*Upstream{{Name: "docker.io", URL: u, GUNPrefix: "docker.io", DockerHub: true, Trust: tc}},
+		Upstreams: []*Upstream{{Name: "docker.io", URL: u, GUNPrefix: "docker.io", DockerHub: true, Trust: NotaryStates(tc.State)}},
 		Default:   "docker.io",
 		Policy:    pol,
 		TempDir:   b.TempDir(),
@@ -135,5 +137,67 @@ func BenchmarkWarmManifest(b *testing.B) {
 	}
 	if n := len(reg.RequestsSince(mark)); n != 0 {
 		b.Fatalf("warm requests reached the upstream %d times", n)
+	}
+}
+
+// BenchmarkByDigestVerdict: the verdict for a layer asked for by digest in a repository with n
+// signed tags, each an image whose edges are recorded (no upstream request in any case):
+// warm (derived set memoised), derive-memory (the set derived again, as after a trust state with
+// different signatures), derive-disk (also the in-memory edges gone, as after a restart: edges are
+// read from FileEdges).
+func BenchmarkByDigestVerdict(b *testing.B) {
+	for _, n := range []int{1, 100, 1000} {
+		b.Run(fmt.Sprintf("tags=%d", n), func(b *testing.B) {
+			ctx := context.Background()
+			edges, err := OpenFileEdges(b.TempDir(), 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			var last digest.Digest
+			s := benchServer(b, "http://127.0.0.1:1", func(r *tuftest.Repo) {
+				for i := range n {
+					m := digest.FromString(fmt.Sprint("manifest", i))
+					r.AddTargetDigest("targets", fmt.Sprint("t", i), m.String(), 1000)
+					last = digest.FromString(fmt.Sprint("layer", i))
+					e := Edges{Blobs: []digest.Digest{digest.FromString(fmt.Sprint("config", i)), last}}
+					if err := edges.Record(ctx, m, e); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			s.graph["docker.io"].next = edges
+			ref, err := s.locate(httptest.NewRequest(http.MethodGet, "/v2/library/bench/blobs/"+last.String(), nil), "library/bench")
+			if err != nil {
+				b.Fatal(err)
+			}
+			subj := subject{gun: ref.gun, upstream: "docker.io", kind: kindBlob, digest: last}
+			judge := func() {
+				if v := s.judge(ctx, ref, subj); v.decision != decisionAllow {
+					b.Fatalf("verdict %+v", v)
+				}
+			}
+			judge()
+			b.Run("warm", func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					judge()
+				}
+			})
+			b.Run("derive-memory", func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					s.reach.memos.Purge()
+					judge()
+				}
+			})
+			b.Run("derive-disk", func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					s.reach.memos.Purge()
+					s.graph["docker.io"].mem.Purge()
+					judge()
+				}
+			})
+		})
 	}
 }

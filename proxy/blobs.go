@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,14 +12,13 @@ import (
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 	"github.com/gorilla/mux"
 	"github.com/opencontainers/go-digest"
-	"github.com/trustgate/trustgate/policy"
 	"github.com/trustgate/trustgate/proxy/fanout"
 )
 
-// handleBlob serves GET and HEAD /v2/<name>/blobs/<digest>. In enforce mode only blobs reachable
-// from a verified manifest of the same repository are served. GET streams through the fan-out
-// (one upstream download per digest, verified, Range served from the spool); HEAD is answered with
-// an upstream HEAD and never downloads the blob.
+// handleBlob serves GET and HEAD /v2/<name>/blobs/<digest>, if the verdict allows the digest.
+// GET streams through the fan-out (one upstream download per digest, verified, Range served from
+// the spool). HEAD is answered from a verified spool kept on disk when there is one, else with an
+// upstream HEAD; it never downloads the blob.
 func (s *Server) handleBlob(w http.ResponseWriter, r *http.Request) {
 	vars := mux.Vars(r)
 	rec := &decisionRecord{start: time.Now(), method: r.Method}
@@ -36,42 +34,21 @@ func (s *Server) handleBlob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec.digest = d
-	dec := s.policy.Decide(ref.gun)
-	rec.decision, rec.reason = decisionAllow, "reachable from a signed tag"
-	switch dec.Mode {
-	case policy.Deny:
-		_, err = denied(ref, dec)
-		rec.decision, rec.reason = decisionRefuse, "policy mode deny (rule "+dec.Rule+")"
-	case policy.Enforce:
-		if !s.reach.has(ref.up.cfg.Name, ref.repo, d) {
-			rec.decision, rec.reason = decisionRefuse, "not reachable from a signed tag"
-			err = newError(errcode.ErrorCodeBlobUnknown, "blob %s is not reachable from any signed tag of %s (pull a signed tag first)", d, ref.gun)
-		}
-	case policy.Warn:
-		if !s.reach.has(ref.up.cfg.Name, ref.repo, d) {
-			rec.decision, rec.reason = decisionWarn, "unverified: not reachable from any signed tag"
-			setWarning(w.Header(), ref.gun+"@"+d.String()+" served unverified: not reachable from any signed tag")
-		}
-	case policy.Off:
-		rec.reason = "policy mode off (rule " + dec.Rule + ")"
-	default:
-		rec.decision = decisionError
-		err = errUnavailable("policy mode %q for %s is not understood by this trustgate", dec.Mode, ref.gun)
-	}
-	w.Header().Set(HeaderDecision, rec.decision)
-	if err != nil {
-		writeError(w, r, err)
-		s.logDecision(r.Context(), rec, slog.LevelDebug)
-		return
-	}
-	if r.Method == http.MethodHead {
-		err = s.headBlob(w, r, ref, d)
-		if err != nil {
+	subj := subject{gun: ref.gun, upstream: ref.up.cfg.Name, kind: kindBlob, digest: d}
+	v := s.judge(r.Context(), ref, subj)
+	setVerdictHeaders(w.Header(), v)
+	rec.decision, rec.reason, rec.role = v.decision, v.reason, v.sig.Signer
+	switch {
+	case v.err != nil:
+		writeError(w, r, v.err)
+	case r.Method == http.MethodHead:
+		if err := s.headBlob(w, r, ref, d); err != nil {
 			rec.decision, rec.reason = decisionError, err.Error()
-			writeError(w, r, err)
+			writeError(w, r, clientError(err, subj))
 		}
-	} else {
-		ref.up.blobs.Serve(w, r, d, s.blobOpener(ref, d))
+	default:
+		ctx := context.WithValue(r.Context(), subjectKey{}, subj)
+		ref.up.blobs.Serve(w, r.WithContext(ctx), d, s.blobOpener(ref, d))
 		// The fan-out answers failures itself; the recorder tells the log what happened.
 		if sr, ok := w.(*statusRecorder); ok && sr.status >= 400 && sr.status != http.StatusRequestedRangeNotSatisfiable {
 			rec.decision, rec.reason = decisionError, "upstream fetch failed with "+strconv.Itoa(sr.status)
@@ -80,19 +57,27 @@ func (s *Server) handleBlob(w http.ResponseWriter, r *http.Request) {
 	s.logDecision(r.Context(), rec, slog.LevelDebug)
 }
 
+// subjectKey carries a blob request's subject to the fan-out's OnError.
+type subjectKey struct{}
+
+// headBlob answers a HEAD from a verified spool on disk, else from an upstream HEAD.
 func (s *Server) headBlob(w http.ResponseWriter, r *http.Request, ref repoRef, d digest.Digest) error {
-	ctx, cancel := ref.up.withTimeout(r.Context())
-	defer cancel()
-	resp, err := ref.up.request(ctx, http.MethodHead, ref.repo, nil, "blobs", d.String())
-	if err != nil {
-		return blobError(err, ref, d)
-	}
-	resp.Body.Close()
-	if resp.ContentLength < 0 {
-		return errUnavailable("upstream %s: HEAD %s@%s has no Content-Length", ref.up.cfg.Name, ref.repo, d)
+	size, ok := ref.up.blobs.Verified(d)
+	if !ok {
+		ctx, cancel := ref.up.withTimeout(r.Context())
+		defer cancel()
+		resp, err := ref.up.request(ctx, http.MethodHead, ref.repo, nil, "blobs", d.String())
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.ContentLength < 0 {
+			return &UpstreamError{Upstream: ref.up.cfg.Name, Op: "HEAD blobs", Err: fmt.Errorf("%w: no Content-Length", errUnusable)}
+		}
+		size = resp.ContentLength
 	}
 	h := w.Header()
-	h.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
+	h.Set("Content-Length", strconv.FormatInt(size, 10))
 	h.Set("Content-Type", "application/octet-stream")
 	h.Set("Docker-Content-Digest", d.String())
 	h.Set("Accept-Ranges", "bytes")
@@ -119,22 +104,22 @@ func (s *Server) blobOpener(ref repoRef, d digest.Digest) fanout.Opener {
 			cancel(nil)
 			if err == nil {
 				resp.Body.Close()
-				err = errUnavailable("upstream %s: no response headers within %s", ref.up.cfg.Name, ref.up.timeout)
+				err = &UpstreamError{Upstream: ref.up.cfg.Name, Op: "GET blobs", Err: context.DeadlineExceeded}
 			}
-			return nil, 0, blobError(err, ref, d)
+			return nil, 0, err
 		}
 		size, skip, err := blobRange(resp, offset)
 		if err != nil {
 			resp.Body.Close()
 			cancel(nil)
-			return nil, 0, errUnavailable("upstream %s: blob %s: %v", ref.up.cfg.Name, d, err)
+			return nil, 0, &UpstreamError{Upstream: ref.up.cfg.Name, Op: "GET blobs", Err: fmt.Errorf("%w: %w", errUnusable, err)}
 		}
 		body := &countingBody{rc: resp.Body, cancel: cancel, add: s.metrics.upstreamBytes.WithLabelValues(ref.up.cfg.Name, "blob").Add}
 		if skip > 0 {
 			// Upstream ignored Range: drop what the spool already has.
 			if _, err := io.CopyN(io.Discard, body, skip); err != nil {
 				body.Close()
-				return nil, 0, errUnavailable("upstream %s: blob %s: skipping to offset %d: %v", ref.up.cfg.Name, d, offset, err)
+				return nil, 0, &UpstreamError{Upstream: ref.up.cfg.Name, Op: "GET blobs (skipping to the resume offset)", Err: err}
 			}
 		}
 		return body, size, nil
@@ -158,31 +143,15 @@ func blobRange(resp *http.Response, offset int64) (size, skip int64, err error) 
 	return resp.ContentLength, offset, nil
 }
 
-// blobError words an upstream failure for the client: 404 is BLOB_UNKNOWN, everything else an
-// outage (503) or the upstream's rate limit.
-func blobError(err error, ref repoRef, d digest.Digest) error {
-	var ae *apiError
-	switch {
-	case errors.Is(err, errNotFound):
-		return newError(errcode.ErrorCodeBlobUnknown, "blob %s not found in %s upstream %s", d, ref.gun, ref.up.cfg.Name)
-	case errors.As(err, &ae):
-		return ae
-	default:
-		return errUnavailable("upstream %s: blob %s: %v", ref.up.cfg.Name, d, err)
+// onBlobError is the fan-out's OnError: a download failed before any byte was sent.
+func (s *Server) onBlobError(w http.ResponseWriter, r *http.Request, err error) {
+	subj, _ := r.Context().Value(subjectKey{}).(subject)
+	if subj.kind == "" {
+		subj = subject{kind: kindBlob, gun: "this repository"}
 	}
-}
-
-// blobServeError is the fan-out's OnError: a download failed before any byte was sent.
-func blobServeError(w http.ResponseWriter, r *http.Request, err error) {
-	var ae *apiError
-	switch {
-	case errors.As(err, &ae):
-		writeError(w, r, ae)
-	case errors.Is(err, fanout.ErrDigestMismatch), errors.Is(err, fanout.ErrTooLong), errors.Is(err, fanout.ErrTruncated):
-		writeError(w, r, errUnavailable("upstream sent a blob that does not match its digest or size; not served: %v", err))
-	default:
-		writeError(w, r, errUnavailable("blob download failed: %v", err))
-	}
+	s.log.LogAttrs(r.Context(), slog.LevelWarn, "blob not served", slog.String("repo", subj.gun),
+		slog.String("digest", subj.digest.String()), slog.String("err", err.Error()))
+	writeError(w, r, clientError(err, subj))
 }
 
 type countingBody struct {

@@ -65,3 +65,27 @@ func cleanMediaType(mt, def string) string {
 	}
 	return parsed
 }
+
+// edgesOf returns a manifest's edges: index entries to walk, config and layers to allow. Invalid
+// digests are dropped, never trusted; bytes that are not a manifest have none.
+func edgesOf(body []byte) Edges {
+	var m manifestFields
+	var e Edges
+	if json.Unmarshal(body, &m) != nil {
+		return e
+	}
+	if m.Config != nil && m.Config.Digest.Validate() == nil {
+		e.Blobs = append(e.Blobs, m.Config.Digest)
+	}
+	for _, d := range m.Layers {
+		if d.Digest.Validate() == nil {
+			e.Blobs = append(e.Blobs, d.Digest)
+		}
+	}
+	for _, d := range m.Manifests {
+		if d.Digest.Validate() == nil {
+			e.Manifests = append(e.Manifests, d.Digest)
+		}
+	}
+	return e
+}

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 
@@ -124,4 +125,58 @@ func FuzzDescribe(f *testing.F) {
 			}
 		}
 	})
+}
+
+// FuzzEdgesOf: a manifest's edges never include an invalid digest, whatever the bytes, and agree
+// with describe on which children there are (edges split them into manifests and blobs).
+func FuzzEdgesOf(f *testing.F) {
+	for _, s := range []string{
+		`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"digest":"sha256:` + strings.Repeat("a", 64) + `","size":1},"layers":[{"digest":"sha256:` + strings.Repeat("b", 64) + `","size":2}]}`,
+		`{"schemaVersion":2,"manifests":[{"digest":"sha256:` + strings.Repeat("c", 64) + `","size":3},{"digest":"bogus"}]}`,
+		`{"subject":{"digest":"sha256:` + strings.Repeat("d", 64) + `"},"layers":[]}`,
+		`{"layers":null,"config":null}`, `[]`, `not json`, `{"manifests":[{"digest":"sha512:00"}]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		e := edgesOf(body)
+		_, children := describe(body, "")
+		if len(e.Manifests)+len(e.Blobs) != len(children) {
+			t.Fatalf("edges %+v disagree with describe's children %v", e, children)
+		}
+		for _, c := range append(slices.Clone(e.Manifests), e.Blobs...) {
+			if err := c.Validate(); err != nil {
+				t.Fatalf("invalid edge %q", c)
+			}
+		}
+	})
+}
+
+// TestEdgesOf: which descriptors a manifest makes pullable. subject points at the parent: a
+// referrer must not make its parent (or anything else) reachable through it.
+func TestEdgesOf(t *testing.T) {
+	d := func(c string) string { return "sha256:" + strings.Repeat(c, 64) }
+	cases := []struct {
+		name, body       string
+		manifests, blobs []string
+	}{
+		{"image", `{"config":{"digest":"` + d("a") + `"},"layers":[{"digest":"` + d("b") + `"},{"digest":"` + d("c") + `"}]}`, nil, []string{d("a"), d("b"), d("c")}},
+		{"index", `{"manifests":[{"digest":"` + d("a") + `"},{"digest":"` + d("b") + `"}]}`, []string{d("a"), d("b")}, nil},
+		{"referrer", `{"subject":{"digest":"` + d("a") + `"},"config":{"digest":"` + d("b") + `"},"layers":[]}`, nil, []string{d("b")}},
+		{"invalid digests dropped", `{"config":{"digest":"sha256:zz"},"layers":[{"digest":"` + d("c") + `"},{"digest":""}]}`, nil, []string{d("c")}},
+		{"not a manifest", `<html>`, nil, nil},
+	}
+	for _, c := range cases {
+		e := edgesOf([]byte(c.body))
+		got := func(ds []digest.Digest) []string {
+			var out []string
+			for _, x := range ds {
+				out = append(out, x.String())
+			}
+			return out
+		}
+		if !slices.Equal(got(e.Manifests), c.manifests) || !slices.Equal(got(e.Blobs), c.blobs) {
+			t.Errorf("%s: %+v", c.name, e)
+		}
+	}
 }

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -46,39 +48,56 @@ func (f *fakeTrust) fail(key string, err error) {
 	f.errs[key] = err
 }
 
-func (f *fakeTrust) Resolve(_ context.Context, gun, tag string, roles []string) (resolver.Target, error) {
+// State returns a snapshot of the fake's current answers, as cache.Cache returns the current
+// verified state.
+func (f *fakeTrust) State(_ context.Context, gun string) (TrustState, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls++
-	if err := f.errs[gun+":"+tag]; err != nil {
-		return resolver.Target{}, err
-	}
 	if err := f.errs[gun]; err != nil {
-		return resolver.Target{}, err
+		return nil, err
 	}
-	t, ok := f.targets[gun+":"+tag]
-	if !ok {
-		return resolver.Target{}, resolver.ErrTagNotSigned
+	st := &fakeState{gun: gun, targets: map[string]resolver.Target{}, errs: map[string]error{}}
+	for k, t := range f.targets {
+		if g, tag, _ := strings.Cut(k, ":"); g == gun {
+			st.targets[tag] = t
+		}
 	}
+	for k, err := range f.errs {
+		if g, tag, ok := strings.Cut(k, ":"); ok && g == gun && err != nil {
+			st.errs[tag] = err
+		}
+	}
+	return st, nil
+}
+
+type fakeState struct {
+	gun     string
+	targets map[string]resolver.Target
+	errs    map[string]error
+}
+
+func (s *fakeState) Lookup(tag string, roles []string) (resolver.Target, error) {
 	if len(roles) == 0 {
 		panic("no roles passed")
+	}
+	if err := s.errs[tag]; err != nil {
+		return resolver.Target{}, err
+	}
+	t, ok := s.targets[tag]
+	if !ok {
+		return resolver.Target{}, fmt.Errorf("%w: %s:%s", resolver.ErrTagNotSigned, s.gun, tag)
 	}
 	return t, nil
 }
 
-func (f *fakeTrust) Tags(_ context.Context, gun string, _ []string) ([]string, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if err := f.errs[gun]; err != nil {
-		return nil, err
-	}
+func (s *fakeState) Tags([]string) []string {
 	var tags []string
-	for k := range f.targets {
-		if g, tag, _ := strings.Cut(k, ":"); g == gun {
-			tags = append(tags, tag)
-		}
+	for tag := range s.targets {
+		tags = append(tags, tag)
 	}
-	return tags, nil
+	slices.Sort(tags)
+	return tags
 }
 
 // env is a trustgate proxy in front of a real distribution registry.
@@ -100,6 +119,7 @@ type envConfig struct {
 	noDefault   bool
 	metrics     prometheus.Registerer
 	spoolBytes  int64
+	edges       EdgeStore
 }
 
 func newEnv(t *testing.T, reg *peers.Registry, cfg envConfig) *env {
@@ -119,7 +139,7 @@ func newEnv(t *testing.T, reg *peers.Registry, cfg envConfig) *env {
 		t.Fatal(err)
 	}
 	e := &env{t: t, reg: reg, trust: newFakeTrust(), logs: &bytes.Buffer{}, logMu: &sync.Mutex{}}
-	ups := append([]*Upstream{{Name: "docker.io", URL: u, GUNPrefix: "docker.io", DockerHub: true, Trust: e.trust}}, cfg.extra...)
+	ups := append([]*Upstream{{Name: "docker.io", URL: u, GUNPrefix: "docker.io", DockerHub: true, Trust: e.trust, Edges: cfg.edges}}, cfg.extra...)
 	def := "docker.io"
 	if cfg.noDefault {
 		def = ""
@@ -238,4 +258,11 @@ func manifestRequests(reg *peers.Registry, mark int) []peers.AccessEntry {
 		}
 	}
 	return out
+}
+
+// unsign removes gun:tag from the trust data, as `notary remove` + publish does.
+func (f *fakeTrust) unsign(gun, tag string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.targets, gun+":"+tag)
 }

@@ -139,7 +139,7 @@ func (c *manifestCache) fetch(ctx context.Context, up *upstream, repo, ref strin
 	n, err := io.Copy(&buf, io.LimitReader(resp.Body, maxManifestSize+1))
 	c.received(up.cfg.Name, int(n))
 	if err != nil {
-		return nil, errUnavailable("upstream %s: reading manifest %s@%s: %v", up.cfg.Name, repo, ref, err)
+		return nil, &UpstreamError{Upstream: up.cfg.Name, Op: "GET manifests (reading the body)", Err: err}
 	}
 	if buf.Len() > maxManifestSize {
 		return nil, fmt.Errorf("%s@%s: %w", repo, ref, errTooLarge)

@@ -1,41 +1,56 @@
 // Package proxy is trustgate's registry v2 read API. It answers pulls on behalf of configured
-// upstream registries and serves only what the repository's policy allows: in enforce mode a tag is
-// rewritten to the digest its verified signature names and fetched upstream by that digest, and
-// anything asked for by digest must be reachable from such a signed manifest.
+// upstream registries and serves only what the repository's policy allows, as decided by one
+// function, judge (verdict.go), for every endpoint and mode. In enforce mode a tag is rewritten to
+// the digest its verified signature names and fetched upstream by that digest, and anything asked
+// for by digest must be reachable from the repository's CURRENT signatures.
 //
 // Choices a client or operator can observe:
 //
 //   - Unsigned tag (enforce): 404 MANIFEST_UNKNOWN naming repository and tag. Trust data that
 //     can't be verified (server down, expired, rolled back, bad signatures): 503 UNAVAILABLE with
 //     the reason, never 404, so an outage is not mistaken for a missing tag.
+//   - By digest (enforce): the digests a repository allows are derived from the verified trust
+//     state that answers its tags: the signed manifests, the entries of signed indexes, and the
+//     config and layers of every reachable manifest. When the trust state changes (re-sign,
+//     remove, expiry, rollback) what is allowed changes with it, within trust_ttl. A digest none of
+//     the signatures reach: 404 MANIFEST_UNKNOWN or BLOB_UNKNOWN naming digest and repository;
+//     trust that can't be verified: 503, as for the tag.
+//   - Reachability is walked over manifest edges (EdgeStore; on disk under trust_dir), learned only
+//     from manifest bytes trustgate hashed. A fresh or restarted process serves a signed digest at
+//     once and derives the rest from stored edges, fetching (by digest, verified) only manifests
+//     whose edges are unknown, a bounded number per request. So "pull repo@sha256:..." works
+//     without the tag being pulled first.
 //   - deny mode: 403 DENIED "repository ... is not allowed by trustgate policy". 403 rather than
 //     404 because the repository may well exist: the operator forbade it, and containerd (>= 2.3)
 //     and docker print a 403's message, where a 404 on HEAD shows only "not found".
-//   - warn mode: a signed tag is served exactly as in enforce mode; an unsigned or unverifiable
-//     one is served from the upstream tag (bytes still hashed; Docker-Content-Digest is their
+//   - warn mode: signed content is served exactly as in enforce mode; an unsigned or unverifiable
+//     tag is served from the upstream tag (bytes still hashed; Docker-Content-Digest is their
 //     hash) with `Warning: 299 - "trustgate: <reason>"` and X-Trustgate-Decision: warn, and is
-//     logged at warn level. By-digest content not reachable from a signed tag is served the same way.
+//     logged at warn level. By-digest content not reachable from a signature is served the same way.
 //   - off mode: plain pull-through; manifests are still hashed and cached by digest.
+//   - A mode this trustgate does not know: 503 on every endpoint (fails closed).
 //   - A signed digest the upstream doesn't have: 404 MANIFEST_UNKNOWN "<repo>:<tag> is signed to
 //     <digest>, but upstream has no manifest with that digest" (X-Trustgate-Decision: error).
 //     Not 503: it is not an outage, and retrying won't help. Upstream 5xx or unreachable: 503.
 //   - Upstream bytes that don't hash to the requested or signed digest, or a length that differs
 //     from the signed length, or a manifest over 4 MiB: 503, and not a byte of it is sent.
+//   - Error bodies name the repository and the reason; the upstream layer returns one typed
+//     UpstreamError and clientError words every failure from its kind, so no upstream or trust
+//     server URL, address or file path reaches a client (the log has them).
 //   - Upstream redirects (Docker Hub sends blobs to a CDN with 307) are followed by trustgate,
 //     not passed on: see upstream.client.
 //   - Referrers in enforce mode: always an empty OCI index, because DCT signs tags, not referrer
 //     artifacts (cosign signatures, SBOMs); trustgate can't vouch for them.
-//   - Reachability lives in memory. After a restart, a pull by digest alone is refused until a
-//     signed tag that reaches the digest has been requested again. Docker and containerd always
-//     resolve the tag first, so only "pull repo@sha256:..." on a fresh trustgate is affected.
+//   - Blob HEAD: answered from a verified spool on disk when there is one, else by an upstream
+//     HEAD; never a download.
 //
-// Response headers on manifests: X-Trustgate-Decision (allow, refuse, warn, error),
-// X-Trustgate-Role (the Notary role that signed the tag), X-Trustgate-Signed-Digest (the digest the
-// tag is signed to). Each manifest decision is logged as one slog record with msg "decision".
+// Response headers: X-Trustgate-Decision (allow, refuse, warn, error), X-Trustgate-Role (the Notary
+// role that signed) and X-Trustgate-Signed-Digest (the digest a tag is signed to, or the signed
+// manifest a digest is reached from). Each manifest and blob decision is logged as one slog record with msg
+// "decision" (blob allows at debug level).
 package proxy
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -47,16 +62,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/trustgate/trustgate/policy"
 	"github.com/trustgate/trustgate/proxy/fanout"
-	"github.com/trustgate/trustgate/resolver"
 )
-
-// TrustSource answers "which digest is this tag signed to". It is an interface so the proxy does not
-// care whether answers come from a cache, a resolver or a test; resolver errors pass through it so
-// resolver.IsNotSigned still tells "unsigned" (404) from "cannot verify" (503).
-type TrustSource interface {
-	Resolve(ctx context.Context, gun, tag string, roles []string) (resolver.Target, error)
-	Tags(ctx context.Context, gun string, roles []string) ([]string, error)
-}
 
 // Policy maps a full repository name (the GUN) to what trustgate must do with it.
 type Policy interface {
@@ -80,7 +86,11 @@ type Upstream struct {
 	// that may receive Username and Password as a token realm (see package credscope).
 	TokenRealms []string
 	Transport   http.RoundTripper // TLS settings baked in; nil = http.DefaultTransport
-	Trust       TrustSource       // this upstream's Notary resolver (normally through cache.Cache)
+	Trust       TrustSource       // this upstream's Notary trust states (normally NotaryStates(cache.State))
+	// Edges persists the manifest graph learned from this upstream (normally a FileEdges under
+	// trust_dir), so that after a restart reachability is derived without fetching manifests
+	// again. nil keeps edges in memory only.
+	Edges EdgeStore
 }
 
 // Options configure a Server.
@@ -91,8 +101,8 @@ type Options struct {
 	Default string
 	Policy  Policy
 	Logger  *slog.Logger // nil = slog.Default()
-	// ManifestCacheSize bounds the verified-manifest LRU and the per-repository reachability LRU.
-	// 0 = 4096.
+	// ManifestCacheSize bounds the verified-manifest LRU, the per-repository reachability LRU and
+	// the in-memory manifest edges of each upstream. 0 = 4096.
 	ManifestCacheSize int
 	TempDir           string // blob fan-out spool; "" = os.TempDir()
 	// BlobSpoolBytes bounds, per upstream, verified blobs kept on disk after their download for later pulls;
@@ -114,6 +124,8 @@ type Server struct {
 	log       *slog.Logger
 	manifests *manifestCache
 	reach     *reachability
+	notary    map[string]Verifier   // per upstream
+	graph     map[string]*edgeCache // per upstream
 	metrics   *metrics
 	handler   http.Handler
 	timeout   time.Duration
@@ -130,6 +142,8 @@ func New(opts Options) (*Server, error) {
 	}
 	s := &Server{
 		upstreams: map[string]*upstream{},
+		notary:    map[string]Verifier{},
+		graph:     map[string]*edgeCache{},
 		policy:    opts.Policy,
 		log:       opts.Logger,
 		timeout:   opts.UpstreamTimeout,
@@ -163,6 +177,12 @@ func New(opts Options) (*Server, error) {
 			return nil, fmt.Errorf("proxy: upstream %q: %w", u.Name, err)
 		}
 		s.upstreams[u.Name] = up
+		if s.notary[u.Name], err = newNotaryVerifier(u.Trust, s.now, min(size, maxVerifiedRepos)); err != nil {
+			return nil, err
+		}
+		if s.graph[u.Name], err = newEdgeCache(size, u.Edges, s.log.With("upstream", u.Name)); err != nil {
+			return nil, err
+		}
 	}
 	if opts.Default != "" {
 		s.def = s.upstreams[opts.Default]
@@ -187,7 +207,7 @@ func New(opts Options) (*Server, error) {
 	}
 	for _, up := range s.upstreams {
 		up.blobs = fanout.New(fanout.Options{Dir: dir, Logger: s.log.With("upstream", up.cfg.Name),
-			MaxSpoolBytes: opts.BlobSpoolBytes, OnError: blobServeError})
+			MaxSpoolBytes: opts.BlobSpoolBytes, OnError: s.onBlobError})
 	}
 	s.handler = s.routes()
 	return s, nil

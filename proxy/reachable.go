@@ -1,73 +1,224 @@
 package proxy
 
 import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
 	"sync"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/opencontainers/go-digest"
 )
 
-// maxReachablePerRepo bounds one repository's set; a repository with more reachable objects than
-// this (thousands of signed tags) loses older entries, and a client then re-pulls by tag.
-const maxReachablePerRepo = 1 << 16
+// Bounds of reachability. A walk is one request's share of deriving a repository's reachable
+// set: what it learns is kept (in memory and in the edge store), so a repository too large for
+// one walk is derived over a few requests, each answered 503 until the digest is found or the
+// set is complete.
+const (
+	walkFetches  = 64       // manifests fetched upstream per walk
+	walkBytes    = 32 << 20 // manifest bytes fetched upstream per walk
+	maxReachable = 1 << 17  // digests in one repository's set
+	// reachBudget bounds the digests remembered over all repositories (~100 bytes each);
+	// beyond it the least recently used repositories' sets are dropped and derived again
+	// (from stored edges) when next asked for.
+	reachBudget = 1 << 20
+)
 
-// reachability records, per (upstream, repository), the digests that may be served in enforce
-// mode: signed manifests and everything reachable from them. It lives in memory only: after a
-// restart a by-digest pull succeeds only once a signed tag of the repository has been resolved
-// again (docker and containerd always ask for the tag first; "pull repo@sha256:..." on a fresh
-// trustgate is refused until someone pulls a signed tag that reaches it).
+var (
+	errWalkBudget   = errors.New("deriving what is signed needs more manifests than one request may fetch; retry")
+	errWalkTooLarge = fmt.Errorf("repository reaches more than %d digests from its signatures", maxReachable)
+)
+
+// reachability remembers, per (upstream, repository), what the repository's current signatures
+// reach: the signed manifests, the entries of signed indexes, and the config and layers of every
+// reachable manifest. It is derived from a Signatures value and replaced when the verifier
+// returns one with different signed digests (re-sign, revocation), so it can never allow more
+// than the trust state it was derived from. Nothing here is persisted: the edges it is walked
+// over are (see EdgeStore), which makes a derivation after a restart cost no upstream request.
 type reachability struct {
-	repos *lru.Cache[string, *digestSet]
-	mu    sync.Mutex // serialises creation of a repository's set
+	mu     sync.Mutex // guards memos, total, and every memo's sigs and accounted
+	memos  *lru.Cache[string, *reachMemo]
+	total  int // digests accounted over all memos
+	budget int
 }
 
-type digestSet struct {
-	mu sync.Mutex
-	m  map[digest.Digest]struct{}
+// reachMemo is one repository's derivation. roots is immutable; seen and queue are guarded by mu,
+// which a walk holds while it fetches, so nothing else is ever locked while mu is held.
+type reachMemo struct {
+	roots map[digest.Digest]struct{}
+
+	sigs      Signatures // guarded by reachability.mu
+	accounted int        // guarded by reachability.mu: len(seen) as counted in total
+
+	mu    sync.Mutex
+	seen  map[digest.Digest]digest.Digest // reachable so far → the signed digest it is reached from
+	queue []digest.Digest                 // reachable manifests whose edges are not walked yet
 }
 
 func newReachability(size int) (*reachability, error) {
-	c, err := lru.New[string, *digestSet](size)
+	r := &reachability{budget: reachBudget}
+	// Evictions happen inside memos.Add and memos.RemoveOldest, always with r.mu held.
+	c, err := lru.NewWithEvict(size, func(_ string, m *reachMemo) { r.total -= m.accounted })
 	if err != nil {
 		return nil, err
 	}
-	return &reachability{repos: c}, nil
+	r.memos = c
+	return r, nil
 }
 
-func reachKey(up, repo string) string { return up + "\x00" + repo }
-
-func (r *reachability) add(up, repo string, ds ...digest.Digest) {
-	if len(ds) == 0 {
-		return
-	}
-	k := reachKey(up, repo)
+// memo returns the derivation for key under sigs: the one it has if sigs is the same value or
+// signs the same digests, else a new one.
+func (r *reachability) memo(key string, sigs Signatures) *reachMemo {
 	r.mu.Lock()
-	set, ok := r.repos.Get(k)
-	if !ok {
-		set = &digestSet{m: map[digest.Digest]struct{}{}}
-		r.repos.Add(k, set)
+	m, ok := r.memos.Get(key)
+	if ok && m.sigs == sigs {
+		r.mu.Unlock()
+		return m
 	}
 	r.mu.Unlock()
-	set.mu.Lock()
-	defer set.mu.Unlock()
-	for _, d := range ds {
-		if len(set.m) >= maxReachablePerRepo {
-			for old := range set.m {
-				delete(set.m, old)
-				break
-			}
+
+	roots := map[digest.Digest]struct{}{}
+	all, _ := sigs.All() // a signature that does not verify is no root (reachable reports it)
+	for _, s := range all {
+		roots[s.Digest] = struct{}{}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if m, ok := r.memos.Get(key); ok && maps.Equal(m.roots, roots) {
+		m.sigs = sigs
+		return m
+	} else if ok {
+		r.memos.Remove(key) // evict callback: total -= accounted
+	}
+	m = &reachMemo{sigs: sigs, roots: roots, seen: make(map[digest.Digest]digest.Digest, len(roots))}
+	for d := range roots {
+		m.seen[d] = d
+		m.queue = append(m.queue, d)
+	}
+	r.memos.Add(key, m)
+	return m
+}
+
+// account records that m now holds n digests and drops the least recently used other sets while
+// the total is over budget.
+func (r *reachability) account(key string, m *reachMemo, n int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if cur, ok := r.memos.Peek(key); !ok || cur != m {
+		return // replaced or evicted meanwhile: not counted
+	}
+	r.total += n - m.accounted
+	m.accounted = n
+	for r.total > r.budget && r.memos.Len() > 1 {
+		if _, oldest, ok := r.memos.GetOldest(); !ok || oldest == m {
+			break
 		}
-		set.m[d] = struct{}{}
+		r.memos.RemoveOldest()
 	}
 }
 
-func (r *reachability) has(up, repo string, d digest.Digest) bool {
-	set, ok := r.repos.Get(reachKey(up, repo))
-	if !ok {
-		return false
+// walkBudget is what one walk may still fetch upstream.
+type walkBudget struct {
+	fetches int
+	bytes   int64
+}
+
+// reachable reports whether d is signed in ref's repository under sigs, and the signed digest it
+// is reached from. Edges come from the edge store; a manifest whose edges are unknown is fetched by
+// digest (hash-verified) within the walk's budget. A signed manifest the upstream no longer has
+// reaches nothing. A digest not reached while some signature did not verify is an error (503),
+// not unsigned.
+func (s *Server) reachable(ctx context.Context, ref repoRef, sigs Signatures, d digest.Digest) (digest.Digest, bool, error) {
+	key := ref.up.cfg.Name + "\x00" + ref.repo
+	m := s.reach.memo(key, sigs)
+	m.mu.Lock()
+	ok, err := s.walk(ctx, ref, m, d)
+	root, n := m.seen[d], len(m.seen)
+	m.mu.Unlock()
+	s.reach.account(key, m, n)
+	if !ok && err == nil {
+		// Not reached by any verified signature; if one did not verify, d may be its.
+		_, err = sigs.All()
 	}
-	set.mu.Lock()
-	defer set.mu.Unlock()
-	_, ok = set.m[d]
-	return ok
+	return root, ok, err
+}
+
+// walk expands m until d is found, the graph is exhausted, or the walk's budget is spent. The
+// caller holds m.mu.
+func (s *Server) walk(ctx context.Context, ref repoRef, m *reachMemo, d digest.Digest) (bool, error) {
+	if _, ok := m.seen[d]; ok {
+		return true, nil
+	}
+	budget := walkBudget{fetches: walkFetches, bytes: walkBytes}
+	// A manifest that can't be fetched now (upstream trouble) is set aside so the rest of the
+	// graph is still walked; it stays queued for the next request, and its error is returned
+	// only if d is not found elsewhere.
+	var failed []digest.Digest
+	var firstErr error
+	defer func() { m.queue = append(m.queue, failed...) }()
+	for len(m.queue) > 0 {
+		next := m.queue[0]
+		root := m.seen[next]
+		e, err := s.edges(ctx, ref, next, &budget)
+		switch {
+		case errors.Is(err, errWalkBudget):
+			return false, err
+		case errors.Is(err, errNotFound):
+			e = Edges{} // signed, but gone upstream: reaches nothing
+		case err != nil:
+			m.queue = m.queue[1:]
+			failed = append(failed, next)
+			firstErr = cmp.Or(firstErr, err)
+			continue
+		}
+		m.queue = m.queue[1:]
+		for _, c := range e.Manifests {
+			if _, ok := m.seen[c]; !ok {
+				m.seen[c] = root
+				m.queue = append(m.queue, c)
+			}
+		}
+		for _, b := range e.Blobs {
+			if _, ok := m.seen[b]; !ok {
+				m.seen[b] = root
+			}
+		}
+		if _, ok := m.seen[d]; ok {
+			return true, nil
+		}
+		if len(m.seen) > maxReachable {
+			return false, errWalkTooLarge
+		}
+	}
+	return false, firstErr
+}
+
+// edges returns manifest d's edges, from the edge store or by fetching d.
+func (s *Server) edges(ctx context.Context, ref repoRef, d digest.Digest, b *walkBudget) (Edges, error) {
+	store := s.graph[ref.up.cfg.Name]
+	if e, ok := store.get(ctx, d); ok {
+		return e, nil
+	}
+	if b.fetches <= 0 || b.bytes <= 0 {
+		return Edges{}, errWalkBudget
+	}
+	b.fetches--
+	m, _, err := s.manifests.byDigest(ctx, ref.up, ref.repo, d)
+	if err != nil {
+		return Edges{}, err
+	}
+	b.bytes -= int64(len(m.body))
+	e := edgesOf(m.body)
+	store.record(ctx, d, e)
+	return e, nil
+}
+
+// learn records the edges of a manifest about to be served (its bytes were hashed).
+func (s *Server) learn(ctx context.Context, up *upstream, m *manifest) {
+	store := s.graph[up.cfg.Name]
+	if !store.mem.Contains(m.digest) {
+		store.record(ctx, m.digest, edgesOf(m.body))
+	}
 }

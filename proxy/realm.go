@@ -35,8 +35,8 @@ func (u *upstream) checkRealm(ctx context.Context) error {
 		return fmt.Errorf("token realm %q is not a URL", ch.Parameters["realm"])
 	}
 	if !u.creds.Allows(realm) {
-		return fmt.Errorf("token realm %s is not on %s's host (or is plain http) and not in token_realms; refusing to send credentials there",
-			realm.Redacted(), u.cfg.URL.Host)
+		return fmt.Errorf("token realm %s is not on %s's host (or is plain http) and not in token_realms: %w",
+			realm.Redacted(), u.cfg.URL.Host, errCredentialsWithheld)
 	}
 	return nil
 }

@@ -3,6 +3,8 @@ package proxy
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -11,7 +13,6 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
-	"github.com/trustgate/trustgate/policy"
 )
 
 // emptyIndex is the referrers answer when there are none. The spec says a registry that implements
@@ -35,17 +36,18 @@ func (s *Server) handleReferrers(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, newError(errcode.ErrorCodeDigestInvalid, "invalid digest %q: %v", vars["digest"], err))
 		return
 	}
-	dec := s.policy.Decide(ref.gun)
-	body := emptyIndex
-	switch dec.Mode {
-	case policy.Deny:
-		_, err := denied(ref, dec)
-		writeError(w, r, err)
+	subj := subject{gun: ref.gun, upstream: ref.up.cfg.Name, kind: kindReferrers, digest: d}
+	v := s.judge(r.Context(), ref, subj)
+	setVerdictHeaders(w.Header(), v)
+	if v.err != nil {
+		writeError(w, r, v.err)
 		return
-	case policy.Warn, policy.Off:
+	}
+	body := emptyIndex
+	if v.upstream {
 		b, err := s.upstreamReferrers(r, ref, d)
 		if err != nil {
-			writeError(w, r, err)
+			writeError(w, r, clientError(err, subj))
 			return
 		}
 		if b != nil {
@@ -63,20 +65,20 @@ func (s *Server) upstreamReferrers(r *http.Request, ref repoRef, d digest.Digest
 	// artifactType is not forwarded: the whole list is relayed unfiltered (and no
 	// OCI-Filters-Applied is claimed), which the spec allows and clients filter themselves.
 	resp, err := ref.up.request(ctx, http.MethodGet, ref.repo, http.Header{"Accept": {v1.MediaTypeImageIndex}}, "referrers", d.String())
+	if errors.Is(err, errNotFound) {
+		return nil, nil
+	}
 	if err != nil {
-		if isNotFound(err) {
-			return nil, nil
-		}
-		return nil, asAPIError(err, ref.up, "referrers of "+ref.repo+"@"+d.String())
+		return nil, err
 	}
 	defer resp.Body.Close()
 	var buf bytes.Buffer
 	if _, err := io.Copy(&buf, io.LimitReader(resp.Body, maxManifestSize+1)); err != nil || buf.Len() > maxManifestSize {
-		return nil, errUnavailable("upstream %s: unreadable referrers of %s@%s", ref.up.cfg.Name, ref.repo, d)
+		return nil, &UpstreamError{Upstream: ref.up.cfg.Name, Op: "GET referrers", Err: fmt.Errorf("%w: referrers list unreadable or too large", errUnusable)}
 	}
 	var idx v1.Index
 	if err := json.Unmarshal(buf.Bytes(), &idx); err != nil {
-		return nil, errUnavailable("upstream %s: referrers of %s@%s is not an index: %v", ref.up.cfg.Name, ref.repo, d, err)
+		return nil, &UpstreamError{Upstream: ref.up.cfg.Name, Op: "GET referrers", Err: fmt.Errorf("%w: referrers list is not an index: %w", errUnusable, err)}
 	}
 	return buf.Bytes(), nil
 }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -11,8 +12,6 @@ import (
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 	"github.com/gorilla/mux"
-	"github.com/trustgate/trustgate/policy"
-	"github.com/trustgate/trustgate/resolver"
 )
 
 type tagList struct {
@@ -24,7 +23,7 @@ type tagList struct {
 const maxTagListBytes = 16 << 20
 
 // handleTags serves GET /v2/<name>/tags/list. In enforce mode the list is the signed tags, because
-// those are the only tags a client can pull; warn and off relay the upstream's list.
+// those are the only tags a client can pull; warn and off relay the upstream's list (see judge).
 func (s *Server) handleTags(w http.ResponseWriter, r *http.Request) {
 	ref, err := s.locate(r, mux.Vars(r)["name"])
 	if err != nil {
@@ -39,31 +38,17 @@ func (s *Server) handleTags(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	dec := s.policy.Decide(ref.gun)
-	var tags []string
-	switch dec.Mode {
-	case policy.Deny:
-		_, err := denied(ref, dec)
-		writeError(w, r, err)
+	subj := subject{gun: ref.gun, upstream: ref.up.cfg.Name, kind: kindTags}
+	v := s.judge(r.Context(), ref, subj)
+	setVerdictHeaders(w.Header(), v)
+	if v.err != nil {
+		writeError(w, r, v.err)
 		return
-	case policy.Enforce:
-		roles, ok := notaryRoles(dec)
-		if !ok {
-			writeError(w, r, errUnavailable("policy requires a verifier this trustgate does not implement"))
-			return
-		}
-		tags, err = ref.up.cfg.Trust.Tags(r.Context(), ref.gun, roles)
-		if resolver.IsNotSigned(err) {
-			tags, err = nil, nil // no trust data: no pullable tags
-		}
-		if err != nil {
-			writeError(w, r, errUnavailable("cannot read the signed tags of %s: %v", ref.gun, err))
-			return
-		}
-	default:
-		tags, err = s.upstreamTags(r, ref)
-		if err != nil {
-			writeError(w, r, err)
+	}
+	tags := v.tags
+	if v.upstream {
+		if tags, err = s.upstreamTags(r, ref); err != nil {
+			writeError(w, r, clientError(err, subj))
 			return
 		}
 	}
@@ -109,15 +94,12 @@ func (s *Server) upstreamTags(r *http.Request, ref repoRef) ([]string, error) {
 	defer cancel()
 	resp, err := ref.up.request(ctx, http.MethodGet, ref.repo, nil, "tags", "list")
 	if err != nil {
-		if isNotFound(err) {
-			return nil, newError(errcode.ErrorCodeNameUnknown, "repository %s not found upstream %s", ref.gun, ref.up.cfg.Name)
-		}
-		return nil, asAPIError(err, ref.up, "tag list of "+ref.repo)
+		return nil, err
 	}
 	defer resp.Body.Close()
 	var tl tagList
 	if err := json.NewDecoder(io.LimitReader(resp.Body, maxTagListBytes)).Decode(&tl); err != nil {
-		return nil, errUnavailable("upstream %s: unreadable tag list for %s: %v", ref.up.cfg.Name, ref.repo, err)
+		return nil, &UpstreamError{Upstream: ref.up.cfg.Name, Op: "GET tags", Err: fmt.Errorf("%w: tag list: %w", errUnusable, err)}
 	}
 	return tl.Tags, nil
 }

@@ -2,14 +2,15 @@ package proxy
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
-	"github.com/distribution/distribution/v3/registry/api/errcode"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
@@ -108,7 +109,7 @@ func (u *upstream) client(ctx context.Context, repo string) (*http.Client, error
 			return rt, nil
 		})
 		if err != nil {
-			return nil, errUnavailable("upstream %s: authenticating for %s: %v", u.cfg.Name, repo, err)
+			return nil, &UpstreamError{Upstream: u.cfg.Name, Op: "authenticate", Err: err}
 		}
 		rt = v.(http.RoundTripper)
 	}
@@ -139,50 +140,71 @@ func (u *upstream) request(ctx context.Context, method, repo string, hdr http.He
 		if ctx.Err() != nil && context.Cause(ctx) != nil {
 			err = context.Cause(ctx)
 		}
-		return nil, errUnavailable("upstream %s unreachable: %v", u.cfg.Name, err)
+		return nil, &UpstreamError{Upstream: u.cfg.Name, Op: method + " " + path[0], Err: err}
 	}
 	if resp.StatusCode/100 == 2 {
 		return resp, nil
 	}
 	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	return nil, u.statusError(resp, method+" "+target.Path)
+	return nil, u.statusError(resp, method+" "+path[0])
 }
 
-// statusError maps an upstream failure to what trustgate's client sees. An upstream outage must
-// look like an outage (503), never like missing content.
-func (u *upstream) statusError(resp *http.Response, what string) error {
-	switch {
-	case resp.StatusCode == http.StatusNotFound:
-		return fmt.Errorf("%s: %w", what, errNotFound)
-	case resp.StatusCode == http.StatusTooManyRequests:
-		e := newError(errcode.ErrorCodeTooManyRequests, "upstream %s is rate limiting trustgate", u.cfg.Name)
-		if ra := resp.Header.Get("Retry-After"); ra != "" {
-			if _, err := strconv.Atoi(ra); err == nil {
-				e.header = http.Header{"Retry-After": {ra}}
+// UpstreamError is an upstream registry's failure: a non-2xx answer, or none at all. Like
+// go-containerregistry's transport.Error it keeps the status and the registry error codes of the
+// body. Its message is for logs (it includes the transport error, which names addresses); what a
+// client is told is worded from its fields by clientError, never from Err.
+type UpstreamError struct {
+	Upstream   string   // the configured name
+	Op         string   // e.g. "GET manifests", without URL
+	StatusCode int      // 0: no answer
+	Codes      []string // errors[].code of a registry error body
+	RetryAfter string   // a 429's Retry-After, if numeric
+	Err        error    // why there was no answer (StatusCode 0)
+}
+
+func (e *UpstreamError) Error() string {
+	if e.StatusCode == 0 {
+		return fmt.Sprintf("upstream %s: %s: %v", e.Upstream, e.Op, e.Err)
+	}
+	msg := fmt.Sprintf("upstream %s: %s: %d %s", e.Upstream, e.Op, e.StatusCode, http.StatusText(e.StatusCode))
+	if len(e.Codes) > 0 {
+		msg += " " + strings.Join(e.Codes, ",")
+	}
+	return msg
+}
+
+func (e *UpstreamError) Unwrap() error { return e.Err }
+
+// Is makes errors.Is(err, errNotFound) true for a 404.
+func (e *UpstreamError) Is(target error) bool {
+	return target == errNotFound && e.StatusCode == http.StatusNotFound
+}
+
+// statusError reads the registry error codes of a non-2xx answer (at most 64 KiB of its body).
+func (u *upstream) statusError(resp *http.Response, op string) error {
+	e := &UpstreamError{Upstream: u.cfg.Name, Op: op, StatusCode: resp.StatusCode}
+	var body struct {
+		Errors []struct {
+			Code string `json:"code"`
+		} `json:"errors"`
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if json.Unmarshal(b, &body) == nil {
+		for _, c := range body.Errors {
+			if len(e.Codes) < 8 && len(c.Code) <= 64 {
+				e.Codes = append(e.Codes, c.Code)
 			}
 		}
-		return e
-	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-		return errUnavailable("upstream %s refused trustgate's credentials (%s: %s)", u.cfg.Name, what, resp.Status)
-	default:
-		return errUnavailable("upstream %s: %s: %s", u.cfg.Name, what, resp.Status)
 	}
+	if ra := resp.Header.Get("Retry-After"); ra != "" {
+		if _, err := strconv.Atoi(ra); err == nil {
+			e.RetryAfter = ra
+		}
+	}
+	return e
 }
 
 // withTimeout bounds a whole upstream exchange (manifests, tag lists, referrers are small).
 func (u *upstream) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeoutCause(ctx, u.timeout, fmt.Errorf("upstream %s: no answer within %s", u.cfg.Name, u.timeout))
-}
-
-func isNotFound(err error) bool { return errors.Is(err, errNotFound) }
-
-// asAPIError passes on an error the upstream layer already worded (503, 429) and words anything
-// else as an outage of up.
-func asAPIError(err error, up *upstream, what string) error {
-	var ae *apiError
-	if errors.As(err, &ae) {
-		return ae
-	}
-	return errUnavailable("upstream %s: %s: %v", up.cfg.Name, what, err)
 }

@@ -79,10 +79,6 @@ func newResolver(cfg *Config, u UpstreamConfig, lim *resolver.Limiter, log *slog
 		}
 		pin.CA[prefix] = string(pem)
 	}
-	dir := "" // resolver.Config's "in memory only"
-	if cfg.TrustDir != memoryTrustDir {
-		dir = filepath.Join(cfg.TrustDir, url.PathEscape(u.Name))
-	}
 	return resolver.NewClient(resolver.Config{
 		ServerURL:   u.Notary.URL,
 		Transport:   rt,
@@ -90,10 +86,19 @@ func newResolver(cfg *Config, u UpstreamConfig, lim *resolver.Limiter, log *slog
 		Password:    u.Notary.Password,
 		TokenRealms: u.Notary.TokenRealms,
 		Limiter:     lim,
-		TrustDir:    dir,
+		TrustDir:    upstreamDir(cfg, u.Name),
 		Pinning:     pin,
 		Logger:      log.With("upstream", u.Name),
 	})
+}
+
+// upstreamDir is where one upstream's state lives in trust_dir: tuf/ (the resolver's verified
+// trust data) and graph/ (manifest edges). "" means memory only.
+func upstreamDir(cfg *Config, name string) string {
+	if cfg.TrustDir == memoryTrustDir {
+		return ""
+	}
+	return filepath.Join(cfg.TrustDir, url.PathEscape(name))
 }
 
 // newUpstreams builds every configured upstream with its cached trust source.
@@ -120,6 +125,14 @@ func newUpstreams(cfg *Config, log *slog.Logger) ([]*proxy.Upstream, error) {
 		if err != nil {
 			return nil, fmt.Errorf("upstreams[%s].url: %w", u.Name, err)
 		}
+		// The manifest graph learned from this upstream sits next to its trust state, so a
+		// restart derives what is signed without fetching manifests again.
+		var edges proxy.EdgeStore
+		if dir := upstreamDir(cfg, u.Name); dir != "" {
+			if edges, err = proxy.OpenFileEdges(filepath.Join(dir, "graph"), 0); err != nil {
+				return nil, fmt.Errorf("upstreams[%s]: %w", u.Name, err)
+			}
+		}
 		ups = append(ups, &proxy.Upstream{
 			Name:        u.Name,
 			URL:         uu,
@@ -129,7 +142,8 @@ func newUpstreams(cfg *Config, log *slog.Logger) ([]*proxy.Upstream, error) {
 			Password:    u.Password,
 			TokenRealms: u.TokenRealms,
 			Transport:   rt,
-			Trust:       c,
+			Trust:       proxy.NotaryStates(c.State),
+			Edges:       edges,
 		})
 	}
 	return ups, nil

@@ -61,3 +61,15 @@ func (r *retention) evictOldest() bool {
 }
 
 func (r *retention) purge() { r.lru.Purge() }
+
+// Verified reports whether a verified spool of dgst is retained on disk, and its size: such a
+// blob can be described (HEAD) without asking upstream.
+func (g *Group) Verified(dgst digest.Digest) (size int64, ok bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	d, ok := g.keep.lru.Peek(dgst)
+	if !ok {
+		return 0, false
+	}
+	return d.size, true
+}

@@ -1,0 +1,191 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/opencontainers/go-digest"
+	"github.com/trustgate/trustgate/policy"
+	"github.com/trustgate/trustgate/resolver"
+)
+
+// Signature is one verified statement that a digest is signed in a repository.
+type Signature struct {
+	Tag    string        // the tag the signature binds to the digest
+	Digest digest.Digest // the signed manifest (or index)
+	Size   int64         // the signed length of its bytes
+	// Signer says who signed, in the verifier's terms (for Notary: the role).
+	Signer string
+	// Expires is when the signature stops counting unless the trust data is refreshed.
+	Expires time.Time
+}
+
+// Signatures is one verified view of what is signed in a repository. A value is immutable: when
+// the repository's trust data changes, the Verifier returns a different value, and everything
+// derived from the old one (reachability) is derived again.
+type Signatures interface {
+	// Tag returns the signature of tag; an error for which resolver.IsNotSigned holds means the
+	// tag is verifiably unsigned, any other means it could not be verified.
+	Tag(tag string) (Signature, error)
+	// Tags lists the signed tags, sorted.
+	Tags() []string
+	// All returns every signature: the roots that reachability by digest is derived from. err
+	// reports a signature that exists but does not verify (its digest is unknowable): a digest
+	// none of the others reach may be its, so it can't be called unsigned.
+	All() (sigs []Signature, err error)
+	// Signed returns a signature of digest d itself, if there is one.
+	Signed(d digest.Digest) (Signature, bool)
+}
+
+// Verifier establishes what is signed in a repository. Notary (Docker Content Trust) is the one
+// implementation today; other signature systems plug in here and are chosen by policy.Decision.
+type Verifier interface {
+	// Signatures returns gun's currently verified signatures under dec. An error for which
+	// resolver.IsNotSigned holds means the repository verifiably has none (404); any other
+	// error means trust could not be established (503).
+	Signatures(ctx context.Context, gun string, dec policy.Decision) (Signatures, error)
+}
+
+// errNoVerifier: the policy asks for a verifier this trustgate does not implement.
+var errNoVerifier = errors.New("policy requires a verifier this trustgate does not implement")
+
+// TrustSource returns a repository's current verified Notary trust state (cache.Cache, through
+// NotaryStates). It is an interface so the proxy does not care whether answers come from a cache,
+// a resolver or a test; resolver errors pass through it so resolver.IsNotSigned still tells
+// "unsigned" (404) from "cannot verify" (503).
+type TrustSource interface {
+	State(ctx context.Context, gun string) (TrustState, error)
+}
+
+// TrustState is one verified Notary trust state; *resolver.State implements it. Values must be
+// comparable (pointers): an unchanged value is how the proxy knows nothing was re-verified.
+type TrustState interface {
+	Lookup(tag string, roles []string) (resolver.Target, error)
+	Tags(roles []string) []string
+}
+
+// NotaryStates adapts a function returning *resolver.State, such as cache.Cache.State, to a
+// TrustSource.
+type NotaryStates func(ctx context.Context, gun string) (*resolver.State, error)
+
+// State implements TrustSource.
+func (f NotaryStates) State(ctx context.Context, gun string) (TrustState, error) {
+	st, err := f(ctx, gun)
+	if err != nil {
+		return nil, err
+	}
+	if st == nil {
+		return nil, fmt.Errorf("%w: no trust state for %s", resolver.ErrUnavailable, gun)
+	}
+	return st, nil
+}
+
+// notaryVerifier is the Verifier for Docker Content Trust. It remembers the Signatures it built
+// for each trust state, so a state unchanged since the last request costs a pointer comparison.
+type notaryVerifier struct {
+	trust TrustSource
+	now   func() time.Time
+	memo  *lru.Cache[string, *notarySignatures]
+}
+
+// maxVerifiedRepos bounds the Signatures a verifier remembers; each pins a trust state in memory,
+// so this stays at the trust cache's default size rather than the manifest cache's.
+const maxVerifiedRepos = 1024
+
+func newNotaryVerifier(trust TrustSource, now func() time.Time, size int) (*notaryVerifier, error) {
+	memo, err := lru.New[string, *notarySignatures](size)
+	if err != nil {
+		return nil, err
+	}
+	return &notaryVerifier{trust: trust, now: now, memo: memo}, nil
+}
+
+// notaryRoles is the roles a Decision accepts.
+func notaryRoles(dec policy.Decision) ([]string, bool) {
+	if dec.Notary == nil {
+		return nil, false
+	}
+	if len(dec.Notary.Roles) == 0 {
+		return resolver.DefaultRoles, true
+	}
+	return dec.Notary.Roles, true
+}
+
+func (v *notaryVerifier) Signatures(ctx context.Context, gun string, dec policy.Decision) (Signatures, error) {
+	roles, ok := notaryRoles(dec)
+	if !ok {
+		return nil, errNoVerifier
+	}
+	st, err := v.trust.State(ctx, gun)
+	if err != nil {
+		return nil, err
+	}
+	key := gun + "\x00" + strings.Join(roles, "\x00")
+	if s, ok := v.memo.Get(key); ok && s.state == st {
+		return s, nil
+	}
+	s := &notarySignatures{gun: gun, state: st, roles: roles, now: v.now}
+	v.memo.Add(key, s)
+	return s, nil
+}
+
+// notarySignatures is a TrustState read under one policy's roles.
+type notarySignatures struct {
+	gun   string
+	state TrustState
+	roles []string
+	now   func() time.Time
+
+	once     sync.Once
+	all      []Signature
+	allErr   error                       // the first tag that did not verify
+	byDigest map[digest.Digest]Signature // the first (in tag order) signature of each digest
+}
+
+func (s *notarySignatures) Tag(tag string) (Signature, error) {
+	tgt, err := s.state.Lookup(tag, s.roles)
+	switch {
+	case err != nil:
+		return Signature{}, err
+	case tgt.Digest.Validate() != nil:
+		return Signature{}, fmt.Errorf("%w: trust data names the invalid digest %q", resolver.ErrInvalid, tgt.Digest)
+	case !tgt.Expires.IsZero() && !s.now().Before(tgt.Expires):
+		// The trust source must not return an expired answer; checking again costs nothing
+		// and keeps a stale cache entry from being served.
+		return Signature{}, fmt.Errorf("%w at %s", resolver.ErrExpired, tgt.Expires.UTC().Format(time.RFC3339))
+	}
+	return Signature{Tag: tag, Digest: tgt.Digest, Size: tgt.Size, Signer: tgt.Role, Expires: tgt.Expires}, nil
+}
+
+func (s *notarySignatures) Tags() []string { return s.state.Tags(s.roles) }
+
+func (s *notarySignatures) All() ([]Signature, error) {
+	s.once.Do(func() {
+		s.byDigest = map[digest.Digest]Signature{}
+		for _, tag := range s.Tags() {
+			sig, err := s.Tag(tag)
+			if err != nil {
+				if s.allErr == nil && !resolver.IsNotSigned(err) {
+					s.allErr = fmt.Errorf("tag %s: %w", tag, err)
+				}
+				continue
+			}
+			s.all = append(s.all, sig)
+			if _, dup := s.byDigest[sig.Digest]; !dup {
+				s.byDigest[sig.Digest] = sig
+			}
+		}
+	})
+	return s.all, s.allErr
+}
+
+func (s *notarySignatures) Signed(d digest.Digest) (Signature, bool) {
+	_, _ = s.All()
+	sig, ok := s.byDigest[d]
+	return sig, ok
+}
