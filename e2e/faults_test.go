@@ -132,6 +132,8 @@ func faultCases() []faultCase {
 		{name: "notary down, tag list", peer: "notary", down: true, req: tagList, want: unavailable},
 		{name: "notary slow beyond timeout", peer: "notary", req: byTag, want: unavailable, reason: "deadline",
 			fault: f(fault{path: ts, kind: stall, delay: faultStall})},
+		{name: "notary trickles the timestamp beyond timeout", peer: "notary", req: byTag, want: unavailable, reason: "deadline exceeded",
+			fault: f(fault{path: ts, kind: trickle, rate: 20})},
 		{name: "notary hangs up on snapshot", peer: "notary", req: byTag, want: unavailable, reason: "snapshot",
 			fault: f(fault{path: snap, kind: hangup})},
 		{name: "notary resets mid-timestamp", peer: "notary", req: byTag, want: unavailable, reason: "connection reset",
@@ -153,6 +155,8 @@ func faultCases() []faultCase {
 
 		// The upstream registry: manifests.
 		{name: "registry down", peer: "registry", down: true, req: byTag, want: unavailable, reason: "connection refused"},
+		{name: "registry trickles the manifest beyond timeout", peer: "registry", req: byTag, want: unavailable, reason: "no answer within",
+			fault: f(fault{path: man, kind: trickle, rate: 20})},
 		{name: "registry hangs up on manifest", peer: "registry", req: byTag, want: unavailable, reason: "connection reset",
 			fault: f(fault{path: man, kind: hangup})},
 		{name: "registry resets mid-manifest", peer: "registry", req: byTag, want: unavailable, reason: "connection reset",
@@ -219,6 +223,12 @@ func TestFaults(t *testing.T) {
 
 			got := fetch(t, g.URL+path)
 			checkFaultOutcome(t, tc, got, gun, want)
+			if tc.want == unavailable && (tc.req == byTag || tc.req == byDigest) {
+				// HEAD is how docker and containerd resolve a tag: the same verdict, no body.
+				if h := get(t, http.MethodHead, g.URL+path, manifestAccept...); h.code != http.StatusServiceUnavailable || len(h.body) != 0 {
+					t.Errorf("HEAD: %d %q, want 503 without a body", h.code, h.body)
+				}
+			}
 			switch {
 			case tc.req == blob:
 				checkBlobLog(t, g, want, tc.reason)
