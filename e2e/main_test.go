@@ -12,6 +12,13 @@
 // TestSkopeo; TestDockerMirror (registry-mirrors); TestContainerdHostsServer (hosts.toml, ?ns=);
 // TestUpstreamDown (503); TestLargeBlobStreams (1 GiB layer, peak RSS); TestTrustFetchedOncePerTTL
 // (burst coalescing); TestTrustPinning (certs pins against the real root, disable_tofu, wildcard).
+//
+// The fault and attack suite (issue #8) puts a recording, fault-injecting front
+// (faultfront_test.go) before the registry and the notary-server: TestFaults (down, slow,
+// trickling, reset, garbage, oversized, altered bytes → 503 naming the repository, never 404,
+// never complete wrong bytes, recovery); TestKillMidPull, TestKillMidRefresh (SIGKILL, restart on
+// the same trust_dir, no second TOFU); TestNameAttacks (traversal, encodings, ?ns= SSRF: refused
+// before any peer is asked); TestHeaderAttacks (431); TestSlowloris; TestCredentialsNeverForwarded.
 package e2e
 
 import (
