@@ -35,6 +35,9 @@ type faultWorld struct {
 	big                   peers.Pushed // faults/big:v1, a signed image with one 16 MiB layer
 }
 
+// openRepo is under policy mode off in every fault-suite gate: its tag list is the upstream's.
+const openRepo = "faults/open"
+
 func newFaultWorld(t *testing.T) *faultWorld {
 	t.Helper()
 	fw := &faultWorld{world: newWorld(t)}
@@ -45,6 +48,7 @@ func newFaultWorld(t *testing.T) *faultWorld {
 	fw.sign(t, "faults/multi", "v1", fw.multi)
 	fw.big = peers.PushBigImage(t, fw.reg, "faults/big", "v1", 16<<20, 8)
 	fw.sign(t, "faults/big", "v1", fw.big)
+	fw.push(t, openRepo, "v1")
 	return fw
 }
 
@@ -58,6 +62,7 @@ func (fw *faultWorld) gate(t *testing.T, cfg peers.GateConfig) *peers.Trustgate 
 	if cfg.TrustTimeout == 0 {
 		cfg.TrustTimeout = faultTrustTimeout
 	}
+	cfg.Rules = append(cfg.Rules, peers.GateRule{Match: gun(openRepo), Mode: "off"})
 	g := peers.StartTrustgate(t, trustgateBin, cfg)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -71,14 +76,15 @@ func (fw *faultWorld) gate(t *testing.T, cfg peers.GateConfig) *peers.Trustgate 
 type faultRequest int
 
 const (
-	byTag    faultRequest = iota // GET faults/app manifest by tag
-	byDigest                     // GET a faults/multi child manifest by digest (after its tag)
-	blob                         // GET the 16 MiB faults/big layer (after its tag)
-	tagList                      // GET faults/app tags/list
+	byTag       faultRequest = iota // GET faults/app manifest by tag
+	byDigest                        // GET a faults/multi child manifest by digest (after its tag)
+	blob                            // GET the 16 MiB faults/big layer (after its tag)
+	tagList                         // GET faults/app tags/list
+	openTagList                     // GET faults/open tags/list (policy off: relayed from upstream)
 )
 
 var requestNames = map[faultRequest]string{byTag: "manifest by tag", byDigest: "manifest by digest",
-	blob: "blob", tagList: "tags/list"}
+	blob: "blob", tagList: "tags/list", openTagList: "upstream tags/list"}
 
 func (r faultRequest) String() string { return requestNames[r] }
 
@@ -94,6 +100,8 @@ func (fw *faultWorld) target(r faultRequest) (path, gun, want, prepare string) {
 			fw.big.Layers[0].Digest, "/v2/faults/big/manifests/v1"
 	case tagList:
 		return "/v2/faults/app/tags/list", "docker.io/faults/app", "", ""
+	case openTagList:
+		return "/v2/" + openRepo + "/tags/list", "docker.io/" + openRepo, "", ""
 	default:
 		return "/v2/faults/app/manifests/v1", "docker.io/faults/app", fw.app.Digest, ""
 	}
@@ -124,7 +132,7 @@ func faultCases() []faultCase {
 	// Notary clients fetch snapshot and targets by checksum once the timestamp names it:
 	// snapshot.<sha256>.json.
 	ts, root, snap := pathRE(`/_trust/tuf/timestamp\.json$`), pathRE(`/_trust/tuf/root\.json$`), pathRE(`/_trust/tuf/snapshot(\.[0-9a-f]+)?\.json$`)
-	man, blobs := pathRE(`/manifests/`), pathRE(`/blobs/`)
+	man, blobs, tags := pathRE(`/manifests/`), pathRE(`/blobs/`), pathRE(`/tags/list$`)
 	f := func(ft fault) func() *fault { return func() *fault { c := ft; return &c } }
 	return []faultCase{
 		// The trust server.
@@ -172,6 +180,15 @@ func faultCases() []faultCase {
 		{name: "registry flipped byte in child manifest", peer: "registry", req: byDigest, want: unavailable, reason: "does not match its digest",
 			fault: f(fault{path: man, kind: flip, after: 20})},
 		{name: "registry down, child manifest", peer: "registry", down: true, req: byDigest, want: unavailable, reason: "connection refused"},
+
+		// The upstream registry: tag lists it relays (policy off).
+		{name: "registry down, tag list", peer: "registry", down: true, req: openTagList, want: unavailable},
+		{name: "registry garbage tag list", peer: "registry", req: openTagList, want: unavailable,
+			fault: f(fault{path: tags, kind: garbage})},
+		{name: "registry oversized tag list", peer: "registry", req: openTagList, want: unavailable,
+			fault: f(fault{path: tags, kind: oversize, size: 20 << 20})},
+		{name: "registry resets mid-tag list", peer: "registry", req: openTagList, want: unavailable,
+			fault: f(fault{path: tags, kind: resetBody, after: 10})},
 
 		// The upstream registry: blobs.
 		{name: "registry down, blob", peer: "registry", down: true, req: blob, want: unavailable, reason: "connection refused"},
@@ -232,7 +249,7 @@ func TestFaults(t *testing.T) {
 			switch {
 			case tc.req == blob:
 				checkBlobLog(t, g, want, tc.reason)
-			case tc.req != tagList: // tags/list logs no decision record
+			case tc.req != tagList && tc.req != openTagList: // tags/list logs no decision record
 				checkDecision(t, g, gun, tc.reason)
 			}
 			if ft != nil && fr.hits(ft) == 0 {
@@ -246,7 +263,7 @@ func TestFaults(t *testing.T) {
 			recovered = true
 			again := fetch(t, g.URL+path)
 			if !again.complete || again.code != http.StatusOK || (want != "" && again.digest != want) ||
-				(tc.req == tagList && !bytes.Contains(again.body, []byte(`"v1"`))) {
+				((tc.req == tagList || tc.req == openTagList) && !bytes.Contains(again.body, []byte(`"v1"`))) {
 				t.Errorf("after the fault cleared: %s; want 200 with %s", again, want)
 			}
 		})
