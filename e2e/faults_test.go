@@ -33,6 +33,7 @@ type faultWorld struct {
 	app                   peers.Pushed // faults/app:v1, a small signed image
 	multi                 peers.Pushed // faults/multi:v1, a signed index (children fetched by digest)
 	big                   peers.Pushed // faults/big:v1, a signed image with one 16 MiB layer
+	bigRange              string       // digest of layerRange of big's layer
 }
 
 // openRepo is under policy mode off in every fault-suite gate: its tag list is the upstream's.
@@ -49,6 +50,13 @@ func newFaultWorld(t *testing.T) *faultWorld {
 	fw.big = peers.PushBigImage(t, fw.reg, "faults/big", "v1", 16<<20, 8)
 	fw.sign(t, "faults/big", "v1", fw.big)
 	fw.push(t, openRepo, "v1")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	direct := stream(ctx, fw.reg.URL+"/v2/faults/big/blobs/"+fw.big.Layers[0].Digest, http.Header{"Range": {layerRange}}, 0, nil)
+	if direct.code != http.StatusPartialContent || !direct.complete || direct.n != 2048 {
+		t.Fatalf("the registry's answer to Range %s: %s", layerRange, direct)
+	}
+	fw.bigRange = direct.digest
 	return fw
 }
 
@@ -81,10 +89,14 @@ const (
 	blob                            // GET the 16 MiB faults/big layer (after its tag)
 	tagList                         // GET faults/app tags/list
 	openTagList                     // GET faults/open tags/list (policy off: relayed from upstream)
+	blobRange                       // GET the first 2 KiB of the faults/big layer (after its tag)
 )
 
+// layerRange is the Range a blobRange request sends.
+const layerRange = "bytes=0-2047"
+
 var requestNames = map[faultRequest]string{byTag: "manifest by tag", byDigest: "manifest by digest",
-	blob: "blob", tagList: "tags/list", openTagList: "upstream tags/list"}
+	blob: "blob", tagList: "tags/list", openTagList: "upstream tags/list", blobRange: "blob range"}
 
 func (r faultRequest) String() string { return requestNames[r] }
 
@@ -100,6 +112,9 @@ func (fw *faultWorld) target(r faultRequest) (path, gun, want, prepare string) {
 			fw.big.Layers[0].Digest, "/v2/faults/big/manifests/v1"
 	case tagList:
 		return "/v2/faults/app/tags/list", "docker.io/faults/app", "", ""
+	case blobRange:
+		return "/v2/faults/big/blobs/" + fw.big.Layers[0].Digest, "docker.io/faults/big",
+			fw.bigRange, "/v2/faults/big/manifests/v1"
 	case openTagList:
 		return "/v2/" + openRepo + "/tags/list", "docker.io/" + openRepo, "", ""
 	default:
@@ -192,6 +207,7 @@ func faultCases() []faultCase {
 
 		// The upstream registry: blobs.
 		{name: "registry down, blob", peer: "registry", down: true, req: blob, want: unavailable, reason: "connection refused"},
+		{name: "registry down, blob range", peer: "registry", down: true, req: blobRange, want: unavailable, reason: "connection refused"},
 		{name: "registry resets mid-blob every time", peer: "registry", req: blob, want: abortedOr503, reason: "connection reset",
 			fault: f(fault{path: blobs, kind: resetBody, after: 3 << 20})},
 		{name: "registry resets mid-blob once (resumed)", peer: "registry", req: blob, want: served, reason: "resuming blob download",
@@ -238,7 +254,11 @@ func TestFaults(t *testing.T) {
 				}
 			}()
 
-			got := fetch(t, g.URL+path)
+			hdr := http.Header{"Accept": manifestAccept}
+			if tc.req == blobRange {
+				hdr.Set("Range", layerRange)
+			}
+			got := fetch(t, g.URL+path, hdr)
 			checkFaultOutcome(t, tc, got, gun, want)
 			if tc.want == unavailable && (tc.req == byTag || tc.req == byDigest) {
 				// HEAD is how docker and containerd resolve a tag: the same verdict, no body.
@@ -247,8 +267,8 @@ func TestFaults(t *testing.T) {
 				}
 			}
 			switch {
-			case tc.req == blob:
-				checkBlobLog(t, g, want, tc.reason)
+			case tc.req == blob || tc.req == blobRange:
+				checkBlobLog(t, g, fw.big.Layers[0].Digest, tc.reason)
 			case tc.req != tagList && tc.req != openTagList: // tags/list logs no decision record
 				checkDecision(t, g, gun, tc.reason)
 			}
@@ -261,8 +281,8 @@ func TestFaults(t *testing.T) {
 				fr.up()
 			}
 			recovered = true
-			again := fetch(t, g.URL+path)
-			if !again.complete || again.code != http.StatusOK || (want != "" && again.digest != want) ||
+			again := fetch(t, g.URL+path, hdr)
+			if !again.complete || !succeeded(again.code) || (want != "" && again.digest != want) ||
 				((tc.req == tagList || tc.req == openTagList) && !bytes.Contains(again.body, []byte(`"v1"`))) {
 				t.Errorf("after the fault cleared: %s; want 200 with %s", again, want)
 			}
@@ -270,26 +290,29 @@ func TestFaults(t *testing.T) {
 	}
 }
 
-// fetch GETs url with docker's manifest Accept list and keeps small bodies for inspection.
-func fetch(t *testing.T, url string) streamOutcome {
+// fetch GETs url and keeps the start of the body for inspection.
+func fetch(t *testing.T, url string, hdr http.Header) streamOutcome {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	return stream(ctx, url, http.Header{"Accept": manifestAccept}, 64<<10, nil)
+	return stream(ctx, url, hdr, 64<<10, nil)
 }
+
+// succeeded: 200, or 206 for a Range request.
+func succeeded(code int) bool { return code == http.StatusOK || code == http.StatusPartialContent }
 
 func checkFaultOutcome(t *testing.T, tc faultCase, got streamOutcome, gun, want string) {
 	t.Helper()
 	if got.code == http.StatusNotFound {
 		t.Fatalf("an outage was answered 404: %s", got)
 	}
-	if got.code == http.StatusOK && got.complete && want != "" && got.digest != want {
+	if succeeded(got.code) && got.complete && want != "" && got.digest != want {
 		t.Fatalf("a complete 200 with wrong bytes: %s; want %s", got, want)
 	}
 	repo := strings.TrimPrefix(gun, "docker.io/")
 	switch tc.want {
 	case served:
-		if got.code != http.StatusOK || !got.complete || got.digest != want {
+		if !succeeded(got.code) || !got.complete || got.digest != want {
 			t.Fatalf("got %s; want the complete, correct %s", got, want)
 		}
 	case unavailable:
@@ -305,7 +328,7 @@ func checkFaultOutcome(t *testing.T, tc faultCase, got streamOutcome, gun, want 
 			if !bytes.Contains(got.body, []byte("UNAVAILABLE")) {
 				t.Errorf("503 body without a reason: %s", got.body)
 			}
-		case got.code == http.StatusOK && !got.complete:
+		case succeeded(got.code) && !got.complete:
 			t.Logf("aborted after %d bytes: %v", got.n, got.err)
 		default:
 			t.Fatalf("got %s; want 503 or an aborted transfer", got)
@@ -337,7 +360,7 @@ func checkBlobLog(t *testing.T, g *peers.Trustgate, dgst, reason string) {
 			}
 		}
 	}
-	t.Errorf("no log record for blob %s mentions %q; records: %q", dgst, reason, seen)
+	t.Errorf("no log record for blob %s mentions %q; records: %q\n%s", dgst, reason, seen, g.Log.Tail(8))
 }
 
 // checkDecision: the decision log says "error" for the repository, with reason in its reason.
