@@ -226,67 +226,71 @@ func faultCases() []faultCase {
 func TestFaults(t *testing.T) {
 	fw := newFaultWorld(t)
 	for _, tc := range faultCases() {
-		t.Run(tc.name, func(t *testing.T) {
-			fr := fw.regFront
-			if tc.peer == "notary" {
-				fr = fw.notaryFront
-			}
-			g := fw.gate(t, peers.GateConfig{})
-			path, gun, want, prepare := fw.target(tc.req)
-			if prepare != "" {
-				if got := get(t, http.MethodGet, g.URL+prepare, manifestAccept...); got.code != http.StatusOK {
-					t.Fatalf("preparing with GET %s: %d %s", prepare, got.code, got.body)
-				}
-			}
-			var ft *fault
-			if tc.down {
-				fr.down()
-			} else {
-				ft = fr.inject(tc.fault())
-			}
-			recovered := false
-			defer func() {
-				if !recovered { // leave the shared fronts clean for the next case
-					fr.clear()
-					if tc.down {
-						fr.up()
-					}
-				}
-			}()
+		t.Run(tc.name, func(t *testing.T) { runFaultCase(t, fw, tc) })
+	}
+}
 
-			hdr := http.Header{"Accept": manifestAccept}
-			if tc.req == blobRange {
-				hdr.Set("Range", layerRange)
-			}
-			got := fetch(t, g.URL+path, hdr)
-			checkFaultOutcome(t, tc, got, gun, want)
-			if tc.want == unavailable && (tc.req == byTag || tc.req == byDigest) {
-				// HEAD is how docker and containerd resolve a tag: the same verdict, no body.
-				if h := get(t, http.MethodHead, g.URL+path, manifestAccept...); h.code != http.StatusServiceUnavailable || len(h.body) != 0 {
-					t.Errorf("HEAD: %d %q, want 503 without a body", h.code, h.body)
-				}
-			}
-			switch {
-			case tc.req == blob || tc.req == blobRange:
-				checkBlobLog(t, g, fw.big.Layers[0].Digest, tc.reason)
-			case tc.req != tagList && tc.req != openTagList: // tags/list logs no decision record
-				checkDecision(t, g, gun, tc.reason)
-			}
-			if ft != nil && fr.hits(ft) == 0 {
-				t.Errorf("the fault was never triggered: the case tests nothing")
-			}
-
+// runFaultCase starts a fresh trustgate, makes the prepared request, injects the fault, checks
+// the outcome and the log, clears the fault and checks recovery.
+func runFaultCase(t *testing.T, fw *faultWorld, tc faultCase) {
+	fr := fw.regFront
+	if tc.peer == "notary" {
+		fr = fw.notaryFront
+	}
+	g := fw.gate(t, peers.GateConfig{})
+	path, gun, want, prepare := fw.target(tc.req)
+	if prepare != "" {
+		if got := get(t, http.MethodGet, g.URL+prepare, manifestAccept...); got.code != http.StatusOK {
+			t.Fatalf("preparing with GET %s: %d %s", prepare, got.code, got.body)
+		}
+	}
+	var ft *fault
+	if tc.down {
+		fr.down()
+	} else {
+		ft = fr.inject(tc.fault())
+	}
+	recovered := false
+	defer func() {
+		if !recovered { // leave the shared fronts clean for the next case
 			fr.clear()
 			if tc.down {
 				fr.up()
 			}
-			recovered = true
-			again := fetch(t, g.URL+path, hdr)
-			if !again.complete || !succeeded(again.code) || (want != "" && again.digest != want) ||
-				((tc.req == tagList || tc.req == openTagList) && !bytes.Contains(again.body, []byte(`"v1"`))) {
-				t.Errorf("after the fault cleared: %s; want 200 with %s", again, want)
-			}
-		})
+		}
+	}()
+
+	hdr := http.Header{"Accept": manifestAccept}
+	if tc.req == blobRange {
+		hdr.Set("Range", layerRange)
+	}
+	got := fetch(t, g.URL+path, hdr)
+	checkFaultOutcome(t, tc, got, gun, want)
+	if tc.want == unavailable && (tc.req == byTag || tc.req == byDigest) {
+		// HEAD is how docker and containerd resolve a tag: the same verdict, no body.
+		if h := get(t, http.MethodHead, g.URL+path, manifestAccept...); h.code != http.StatusServiceUnavailable || len(h.body) != 0 {
+			t.Errorf("HEAD: %d %q, want 503 without a body", h.code, h.body)
+		}
+	}
+	switch {
+	case tc.req == blob || tc.req == blobRange:
+		checkBlobLog(t, g, fw.big.Layers[0].Digest, tc.reason)
+	case tc.req != tagList && tc.req != openTagList: // tags/list logs no decision record
+		checkDecision(t, g, gun, tc.reason)
+	}
+	if ft != nil && fr.hits(ft) == 0 {
+		t.Errorf("the fault was never triggered: the case tests nothing")
+	}
+
+	fr.clear()
+	if tc.down {
+		fr.up()
+	}
+	recovered = true
+	again := fetch(t, g.URL+path, hdr)
+	if !again.complete || !succeeded(again.code) || (want != "" && again.digest != want) ||
+		((tc.req == tagList || tc.req == openTagList) && !bytes.Contains(again.body, []byte(`"v1"`))) {
+		t.Errorf("after the fault cleared: %s; want 200 with %s", again, want)
 	}
 }
 
