@@ -104,6 +104,13 @@ func TestNameAttacks(t *testing.T) {
 	if n := probe.dials.Load(); n != 0 {
 		t.Errorf("trustgate dialled a host named by the client %d times", n)
 	}
+	// Valid names without trust data are asked about, but leave nothing on disk either:
+	// arbitrary names must not grow trust_dir.
+	for _, n := range []string{"faults/nothing", "a/b/c/d", "x" + strings.Repeat("-y", 100)} {
+		if got := getManifest(t, g, n, "v1"); got.code != http.StatusNotFound {
+			t.Errorf("GET %s:v1 (no trust data): %d %s", n, got.code, got.body)
+		}
+	}
 	for p := range listTree(t, root) {
 		if !before[p] {
 			t.Errorf("created under trust_dir's parent by invalid requests: %s", p)

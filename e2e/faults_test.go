@@ -311,7 +311,7 @@ func checkFaultOutcome(t *testing.T, tc faultCase, got streamOutcome, gun, want 
 		t.Fatalf("an outage was answered 404: %s", got)
 	}
 	if succeeded(got.code) && got.complete && want != "" && got.digest != want {
-		t.Fatalf("a complete 200 with wrong bytes: %s; want %s", got, want)
+		t.Fatalf("a complete %d with wrong bytes: %s; want %s", got.code, got, want)
 	}
 	repo := strings.TrimPrefix(gun, "docker.io/")
 	switch tc.want {
