@@ -38,13 +38,15 @@ const (
 	// oversize answers 200 with the real headers and fault.size bytes of filler (with
 	// Content-Length unless fault.chunked).
 	oversize
+	// statusOnly answers fault.status with a registry error body, without asking the peer.
+	statusOnly
 	// flip proxies the response with the byte at fault.after (or the last one) changed; a letter
 	// or digit stays one, so JSON stays well-formed and only hashes and signatures can tell.
 	flip
 )
 
 var faultNames = map[faultKind]string{hangup: "hangup", stall: "stall", trickle: "trickle",
-	resetBody: "reset mid-body", garbage: "garbage", oversize: "oversized", flip: "flipped byte"}
+	resetBody: "reset mid-body", garbage: "garbage", oversize: "oversized", flip: "flipped byte", statusOnly: "status"}
 
 func (k faultKind) String() string { return faultNames[k] }
 
@@ -57,6 +59,7 @@ type fault struct {
 	after   int64         // resetBody: bytes sent before the reset; flip: offset
 	size    int64         // oversize
 	chunked bool          // oversize: no Content-Length
+	status  int           // statusOnly: the status code
 	times   int64         // applies to the first times matching requests; 0 = all
 	hits    int64         // guarded by the front's mu
 }
@@ -230,6 +233,14 @@ func (f *front) handle(w http.ResponseWriter, r *http.Request) {
 	switch ft.kind {
 	case hangup:
 		resetConn(w)
+		return
+	case statusOnly:
+		w.Header().Set("Content-Type", "application/json")
+		if ft.status == http.StatusTooManyRequests {
+			w.Header().Set("Retry-After", "7")
+		}
+		w.WriteHeader(ft.status)
+		fmt.Fprintf(w, `{"errors":[{"code":"INJECTED","message":"status %d injected by the test front"}]}`, ft.status)
 		return
 	case stall:
 		select {

@@ -127,6 +127,7 @@ const (
 	unavailable  = "503"     // 503 UNAVAILABLE naming the repository
 	abortedOr503 = "aborted" // 503, or a 200 whose body is cut short (headers were already out)
 	served       = "200"     // the correct bytes
+	rateLimited  = "429"     // 429 TOOMANYREQUESTS (never 404)
 )
 
 type faultCase struct {
@@ -171,6 +172,13 @@ func faultCases() []faultCase {
 			fault: f(fault{path: ts, kind: oversize, size: 2 << 20})},
 		{name: "notary oversized timestamp, no Content-Length", peer: "notary", req: byTag, want: unavailable, reason: "invalid trust data",
 			fault: f(fault{path: ts, kind: oversize, size: 2 << 20, chunked: true})},
+		{name: "notary 500 for the timestamp", peer: "notary", req: byTag, want: unavailable, reason: "500",
+			fault: f(fault{path: ts, kind: statusOnly, status: 500})},
+		// A server that lost the repository after trustgate pinned its root: not "unsigned".
+		{name: "notary 404 for the timestamp after the root", peer: "notary", req: byTag, want: unavailable, reason: "not found",
+			fault: f(fault{path: ts, kind: statusOnly, status: 404})},
+		{name: "notary 401 for the timestamp", peer: "notary", req: byTag, want: unavailable, reason: "401",
+			fault: f(fault{path: ts, kind: statusOnly, status: 401})},
 		// Byte 43 is in the signed expiry date ({"signed":{"_type":"Timestamp","expires":"2026...):
 		// well-formed, later, and not what was signed.
 		{name: "notary altered timestamp", peer: "notary", req: byTag, want: unavailable, reason: "signature",
@@ -180,6 +188,10 @@ func faultCases() []faultCase {
 		{name: "registry down", peer: "registry", down: true, req: byTag, want: unavailable, reason: "connection refused"},
 		{name: "registry trickles the manifest beyond timeout", peer: "registry", req: byTag, want: unavailable, reason: "no answer within",
 			fault: f(fault{path: man, kind: trickle, rate: 20})},
+		{name: "registry 500 for the manifest", peer: "registry", req: byTag, want: unavailable, reason: "500",
+			fault: f(fault{path: man, kind: statusOnly, status: 500})},
+		{name: "registry rate-limits the manifest", peer: "registry", req: byTag, want: rateLimited, reason: "rate limiting",
+			fault: f(fault{path: man, kind: statusOnly, status: 429})},
 		{name: "registry hangs up on manifest", peer: "registry", req: byTag, want: unavailable, reason: "connection reset",
 			fault: f(fault{path: man, kind: hangup})},
 		{name: "registry resets mid-manifest", peer: "registry", req: byTag, want: unavailable, reason: "connection reset",
@@ -207,6 +219,8 @@ func faultCases() []faultCase {
 
 		// The upstream registry: blobs.
 		{name: "registry down, blob", peer: "registry", down: true, req: blob, want: unavailable, reason: "connection refused"},
+		{name: "registry 502 for the blob", peer: "registry", req: blob, want: unavailable, reason: "502",
+			fault: f(fault{path: blobs, kind: statusOnly, status: 502})},
 		{name: "registry down, blob range", peer: "registry", down: true, req: blobRange, want: unavailable, reason: "connection refused"},
 		{name: "registry resets mid-blob every time", peer: "registry", req: blob, want: abortedOr503, reason: "connection reset",
 			fault: f(fault{path: blobs, kind: resetBody, after: 3 << 20})},
@@ -325,6 +339,10 @@ func checkFaultOutcome(t *testing.T, tc faultCase, got streamOutcome, gun, want 
 		}
 		if !bytes.Contains(got.body, []byte("UNAVAILABLE")) || !bytes.Contains(got.body, []byte(repo)) {
 			t.Errorf("503 body does not name the repository %s and the reason: %s", repo, got.body)
+		}
+	case rateLimited:
+		if got.code != http.StatusTooManyRequests || !bytes.Contains(got.body, []byte("TOOMANYREQUESTS")) {
+			t.Fatalf("got %s; want 429 TOOMANYREQUESTS", got)
 		}
 	case abortedOr503:
 		switch {
