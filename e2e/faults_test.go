@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -278,8 +279,20 @@ func runFaultCase(t *testing.T, fw *faultWorld, tc faultCase) {
 	if tc.req == blobRange {
 		hdr.Set("Range", layerRange)
 	}
-	got := fetch(t, g.URL+path, hdr)
-	checkFaultOutcome(t, tc, got, gun, want)
+	// Blobs are fanned out: several clients share one download, and each must see the outcome.
+	clients := 1
+	if tc.req == blob || tc.req == blobRange {
+		clients = 4
+	}
+	outs := make([]streamOutcome, clients)
+	var wg sync.WaitGroup
+	for i := range outs {
+		wg.Go(func() { outs[i] = fetch(g.URL+path, hdr) })
+	}
+	wg.Wait()
+	for _, got := range outs {
+		checkFaultOutcome(t, tc, got, gun, want)
+	}
 	if tc.want == unavailable && (tc.req == byTag || tc.req == byDigest) {
 		// HEAD is how docker and containerd resolve a tag: the same verdict, no body.
 		if h := get(t, http.MethodHead, g.URL+path, manifestAccept...); h.code != http.StatusServiceUnavailable || len(h.body) != 0 {
@@ -301,7 +314,7 @@ func runFaultCase(t *testing.T, fw *faultWorld, tc faultCase) {
 		fr.up()
 	}
 	recovered = true
-	again := fetch(t, g.URL+path, hdr)
+	again := fetch(g.URL+path, hdr)
 	if !again.complete || !succeeded(again.code) || (want != "" && again.digest != want) ||
 		((tc.req == tagList || tc.req == openTagList) && !bytes.Contains(again.body, []byte(`"v1"`))) {
 		t.Errorf("after the fault cleared: %s; want 200 with %s", again, want)
@@ -309,8 +322,7 @@ func runFaultCase(t *testing.T, fw *faultWorld, tc faultCase) {
 }
 
 // fetch GETs url and keeps the start of the body for inspection.
-func fetch(t *testing.T, url string, hdr http.Header) streamOutcome {
-	t.Helper()
+func fetch(url string, hdr http.Header) streamOutcome {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	return stream(ctx, url, hdr, 64<<10, nil)
