@@ -215,25 +215,37 @@ func TestSlowloris(t *testing.T) {
 
 	start := time.Now()
 	closed := make(chan time.Duration, conns)
-	for range conns {
+	for i := range conns {
 		c, err := net.Dial("tcp", g.Host)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { c.Close() })
-		go func() { // trickle a header that never ends
-			if _, err := io.WriteString(c, "GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Slow: "); err != nil {
-				return
-			}
-			for {
-				time.Sleep(100 * time.Millisecond)
-				if _, err := c.Write([]byte("a")); err != nil {
-					return
+		// Every fourth connection first makes a proper request and keeps the connection alive:
+		// the header timeout must hold for a connection's later requests too.
+		keepAlive := i%4 == 0
+		go func() {
+			br := bufio.NewReader(c)
+			if keepAlive {
+				if _, err := io.WriteString(c, "GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n"); err == nil {
+					if resp, err := http.ReadResponse(br, nil); err == nil {
+						_, _ = io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+					}
 				}
 			}
-		}()
-		go func() { // the server's answer, if any, then its close
-			_, _ = io.Copy(io.Discard, c)
+			go func() { // trickle a header that never ends
+				if _, err := io.WriteString(c, "GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Slow: "); err != nil {
+					return
+				}
+				for {
+					time.Sleep(100 * time.Millisecond)
+					if _, err := c.Write([]byte("a")); err != nil {
+						return
+					}
+				}
+			}()
+			_, _ = io.Copy(io.Discard, br) // the server's answer, if any, then its close
 			closed <- time.Since(start)
 		}()
 	}
