@@ -59,6 +59,8 @@ func TestNameAttacks(t *testing.T) {
 		{"uppercase", "/v2/Faults/App/manifests/v1", []int{400}, []string{"NAME_INVALID"}},
 		{"unicode", "/v2/faults/%C3%A4pp/manifests/v1", []int{400}, []string{"NAME_INVALID"}},
 		{"raw unicode", "/v2/faults/äpp/manifests/v1", []int{400}, []string{"NAME_INVALID", ""}},
+		{"empty segment", "/v2/faults//app/manifests/v1", []int{400}, []string{"NAME_INVALID"}},
+		{"trailing slash", "/v2/faults/app//manifests/v1", []int{400}, []string{"NAME_INVALID"}},
 		{"backslashes", "/v2/faults/..%5C..%5Capp/manifests/v1", []int{400}, []string{"NAME_INVALID"}},
 		{"absolute-looking name", "/v2//etc/passwd/manifests/v1", []int{400, 404}, []string{"NAME_INVALID", "NAME_UNKNOWN"}},
 		{"tag list of a traversal", "/v2/../etc/tags/list", []int{400, 404}, []string{"NAME_INVALID", "NAME_UNKNOWN"}},

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -105,7 +106,7 @@ func startFront(tb testing.TB, target string) *front {
 		},
 		Transport:     f.transport,
 		FlushInterval: -1,
-		ErrorLog:      nil,
+		ErrorLog:      log.New(io.Discard, "", 0), // trustgate cancelling a stalled request is expected
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -127,7 +128,7 @@ func startFront(tb testing.TB, target string) *front {
 }
 
 func (f *front) serve(ln net.Listener) {
-	srv := &http.Server{Handler: http.HandlerFunc(f.handle), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: http.HandlerFunc(f.handle), ReadHeaderTimeout: 10 * time.Second, ErrorLog: log.New(io.Discard, "", 0)}
 	f.mu.Lock()
 	f.srv = srv
 	f.mu.Unlock()
