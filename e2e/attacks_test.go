@@ -253,7 +253,7 @@ func TestSlowloris(t *testing.T) {
 	}
 
 	// A normal client keeps being served while the slow connections are open.
-	client := &http.Client{Timeout: readHeader, Transport: &http.Transport{DisableKeepAlives: true}}
+	client := &http.Client{Timeout: readHeader + slack, Transport: &http.Transport{DisableKeepAlives: true}}
 	for time.Since(start) < readHeader+slack {
 		resp, err := client.Get(g.URL + "/v2/")
 		if err != nil {
