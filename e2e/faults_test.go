@@ -91,13 +91,14 @@ const (
 	tagList                         // GET faults/app tags/list
 	openTagList                     // GET faults/open tags/list (policy off: relayed from upstream)
 	blobRange                       // GET the first 2 KiB of the faults/big layer (after its tag)
+	smallBlob                       // GET a ~1 KiB faults/app layer (after its tag)
 )
 
 // layerRange is the Range a blobRange request sends.
 const layerRange = "bytes=0-2047"
 
 var requestNames = map[faultRequest]string{byTag: "manifest by tag", byDigest: "manifest by digest",
-	blob: "blob", tagList: "tags/list", openTagList: "upstream tags/list", blobRange: "blob range"}
+	blob: "blob", tagList: "tags/list", openTagList: "upstream tags/list", blobRange: "blob range", smallBlob: "small blob"}
 
 func (r faultRequest) String() string { return requestNames[r] }
 
@@ -116,6 +117,9 @@ func (fw *faultWorld) target(r faultRequest) (path, gun, want, prepare string) {
 	case blobRange:
 		return "/v2/faults/big/blobs/" + fw.big.Layers[0].Digest, "docker.io/faults/big",
 			fw.bigRange, "/v2/faults/big/manifests/v1"
+	case smallBlob:
+		return "/v2/faults/app/blobs/" + fw.app.Layers[0].Digest, "docker.io/faults/app",
+			fw.app.Layers[0].Digest, "/v2/faults/app/manifests/v1"
 	case openTagList:
 		return "/v2/" + openRepo + "/tags/list", "docker.io/" + openRepo, "", ""
 	default:
@@ -220,6 +224,10 @@ func faultCases() []faultCase {
 
 		// The upstream registry: blobs.
 		{name: "registry down, blob", peer: "registry", down: true, req: blob, want: unavailable, reason: "connection refused"},
+		// A slow but live download is not an outage: timeouts.upstream bounds only the wait
+		// for a blob's response headers.
+		{name: "registry trickles a blob for longer than timeouts.upstream", peer: "registry", req: smallBlob, want: served,
+			fault: f(fault{path: blobs, kind: trickle, rate: 600})}, // ~1.2 KiB: 2s
 		{name: "registry 502 for the blob", peer: "registry", req: blob, want: unavailable, reason: "502",
 			fault: f(fault{path: blobs, kind: statusOnly, status: 502})},
 		{name: "registry down, blob range", peer: "registry", down: true, req: blobRange, want: unavailable, reason: "connection refused"},
@@ -300,6 +308,7 @@ func runFaultCase(t *testing.T, fw *faultWorld, tc faultCase) {
 		}
 	}
 	switch {
+	case tc.req == smallBlob: // a served blob leaves no failure to log
 	case tc.req == blob || tc.req == blobRange:
 		checkBlobLog(t, g, fw.big.Layers[0].Digest, tc.reason)
 	case tc.req != tagList && tc.req != openTagList: // tags/list logs no decision record
