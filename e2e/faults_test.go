@@ -308,7 +308,12 @@ func runFaultCase(t *testing.T, fw *faultWorld, tc faultCase) {
 		}
 	}
 	switch {
-	case tc.req == smallBlob: // a served blob leaves no failure to log
+	case tc.req == smallBlob: // served in one go: no download was cut off and resumed
+		for _, l := range g.Log.Lines() {
+			if strings.Contains(l, "resuming blob download") || strings.Contains(l, "blob download failed") {
+				t.Errorf("a slow download was cut off: %s", l)
+			}
+		}
 	case tc.req == blob || tc.req == blobRange:
 		checkBlobLog(t, g, fw.big.Layers[0].Digest, tc.reason)
 	case tc.req != tagList && tc.req != openTagList: // tags/list logs no decision record
