@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -56,7 +57,7 @@ type fault struct {
 	path    *regexp.Regexp
 	kind    faultKind
 	delay   time.Duration // stall
-	rate    int64         // trickle, bytes per second
+	rate    int64         // trickle (and flip, if set): bytes per second
 	after   int64         // resetBody: bytes sent before the reset; flip: offset
 	size    int64         // oversize
 	chunked bool          // oversize: no Content-Length
@@ -268,22 +269,7 @@ func (f *front) handle(w http.ResponseWriter, r *http.Request) {
 	switch ft.kind {
 	case trickle:
 		w.WriteHeader(resp.StatusCode)
-		tick := 50 * time.Millisecond
-		chunk := max(ft.rate*int64(tick)/int64(time.Second), 1)
-		for {
-			n, err := io.CopyN(w, resp.Body, chunk)
-			if n > 0 {
-				http.NewResponseController(w).Flush() //nolint:errcheck // a gone client ends the copy below
-			}
-			if err != nil {
-				return
-			}
-			select {
-			case <-time.After(tick):
-			case <-r.Context().Done():
-				return
-			}
-		}
+		trickleCopy(w, r, resp.Body, ft.rate)
 	case resetBody:
 		rc := http.NewResponseController(w)
 		conn, buf, err := rc.Hijack()
@@ -326,7 +312,32 @@ func (f *front) handle(w http.ResponseWriter, r *http.Request) {
 		body[i] = otherByte(body[i])
 		h.Set("Content-Length", strconv.Itoa(len(body)))
 		w.WriteHeader(resp.StatusCode)
+		if ft.rate > 0 {
+			trickleCopy(w, r, bytes.NewReader(body), ft.rate)
+			return
+		}
 		_, _ = w.Write(body)
+	}
+}
+
+// trickleCopy sends body at rate bytes per second, flushing each piece, until it ends or the
+// client goes away.
+func trickleCopy(w http.ResponseWriter, r *http.Request, body io.Reader, rate int64) {
+	tick := 50 * time.Millisecond
+	chunk := max(rate*int64(tick)/int64(time.Second), 1)
+	for {
+		n, err := io.CopyN(w, body, chunk)
+		if n > 0 {
+			_ = http.NewResponseController(w).Flush() // a gone client ends the copy below
+		}
+		if err != nil {
+			return
+		}
+		select {
+		case <-time.After(tick):
+		case <-r.Context().Done():
+			return
+		}
 	}
 }
 

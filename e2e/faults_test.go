@@ -237,6 +237,8 @@ func faultCases() []faultCase {
 			fault: f(fault{path: blobs, kind: resetBody, after: 3 << 20, times: 1})},
 		{name: "registry flipped byte in blob", peer: "registry", req: blob, want: abortedOr503, reason: "digest mismatch",
 			fault: f(fault{path: blobs, kind: flip, after: 5 << 20})},
+		{name: "registry flipped byte in a trickled blob", peer: "registry", req: smallBlob, want: abortedOr503, reason: "digest mismatch",
+			fault: f(fault{path: blobs, kind: flip, after: 600, rate: 3000})},
 		{name: "registry garbage blob", peer: "registry", req: blob, want: abortedOr503, reason: "digest mismatch",
 			fault: f(fault{path: blobs, kind: garbage})},
 		{name: "registry oversized blob", peer: "registry", req: blob, want: abortedOr503, reason: "digest mismatch",
@@ -289,7 +291,7 @@ func runFaultCase(t *testing.T, fw *faultWorld, tc faultCase) {
 	}
 	// Blobs are fanned out: several clients share one download, and each must see the outcome.
 	clients := 1
-	if tc.req == blob || tc.req == blobRange {
+	if tc.req == blob || tc.req == blobRange || tc.req == smallBlob {
 		clients = 4
 	}
 	outs := make([]streamOutcome, clients)
@@ -308,12 +310,14 @@ func runFaultCase(t *testing.T, fw *faultWorld, tc faultCase) {
 		}
 	}
 	switch {
-	case tc.req == smallBlob: // served in one go: no download was cut off and resumed
+	case tc.req == smallBlob && tc.want == served: // in one go: no download cut off and resumed
 		for _, l := range g.Log.Lines() {
 			if strings.Contains(l, "resuming blob download") || strings.Contains(l, "blob download failed") {
 				t.Errorf("a slow download was cut off: %s", l)
 			}
 		}
+	case tc.req == smallBlob:
+		checkBlobLog(t, g, fw.app.Layers[0].Digest, tc.reason)
 	case tc.req == blob || tc.req == blobRange:
 		checkBlobLog(t, g, fw.big.Layers[0].Digest, tc.reason)
 	case tc.req != tagList && tc.req != openTagList: // tags/list logs no decision record
