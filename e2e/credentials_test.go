@@ -59,7 +59,7 @@ func TestNotaryCredentialsStayHome(t *testing.T) {
 	t.Cleanup(front.Close)
 
 	g := peers.StartTrustgate(t, trustgateBin, peers.GateConfig{
-		RegistryURL: w.reg.URL, NotaryURL: front.URL, NotaryUsername: "tg", NotaryPassword: "pw",
+		RegistryURL: w.reg.URL, NotaryURL: front.URL, NotaryUser: "tg", NotaryPassword: "pw",
 	})
 	if got := getManifest(t, g, "library/ok", "v1"); got.code != 200 || got.digest() != ok.Digest {
 		t.Fatalf("GET ok:v1 = %d %s", got.code, got.body)

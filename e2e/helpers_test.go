@@ -135,15 +135,20 @@ func eventually(t *testing.T, bound time.Duration, what string, cond func() (boo
 	}
 }
 
-// findDecision returns the decision records for repo (GUN) and tag.
+// findDecision returns the decision records for repo (GUN) and tag. trustgate logs a decision
+// just after its response, so it waits (up to 5s) for at least one record to appear.
 func findDecision(g *peers.Trustgate, repo, tag string) []peers.Decision {
 	var out []peers.Decision
-	for _, d := range g.Decisions() {
-		if d.Repo == repo && d.Tag == tag {
-			out = append(out, d)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		for _, d := range g.Decisions() {
+			if d.Repo == repo && d.Tag == tag {
+				out = append(out, d)
+			}
+		}
+		if len(out) > 0 || time.Now().After(deadline) {
+			return out
 		}
 	}
-	return out
 }
 
 func decisionsString(ds []peers.Decision) string {

@@ -18,6 +18,13 @@
 // trust_limits); TestNotaryCredentialsStayHome (no notary credentials to a redirect target or a
 // token realm on another host); TestServeOnlyWhatIsSignedNow (issue #8: revocation refuses by digest, tampered trust 503 by
 // digest); TestDigestPullAfterRestart (crane, skopeo, containerd name:tag@digest after a restart).
+//
+// The fault and attack suite (issue #8) puts a recording, fault-injecting front
+// (faultfront_test.go) before the registry and the notary-server: TestFaults (down, slow,
+// trickling, reset, garbage, oversized, altered bytes → 503 naming the repository, never 404,
+// never complete wrong bytes, recovery); TestKillMidPull, TestKillMidRefresh (SIGKILL, restart on
+// the same trust_dir, no second TOFU); TestNameAttacks (traversal, encodings, ?ns= SSRF: refused
+// before any peer is asked); TestHeaderAttacks (431); TestSlowloris; TestCredentialsNeverForwarded.
 package e2e
 
 import (

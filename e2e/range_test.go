@@ -82,9 +82,9 @@ func (r *flipReader) Read(p []byte) (int, error) {
 
 func (r *flipReader) Close() error { return r.rc.Close() }
 
-// fetch is one blob GET as a client sees it: the status, headers and the body it could read,
+// blobFetch is one blob GET as a client sees it: the status, headers and the body it could read,
 // with the error that ended the body early (nil for a complete one).
-type fetch struct {
+type blobFetch struct {
 	code    int
 	header  http.Header
 	body    []byte
@@ -93,15 +93,15 @@ type fetch struct {
 }
 
 // complete reports whether the response was delivered in full, as a client would accept it.
-func (f fetch) complete() bool {
+func (f blobFetch) complete() bool {
 	return f.err == nil && (f.code == 200 || f.code == 206) && int64(len(f.body)) == f.declare
 }
 
-func (f fetch) String() string {
+func (f blobFetch) String() string {
 	return fmt.Sprintf("status %d, %d of %d bytes, err %v, Content-Range %q", f.code, len(f.body), f.declare, f.err, f.header.Get("Content-Range"))
 }
 
-func fetchBlob(t *testing.T, url, rng string) fetch {
+func fetchBlob(t *testing.T, url, rng string) blobFetch {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
@@ -113,11 +113,11 @@ func fetchBlob(t *testing.T, url, rng string) fetch {
 	c := &http.Client{Timeout: 2 * time.Minute}
 	resp, err := c.Do(req)
 	if err != nil {
-		return fetch{err: err}
+		return blobFetch{err: err}
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
-	return fetch{code: resp.StatusCode, header: resp.Header, body: body, err: err, declare: resp.ContentLength}
+	return blobFetch{code: resp.StatusCode, header: resp.Header, body: body, err: err, declare: resp.ContentLength}
 }
 
 // TestRangeTamperedUpstream (issue #8): the upstream sends a signed image's layer with one byte

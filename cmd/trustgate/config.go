@@ -39,6 +39,20 @@ type Config struct {
 	DefaultUpstream string           `mapstructure:"default_upstream"`
 	Upstreams       []UpstreamConfig `mapstructure:"upstreams"`
 	Policy          policy.Config    `mapstructure:"policy"`
+	Timeouts        TimeoutConfig    `mapstructure:"timeouts"`
+}
+
+// TimeoutConfig bounds how long trustgate waits on its clients and its peers. Defaults are in
+// configDefaults.
+type TimeoutConfig struct {
+	// ReadHeader is how long a client has to send its request headers; it bounds slowloris
+	// connections.
+	ReadHeader time.Duration `mapstructure:"read_header"`
+	// Upstream bounds a manifest, tag-list or referrers round trip to an upstream registry and
+	// the wait for a blob's response headers.
+	Upstream time.Duration `mapstructure:"upstream"`
+	// Trust bounds one update of a repository's trust data from its notary server.
+	Trust time.Duration `mapstructure:"trust"`
 }
 
 // ServerTLS serves HTTPS when both files are set. Docker and containerd talk plain HTTP only to
@@ -155,6 +169,9 @@ func configDefaults() map[string]any {
 		"temp_dir":               "",
 		"blob_spool_bytes":       int64(1 << 30),
 		"default_upstream":       "",
+		"timeouts.read_header":   "10s",
+		"timeouts.upstream":      "30s",
+		"timeouts.trust":         "30s",
 
 		// the resolver's own defaults, so the library and the binary cannot drift apart
 		"trust_limits.max_metadata_bytes":        int64(resolver.DefaultMaxMetadataBytes),
@@ -258,6 +275,12 @@ func (c *Config) validate() error {
 	}
 	if c.TrustLimits.MaxConcurrentBootstraps <= 0 {
 		bad("trust_limits.max_concurrent_bootstraps", "must be positive (got %d)", c.TrustLimits.MaxConcurrentBootstraps)
+	}
+	for key, d := range map[string]time.Duration{"timeouts.read_header": c.Timeouts.ReadHeader,
+		"timeouts.upstream": c.Timeouts.Upstream, "timeouts.trust": c.Timeouts.Trust} {
+		if d <= 0 {
+			bad(key, "must be positive (got %s)", d)
+		}
 	}
 	if c.Cache.TrustEntries <= 0 {
 		bad("cache.trust_entries", "must be positive (got %d)", c.Cache.TrustEntries)

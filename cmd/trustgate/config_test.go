@@ -52,6 +52,9 @@ func TestParseConfig(t *testing.T) {
 	if tl := cfg.TrustLimits; tl.MaxMetadataBytes != 64<<20 || tl.MaxConcurrentBootstraps != 8 || tl.MaxRootBytes != 1<<20 {
 		t.Errorf("trust_limits defaults: %+v", tl)
 	}
+	if want := (TimeoutConfig{ReadHeader: 10 * time.Second, Upstream: 30 * time.Second, Trust: 30 * time.Second}); cfg.Timeouts != want {
+		t.Errorf("timeouts = %+v, want defaults %+v", cfg.Timeouts, want)
+	}
 	if cfg.Cache.ManifestEntries != 4096 || cfg.Log.Format != "json" {
 		t.Errorf("defaults not applied: %+v", cfg)
 	}
@@ -65,6 +68,7 @@ func TestParseConfigEnvAndFlags(t *testing.T) {
 	t.Setenv("TRUSTGATE_LOG_LEVEL", "debug")
 	t.Setenv("TRUSTGATE_LISTEN", "127.0.0.1:6000")
 	t.Setenv("TRUSTGATE_TRUST_LIMITS_MAX_METADATA_BYTES", "33554432")
+	t.Setenv("TRUSTGATE_TIMEOUTS_READ_HEADER", "2s")
 	fs := pflag.NewFlagSet("x", pflag.ContinueOnError)
 	fs.String("listen", "", "")
 	if err := fs.Parse([]string{"--listen", "127.0.0.1:7000"}); err != nil {
@@ -79,6 +83,9 @@ func TestParseConfigEnvAndFlags(t *testing.T) {
 	}
 	if cfg.TrustLimits.MaxMetadataBytes != 32<<20 {
 		t.Errorf("environment not applied: trust_limits.max_metadata_bytes=%d", cfg.TrustLimits.MaxMetadataBytes)
+	}
+	if cfg.Timeouts.ReadHeader != 2*time.Second {
+		t.Errorf("environment not applied to a nested key: timeouts.read_header=%s", cfg.Timeouts.ReadHeader)
 	}
 	if cfg.Listen != "127.0.0.1:7000" {
 		t.Errorf("flag should beat environment and file: listen=%s", cfg.Listen)
@@ -99,6 +106,7 @@ func TestParseConfigErrorsNameTheKey(t *testing.T) {
 		{"bad notary url", strings.Replace(base, "url: http://127.0.0.1:4443", "url: 127.0.0.1:4443", 1), "upstreams[0].notary.url"},
 		{"unknown default upstream", strings.Replace(base, "default_upstream: docker.io", "default_upstream: quay.io", 1), "default_upstream"},
 		{"bad policy mode", strings.Replace(base, "mode: warn", "mode: lenient", 1), "policy.rules[0]"},
+		{"zero timeout", base + "timeouts: {upstream: 0s}\n", "timeouts.upstream: must be positive"},
 		{"bad log level", base + "log: {level: loud}\n", "log.level"},
 		{"missing ca file", strings.Replace(base, "gun_prefix: docker.io", "gun_prefix: docker.io\n    tls: {ca_file: /nonexistent/ca.pem}", 1), "upstreams[0].tls.ca_file"},
 		{"no upstreams", "listen: 127.0.0.1:1\n", "upstreams: at least one"},

@@ -59,6 +59,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		TempDir:           cfg.TempDir,
 		BlobSpoolBytes:    cfg.BlobSpoolBytes,
 		Metrics:           reg,
+		UpstreamTimeout:   cfg.Timeouts.Upstream,
 	})
 	if err != nil {
 		return err
@@ -73,7 +74,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		Handler: srv,
 		// No WriteTimeout: a multi-GiB layer to a slow client legitimately takes long. Slow or
 		// idle clients are bounded by the header and idle timeouts instead.
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: cfg.Timeouts.ReadHeader,
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,

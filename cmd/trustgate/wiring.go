@@ -113,7 +113,7 @@ func newUpstreams(cfg *Config, log *slog.Logger) ([]*proxy.Upstream, error) {
 		if err != nil {
 			return nil, err
 		}
-		c, err := cache.New(rc, cache.Options{TTL: cfg.TrustTTL, Size: cfg.Cache.TrustEntries})
+		c, err := cache.New(rc, cache.Options{TTL: cfg.TrustTTL, Size: cfg.Cache.TrustEntries, UpdateTimeout: cfg.Timeouts.Trust})
 		if err != nil {
 			return nil, err
 		}

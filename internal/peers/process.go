@@ -107,6 +107,25 @@ func (p *Process) Stop() error {
 	return p.stopErr
 }
 
+// Kill sends SIGKILL to the process (its pid only) and waits until it has exited: a crash, with
+// no chance to clean up. Later Stops are no-ops.
+func (p *Process) Kill() error {
+	var err error
+	p.stopOnce.Do(func() {
+		select {
+		case <-p.done:
+			return
+		default:
+		}
+		if kerr := p.cmd.Process.Kill(); kerr != nil && !errors.Is(kerr, os.ErrProcessDone) {
+			err = fmt.Errorf("SIGKILL %s (pid %d): %w", p.name, p.Pid(), kerr)
+			return
+		}
+		<-p.done
+	})
+	return err
+}
+
 // socketDir makes a short-named temporary directory, removed when the test ends, for daemons
 // that create unix sockets in it: socket paths are limited to 108 bytes and t.TempDir paths,
 // which embed the test name, can exceed that.

@@ -58,12 +58,18 @@ type GateConfig struct {
 	PinCerts    map[string][]string
 	DisableTOFU bool
 	EveryRoot   bool // notary.trust_pinning.every_root
-	// NotaryUsername and NotaryPassword are notary.username/password ("" = anonymous).
-	NotaryUsername, NotaryPassword string
 	// MaxMetadataBytes, MaxRootBytes and MaxConcurrentBootstraps are trust_limits; 0 leaves the
 	// key out (its default).
 	MaxMetadataBytes, MaxRootBytes int64
 	MaxConcurrentBootstraps        int
+	// TempDir is the blob spool directory; "" = the binary's default ($TMPDIR).
+	TempDir string
+	// Timeouts; 0 = the binary's default.
+	ReadHeaderTimeout, UpstreamTimeout, TrustTimeout time.Duration
+	// Credentials trustgate itself uses for the upstream registry and its notary server
+	// ("" = anonymous).
+	RegistryUser, RegistryPassword string
+	NotaryUser, NotaryPassword     string
 }
 
 // GateRule is one policy rule.
@@ -104,11 +110,27 @@ func (c GateConfig) YAML() string {
 			}
 		}
 	}
+	if c.TempDir != "" {
+		fmt.Fprintf(&b, "temp_dir: %s\n", q(c.TempDir))
+	}
+	var timeouts []string
+	for _, t := range []struct {
+		key string
+		d   time.Duration
+	}{{"read_header", c.ReadHeaderTimeout}, {"upstream", c.UpstreamTimeout}, {"trust", c.TrustTimeout}} {
+		if t.d > 0 {
+			timeouts = append(timeouts, fmt.Sprintf("%s: %s", t.key, t.d))
+		}
+	}
+	if len(timeouts) > 0 {
+		fmt.Fprintf(&b, "timeouts: {%s}\n", strings.Join(timeouts, ", "))
+	}
 	fmt.Fprintf(&b, "default_upstream: docker.io\n")
 	fmt.Fprintf(&b, "upstreams:\n  - name: docker.io\n    url: %s\n    gun_prefix: docker.io\n    docker_hub: true\n", q(c.RegistryURL))
+	fmt.Fprintf(&b, "    username: %s\n    password: %s\n", q(c.RegistryUser), q(c.RegistryPassword))
 	fmt.Fprintf(&b, "    notary:\n      url: %s\n", q(c.NotaryURL))
-	if c.NotaryUsername != "" || c.NotaryPassword != "" {
-		fmt.Fprintf(&b, "      username: %s\n      password: %s\n", q(c.NotaryUsername), q(c.NotaryPassword))
+	if c.NotaryUser != "" || c.NotaryPassword != "" {
+		fmt.Fprintf(&b, "      username: %s\n      password: %s\n", q(c.NotaryUser), q(c.NotaryPassword))
 	}
 	if len(c.PinCerts) > 0 || c.DisableTOFU || c.EveryRoot {
 		certs, _ := json.Marshal(c.PinCerts) // a JSON object is a YAML flow mapping
