@@ -182,6 +182,16 @@ func TestHeaderAttacks(t *testing.T) {
 			t.Errorf("56 KB Accept: %d %v %.200s, want 200 with %s", got.code, got.err, got.body, fw.app.Digest)
 		}
 	})
+	t.Run("56 KB Accept naming no served type", func(t *testing.T) {
+		// faults/app is a docker schema2 manifest, which distribution serves whatever the
+		// Accept header says; either way the header must not come back in the body.
+		got := rawGet(g.Host, manifest, "Accept: "+bigAccept(56<<10, "application/vnd.example.last+json"))
+		served := got.code == http.StatusOK && digestOf(got.body) == fw.app.Digest
+		if got.err != nil || (!served && len(got.body) > 4<<10) {
+			t.Errorf("56 KB Accept without the manifest's type: %d %v, %d-byte body %.300s; want the manifest or a short refusal, not the Accept echoed",
+				got.code, got.err, len(got.body), got.body)
+		}
+	})
 	t.Run("process still serves", func(t *testing.T) {
 		if got := getManifest(t, g, "faults/app", "v1"); got.code != http.StatusOK || got.digest() != fw.app.Digest {
 			t.Errorf("GET faults/app:v1 after the header attacks: %d %s", got.code, got.body)

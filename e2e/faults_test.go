@@ -212,6 +212,8 @@ func faultCases() []faultCase {
 		{name: "registry flipped byte in child manifest", peer: "registry", req: byDigest, want: unavailable, reason: "does not match its digest",
 			fault: f(fault{path: man, kind: flip, after: 20})},
 		{name: "registry down, child manifest", peer: "registry", down: true, req: byDigest, want: unavailable, reason: "connection refused"},
+		{name: "registry slow manifest", peer: "registry", req: byTag, want: unavailable, reason: "no answer within",
+			fault: f(fault{path: man, kind: stall, delay: faultStall})},
 
 		// The upstream registry: tag lists it relays (policy off).
 		{name: "registry down, tag list", peer: "registry", down: true, req: openTagList, want: unavailable},
@@ -237,6 +239,10 @@ func faultCases() []faultCase {
 			fault: f(fault{path: blobs, kind: resetBody, after: 3 << 20, times: 1})},
 		{name: "registry flipped byte in blob", peer: "registry", req: blob, want: abortedOr503, reason: "digest mismatch",
 			fault: f(fault{path: blobs, kind: flip, after: 5 << 20})},
+		{name: "registry flipped byte in blob, Range", peer: "registry", req: blobRange, want: abortedOr503, reason: "digest mismatch",
+			fault: f(fault{path: blobs, kind: flip, after: 1000})},
+		{name: "registry slow blob", peer: "registry", req: blob, want: unavailable, reason: "no response headers within",
+			fault: f(fault{path: blobs, kind: stall, delay: faultStall})},
 		{name: "registry flipped byte in a trickled blob", peer: "registry", req: smallBlob, want: abortedOr503, reason: "digest mismatch",
 			fault: f(fault{path: blobs, kind: flip, after: 600, rate: 3000})},
 		{name: "registry garbage blob", peer: "registry", req: blob, want: abortedOr503, reason: "digest mismatch",
