@@ -51,7 +51,7 @@ func TestWorld(t *testing.T) {
 
 	t.Run("trust data verifies", func(t *testing.T) {
 		c, err := resolver.NewClient(resolver.Config{ServerURL: e.NotaryURL, Pinning: resolver.TrustPinning{
-			Certs: map[string][]string{e.Signed.GUN(): {e.RootKeyIDs[e.Signed.GUN()]}, e.Multi.GUN(): {e.RootKeyIDs[e.Multi.GUN()]}},
+			Certs:       map[string][]string{e.Signed.GUN(): {e.RootKeyIDs[e.Signed.GUN()]}, e.Multi.GUN(): {e.RootKeyIDs[e.Multi.GUN()]}},
 			DisableTOFU: true,
 		}})
 		if err != nil {
