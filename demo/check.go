@@ -31,7 +31,11 @@ func (e *Env) Check(ctx context.Context, gate string, w io.Writer) error {
 	if _, err := name.NewRegistry(gate, name.Insecure); err != nil {
 		return fmt.Errorf("demo: trustgate address %q: %w", gate, err)
 	}
-	opts := []remote.Option{remote.WithContext(ctx), remote.WithTransport(http.DefaultTransport)}
+	// A transport of its own, whose idle connections are closed when the check ends: one left
+	// open would hold up trustgate's graceful shutdown.
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	defer tr.CloseIdleConnections()
+	opts := []remote.Option{remote.WithContext(ctx), remote.WithTransport(tr)}
 	checks := []struct {
 		s   Sample
 		run func() (string, error)

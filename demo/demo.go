@@ -69,7 +69,7 @@ func Start(ctx context.Context) (_ *Env, err error) {
 	e := &Env{RootKeyIDs: map[string]string{}}
 	defer func() {
 		if err != nil {
-			_ = e.Close(context.Background())
+			_ = e.Close()
 		}
 	}()
 	app, err := newRegistry(context.WithoutCancel(ctx))
@@ -198,13 +198,13 @@ func (e *Env) write(ctx context.Context, s *Sample, img v1.Image) (v1.Hash, int6
 	return d, size, err
 }
 
-// Close stops the trust server and the registry, waiting until ctx ends for requests in flight.
-// The registry's memory is released with it.
-func (e *Env) Close(ctx context.Context) error {
+// Close stops the trust server and the registry, closing their connections, and releases the
+// registry's memory. Stop trustgate first.
+func (e *Env) Close() error {
 	var errs []error
 	for _, l := range []*loopback{e.notary, e.registry} {
 		if l != nil {
-			errs = append(errs, l.close(ctx))
+			errs = append(errs, l.close())
 		}
 	}
 	if e.app != nil {

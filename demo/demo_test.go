@@ -27,7 +27,7 @@ func TestWorld(t *testing.T) {
 	closed := false
 	defer func() {
 		if !closed {
-			_ = e.Close(ctx)
+			_ = e.Close()
 		}
 	}()
 
@@ -95,7 +95,7 @@ func TestWorld(t *testing.T) {
 
 	t.Run("close releases the ports", func(t *testing.T) {
 		addrs := []string{e.RegistryHost(), strings.TrimPrefix(e.NotaryURL, "http://")}
-		if err := e.Close(ctx); err != nil {
+		if err := e.Close(); err != nil {
 			t.Fatal(err)
 		}
 		closed = true

@@ -39,10 +39,12 @@ func listenLoopback(h http.Handler) (*loopback, error) {
 
 func (l *loopback) URL() string { return "http://" + l.addr }
 
-// close stops accepting, lets requests in flight finish until ctx ends, and waits for Serve to
-// return.
-func (l *loopback) close(ctx context.Context) error {
-	err := l.srv.Shutdown(ctx)
+// close stops the server at once, closing every connection. By the time the demo closes its
+// registry and trust server, trustgate has stopped and nothing is in flight; waiting for
+// graceful shutdown would instead wait out connections that a client dialled and never used
+// (net/http gives those five seconds).
+func (l *loopback) close() error {
+	err := l.srv.Close()
 	if serr := <-l.done; !errors.Is(serr, http.ErrServerClosed) && err == nil {
 		err = serr
 	}

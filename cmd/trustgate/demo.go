@@ -50,11 +50,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
-	defer func() {
-		closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = env.Close(closeCtx)
-	}()
+	defer env.Close()
 	cfg, err := demoConfig(env, *listen, filepath.Join(dir, "trust"), *logLevel)
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
