@@ -10,7 +10,8 @@ import (
 // for the notary CLI: every demo run has new keys, so the CLI must not reuse trust from an
 // earlier run.
 //
-// Lines that start with "crane " are run exactly as written by the e2e test.
+// Commands and configuration lines are indented by two spaces, titles are not; the e2e test runs
+// the crane, skopeo and notary lines exactly as written.
 func (e *Env) WriteCommands(w io.Writer, gate, notaryDir string) {
 	reg := e.registry.addr
 	ref := func(host string, s Sample) string { return host + "/" + s.Repo + ":" + s.Tag }
