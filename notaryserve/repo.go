@@ -120,13 +120,13 @@ func (r *Repo) Publish(now time.Time) (map[string][]byte, error) {
 	}
 	if files["snapshot.json"], err = sign(r.snapshot, map[string]any{
 		"_type": "Snapshot", "expires": exp(targetsValidity), "version": r.version,
-		"meta": map[string]any{RoleRoot: fileMeta(files["root.json"]), RoleTargets: fileMeta(files["targets.json"])},
+		"meta": map[string]any{RoleRoot: FileMeta(files["root.json"]), RoleTargets: FileMeta(files["targets.json"])},
 	}); err != nil {
 		return nil, err
 	}
 	if files["timestamp.json"], err = sign(r.timestamp, map[string]any{
 		"_type": "Timestamp", "expires": exp(timestampValidity), "version": r.version,
-		"meta": map[string]any{RoleSnapshot: fileMeta(files["snapshot.json"])},
+		"meta": map[string]any{RoleSnapshot: FileMeta(files["snapshot.json"])},
 	}); err != nil {
 		return nil, err
 	}
@@ -166,9 +166,9 @@ func Envelope(signed []byte, sigs []Signature) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// fileMeta is the {"length","hashes"} entry a parent role lists for a file: sha256 and sha512,
+// FileMeta is the {"length","hashes"} entry a parent role lists for a file: sha256 and sha512,
 // base64, as notary writes them.
-func fileMeta(b []byte) map[string]any {
+func FileMeta(b []byte) map[string]any {
 	s256, s512 := sha256.Sum256(b), sha512.Sum512(b)
 	return map[string]any{
 		"length": int64(len(b)),
