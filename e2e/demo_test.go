@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -36,60 +37,71 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// TestDemo is the README's walk-through (issue #11): `trustgate demo` starts offline, its
-// self-check passes, and the crane, skopeo and notary commands it prints work exactly as printed
-// — each run through sh from its printed line. What they must show is taken from the notary
-// v0.7.0 CLI, which verifies the demo's trust data independently of trustgate. SIGINT then stops
-// the demo with exit status 0, its port closed and its temporary directory gone.
-func TestDemo(t *testing.T) {
-	var stdout, stderr lockedBuffer
-	cmd := exec.Command(trustgateBin, "demo", "--listen", "127.0.0.1:0")
-	cmd.Dir = t.TempDir()
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
+// demoRun is a running `trustgate demo` and the addresses it printed.
+type demoRun struct {
+	cmd              *exec.Cmd
+	stdout, stderr   *lockedBuffer
+	exited           chan struct{}
+	waitErr          error
+	out              string // stdout once the commands were printed
+	gate, tmp        string // trustgate's host:port, the demo's temporary directory
+	registry, notary string // the embedded registry's host:port, the trust server's URL
+}
+
+// startDemo starts the built binary's demo on a free port and waits until it has printed the
+// commands to try. At the end of the test, a demo still running is interrupted (and killed if
+// that does not stop it).
+func startDemo(t *testing.T) *demoRun {
+	t.Helper()
+	d := &demoRun{stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, exited: make(chan struct{})}
+	d.cmd = exec.Command(trustgateBin, "demo", "--listen", "127.0.0.1:0")
+	d.cmd.Dir = t.TempDir()
+	d.cmd.Stdout, d.cmd.Stderr = d.stdout, d.stderr
+	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	var waitErr error
-	exited := make(chan struct{})
-	go func() { waitErr = cmd.Wait(); close(exited) }()
+	go func() { d.waitErr = d.cmd.Wait(); close(d.exited) }()
 	t.Cleanup(func() {
 		select {
-		case <-exited:
+		case <-d.exited:
+			return
 		default:
-			_ = cmd.Process.Kill() // only if the test failed before SIGINT
-			<-exited
+		}
+		_ = d.cmd.Process.Signal(os.Interrupt) // lets it remove its temporary directory
+		select {
+		case <-d.exited:
+		case <-time.After(10 * time.Second):
+			_ = d.cmd.Process.Kill()
+			<-d.exited
 		}
 	})
 	deadline := time.After(60 * time.Second)
-	for !strings.Contains(stdout.String(), "Ctrl-C stops the demo.") {
+	for !strings.Contains(d.stdout.String(), "Ctrl-C stops the demo.") {
 		select {
-		case <-exited:
-			t.Fatalf("demo exited early: %v\nstdout:\n%s\nstderr:\n%s", waitErr, &stdout, &stderr)
+		case <-d.exited:
+			t.Fatalf("demo exited early: %v\nstdout:\n%s\nstderr:\n%s", d.waitErr, d.stdout, d.stderr)
 		case <-deadline:
-			t.Fatalf("demo printed no commands:\nstdout:\n%s\nstderr:\n%s", &stdout, &stderr)
+			t.Fatalf("demo printed no commands:\nstdout:\n%s\nstderr:\n%s", d.stdout, d.stderr)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	out := stdout.String()
-	t.Logf("demo output:\n%s", out)
-	if n := strings.Count(out, "\n  ok    demo/"); n != 4 || !strings.Contains(out, "Self-check passed.") {
-		t.Errorf("self-check: %d ok lines; want 4, and 'Self-check passed.'", n)
+	d.out = d.stdout.String()
+	m := regexp.MustCompile(`trustgate on (\S+), trust state in (\S+) \(removed on exit\)`).FindStringSubmatch(d.out)
+	r := regexp.MustCompile(`the embedded registry at (\S+) stands in for docker\.io`).FindStringSubmatch(d.out)
+	n := regexp.MustCompile(`the embedded trust server at (\S+) holds`).FindStringSubmatch(d.out)
+	if m == nil || r == nil || n == nil {
+		t.Fatalf("demo output lacks its addresses:\n%s", d.out)
 	}
-	m := regexp.MustCompile(`trustgate on (\S+), trust state in (\S+) \(removed on exit\)`).FindStringSubmatch(out)
-	if m == nil {
-		t.Fatal("no ready line")
-	}
-	gate, tmp := m[1], filepath.Dir(m[2])
-	m = regexp.MustCompile(`the embedded registry at (\S+) stands in for docker\.io`).FindStringSubmatch(out)
-	n := regexp.MustCompile(`the embedded trust server at (\S+) holds`).FindStringSubmatch(out)
-	if m == nil || n == nil {
-		t.Fatal("no registry or trust server address printed")
-	}
-	registry, notaryURL := m[1], n[1]
+	d.gate, d.tmp, d.registry, d.notary = m[1], filepath.Dir(m[2]), r[1], n[1]
+	return d
+}
 
-	// The truth, from the real notary client.
+// signedDigests asks the notary CLI, which verifies the demo's trust data on its own, what each
+// sample tag is signed to ("demo/hello:signed" → "sha256:…").
+func (d *demoRun) signedDigests(t *testing.T) map[string]string {
+	t.Helper()
 	signed := map[string]string{}
-	cli := peers.NewNotaryCLI(t, notaryURL)
+	cli := peers.NewNotaryCLI(t, d.notary)
 	for _, gun := range []string{"docker.io/demo/hello", "docker.io/demo/multi"} {
 		for _, tg := range cli.List(gun) {
 			signed[strings.TrimPrefix(gun, "docker.io/")+":"+tg.Name] = "sha256:" + tg.SHA256
@@ -98,6 +110,22 @@ func TestDemo(t *testing.T) {
 	if len(signed) != 3 || signed["demo/hello:unsigned"] != "" {
 		t.Fatalf("notary CLI lists %v; want demo/hello:signed, demo/hello:moved, demo/multi:signed", signed)
 	}
+	return signed
+}
+
+// TestDemo is the README's walk-through (issue #11): `trustgate demo` starts offline, its
+// self-check passes, and the crane, skopeo and notary commands it prints work exactly as printed
+// — each run through sh from its printed line. What they must show is taken from the notary
+// v0.7.0 CLI, which verifies the demo's trust data independently of trustgate. SIGINT then stops
+// the demo with exit status 0, its ports closed and its temporary directory gone.
+func TestDemo(t *testing.T) {
+	d := startDemo(t)
+	out, gate, registry, notaryURL := d.out, d.gate, d.registry, d.notary
+	t.Logf("demo output:\n%s", out)
+	if n := strings.Count(out, "\n  ok    demo/"); n != 4 || !strings.Contains(out, "Self-check passed.") {
+		t.Errorf("self-check: %d ok lines; want 4, and 'Self-check passed.'", n)
+	}
+	signed := d.signedDigests(t)
 
 	// Every printed command line that starts with one of these tools.
 	env := append(os.Environ(), "DOCKER_CONFIG="+t.TempDir())
@@ -179,13 +207,13 @@ func TestDemo(t *testing.T) {
 		}
 	}
 
-	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+	if err := d.cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case <-exited:
-		if waitErr != nil {
-			t.Errorf("demo after SIGINT: %v; want exit status 0\nstderr:\n%s", waitErr, &stderr)
+	case <-d.exited:
+		if d.waitErr != nil {
+			t.Errorf("demo after SIGINT: %v; want exit status 0\nstderr:\n%s", d.waitErr, d.stderr)
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("demo did not exit within 30s of SIGINT")
@@ -196,7 +224,61 @@ func TestDemo(t *testing.T) {
 			t.Errorf("%s still accepts connections after the demo exited", addr)
 		}
 	}
-	if _, err := os.Stat(tmp); !os.IsNotExist(err) {
-		t.Errorf("temporary directory %s: %v; want it removed", tmp, err)
+	if _, err := os.Stat(d.tmp); !os.IsNotExist(err) {
+		t.Errorf("temporary directory %s: %v; want it removed", d.tmp, err)
 	}
+}
+
+// TestDemoDaemons pulls from the demo with the real daemons, configured as the demo prints:
+// dockerd with registry-mirrors (and the mirror as an insecure registry), containerd with
+// docker.io's hosts.toml naming trustgate as server and only host. The signed tag arrives at its
+// signed digest; the unsigned one is refused.
+func TestDemoDaemons(t *testing.T) {
+	d := startDemo(t)
+	for _, want := range []string{
+		`{"registry-mirrors": ["http://` + d.gate + `"], "insecure-registries": ["` + d.gate + `"]}`,
+		`server = "http://` + d.gate + `"`,
+		`[host."http://` + d.gate + `"]`,
+		`capabilities = ["pull", "resolve"]`,
+	} {
+		if !strings.Contains(d.out, want) {
+			t.Errorf("demo does not print %s; the daemons below are configured with it", want)
+		}
+	}
+	signed := d.signedDigests(t)
+	ctx := context.Background()
+
+	t.Run("containerd hosts.toml", func(t *testing.T) {
+		c := peers.StartContainerd(t, "http://"+d.gate)
+		if err := c.Pull(ctx, "docker.io/demo/hello:signed"); err != nil {
+			t.Fatalf("ctr pull demo/hello:signed: %v", err)
+		}
+		if got, err := c.ImageDigest(ctx, "docker.io/demo/hello:signed"); err != nil || got != signed["demo/hello:signed"] {
+			t.Errorf("demo/hello:signed is %q, %v; want %s", got, err, signed["demo/hello:signed"])
+		}
+		if err := c.Pull(ctx, "docker.io/demo/hello:unsigned"); err == nil {
+			t.Error("ctr pull demo/hello:unsigned succeeded")
+		}
+		if err := c.Pull(ctx, "docker.io/demo/multi:signed"); err != nil {
+			t.Errorf("ctr pull demo/multi:signed: %v", err)
+		}
+	})
+
+	t.Run("docker registry-mirrors", func(t *testing.T) {
+		dk := peers.StartDockerd(t, "http://"+d.gate)
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("dockerd log tail:\n%s", dk.Log.Tail(30))
+			}
+		})
+		if err := dk.Pull(ctx, "demo/hello:signed"); err != nil {
+			t.Fatalf("docker pull demo/hello:signed: %v", err)
+		}
+		if ds, err := dk.RepoDigests(ctx, "demo/hello:signed"); err != nil || !slices.Contains(ds, "demo/hello@"+signed["demo/hello:signed"]) {
+			t.Errorf("RepoDigests = %v, %v; want demo/hello@%s", ds, err, signed["demo/hello:signed"])
+		}
+		if err := dk.Pull(ctx, "demo/hello:unsigned"); err == nil {
+			t.Error("docker pull demo/hello:unsigned succeeded")
+		}
+	})
 }
