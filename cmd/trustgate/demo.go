@@ -48,6 +48,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 	env, err := demo.Start(ctx)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // Ctrl-C while starting
+		}
 		return fmt.Errorf("demo: %w", err)
 	}
 	defer env.Close()
@@ -72,15 +75,15 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			fmt.Fprintf(stdout, "trustgate demo: ready in %s. trustgate on %s, trust state in %s (removed on exit).\n\n",
 				time.Since(began).Round(time.Millisecond), gate, cfg.TrustDir)
 			fmt.Fprintf(stdout, "Self-check, pulling through trustgate:\n")
-			checkErr = env.Check(ctx, gate, stdout)
-			if checkErr != nil || *checkOnly {
-				if checkErr == nil {
-					fmt.Fprintln(stdout, "\nSelf-check passed.")
-				}
+			if checkErr = env.Check(ctx, gate, stdout); checkErr != nil {
 				cancel()
 				return
 			}
 			fmt.Fprintln(stdout, "\nSelf-check passed.")
+			if *checkOnly {
+				cancel()
+				return
+			}
 			fmt.Fprintln(stdout)
 			env.WriteCommands(stdout, gate, filepath.Join(dir, "notary-cli"))
 			fmt.Fprintln(stdout, "Ctrl-C stops the demo.")
