@@ -1,9 +1,10 @@
 # The two commands (see README):
-#   make run    build and run trustgate with configs/trustgate.yaml (CONFIG=... to choose another)
+#   make run    build and run the offline demo (trustgate demo); with CONFIG=file, run
+#               trustgate serve --config file instead
 #   make test   install the real peers, then run every check and test (unit + real-peer e2e)
 GO       ?= go
 GOBIN    ?= $(shell $(GO) env GOPATH)/bin
-CONFIG   ?= configs/trustgate.yaml
+CONFIG   ?=
 export PATH := $(GOBIN):$(PATH)
 
 .PHONY: run build deps test lint unit oracle fuzz bench clean
@@ -12,7 +13,11 @@ build:
 	$(GO) build -o bin/trustgate ./cmd/trustgate
 
 run: build
+ifeq ($(CONFIG),)
+	./bin/trustgate demo
+else
 	./bin/trustgate serve --config $(CONFIG)
+endif
 
 deps:
 	bash scripts/install-deps.sh

@@ -1,6 +1,7 @@
 // Command trustgate is a registry mirror that serves only content signed with Docker Content
 // Trust. Subcommands:
 //
+//	trustgate demo                  run the mirror in front of an embedded, signed sample registry
 //	trustgate serve   --config F    run the mirror
 //	trustgate resolve --config F R  print the signed digest of image reference R
 //	trustgate version
@@ -42,6 +43,7 @@ func (e exitError) Error() string { return fmt.Sprintf("exit status %d", int(e))
 const usage = `usage: trustgate <command> [flags]
 
 commands:
+  demo     [--listen ADDR] [--check] [--log-level LEVEL]
   serve    --config FILE [--listen ADDR] [--trust-dir DIR] [--trust-ttl DUR] [--log-level LEVEL]
   resolve  --config FILE [--json] IMAGE:TAG
   version
@@ -53,6 +55,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return exitError(2)
 	}
 	switch args[0] {
+	case "demo":
+		return runDemo(ctx, args[1:], stdout, stderr)
 	case "serve":
 		return runServe(ctx, args[1:], stderr)
 	case "resolve":

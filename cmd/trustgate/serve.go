@@ -35,6 +35,13 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	return serve(ctx, cfg, stderr, nil)
+}
+
+// serve runs the mirror cfg describes until ctx ends, logging to stderr. ready, if not nil, is
+// called with the listening address once the mirror accepts connections; it runs on serve's
+// goroutine, so it must not block.
+func serve(ctx context.Context, cfg *Config, stderr io.Writer, ready func(addr net.Addr)) error {
 	log := newLogger(cfg.Log, stderr)
 
 	pol, err := policy.New(cfg.Policy)
@@ -104,6 +111,9 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log.Info("trustgate serving", "addr", ln.Addr().String(), "tls", cfg.TLS.CertFile != "",
 		"upstreams", len(ups), "default_upstream", cfg.DefaultUpstream, "version", version)
+	if ready != nil {
+		ready(ln.Addr())
+	}
 
 	select {
 	case err = <-errc:

@@ -15,14 +15,12 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
-	"encoding/hex"
-	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"testing"
 	"time"
 
-	"github.com/secure-systems-lab/go-securesystemslib/cjson"
+	"github.com/trustgate/trustgate/notaryserve"
 )
 
 // Alg is the key algorithm of a test key.
@@ -159,14 +157,7 @@ func newSigner(t testing.TB, alg Alg) crypto.Signer {
 
 // ID is notary's key ID: hex sha256 of the canonical JSON of the public key with an explicit
 // "private": null. For x509 keys it is computed over the certificate PEM.
-func (k *Key) ID() string {
-	b, err := cjson.EncodeCanonical(k.JSON())
-	if err != nil {
-		panic("tuftest: canonical key: " + err.Error()) // a map of strings cannot fail to encode
-	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
-}
+func (k *Key) ID() string { return notaryserve.KeyID(k.Type, k.Public) }
 
 // JSON is the key as it appears in root "keys" and delegation "keys".
 func (k *Key) JSON() map[string]interface{} {
@@ -238,21 +229,9 @@ func (k *Key) SignASN1(msg []byte) Signature {
 	return Signature{KeyID: k.ID(), Method: "ecdsa", Sig: der}
 }
 
-// Signature is one entry of a metadata file's "signatures".
-type Signature struct {
-	KeyID  string
-	Method string
-	Sig    []byte
-}
-
-// MarshalJSON writes the wire form: {"keyid","method","sig": base64}.
-func (s Signature) MarshalJSON() ([]byte, error) {
-	return json.Marshal(map[string]string{
-		"keyid":  s.KeyID,
-		"method": s.Method,
-		"sig":    base64.StdEncoding.EncodeToString(s.Sig),
-	})
-}
+// Signature is one entry of a metadata file's "signatures"; it marshals to the wire form
+// {"keyid","method","sig": base64}.
+type Signature = notaryserve.Signature
 
 // NewCertKeyFor is NewCertKey for a whole-repository option list, where no testing.TB is at
 // hand yet: it makes a self-signed root certificate valid for ten years from an hour ago and

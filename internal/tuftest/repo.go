@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/secure-systems-lab/go-securesystemslib/cjson"
+
+	"github.com/trustgate/trustgate/notaryserve"
 )
 
 // Base role names.
@@ -431,16 +433,7 @@ func metaEqual(old interface{}, cur map[string]interface{}) bool {
 	return err1 == nil && err2 == nil && bytes.Equal(a, b)
 }
 
-func fileMeta(b []byte) map[string]interface{} {
-	s256, s512 := sha256.Sum256(b), sha512.Sum512(b)
-	return map[string]interface{}{
-		"length": int64(len(b)),
-		"hashes": map[string]interface{}{
-			"sha256": base64.StdEncoding.EncodeToString(s256[:]),
-			"sha512": base64.StdEncoding.EncodeToString(s512[:]),
-		},
-	}
-}
+func fileMeta(b []byte) map[string]interface{} { return notaryserve.FileMeta(b) }
 
 func (r *Repo) sign(name string) {
 	rl := r.roles[name]
@@ -503,20 +496,11 @@ func (r *Repo) sign(name string) {
 // Envelope wraps canonical signed bytes and signatures into notary's file form:
 // {"signed":<bytes as given>,"signatures":[...]}.
 func Envelope(signed []byte, sigs []Signature) []byte {
-	if sigs == nil {
-		sigs = []Signature{}
-	}
-	s, err := json.Marshal(sigs)
+	b, err := notaryserve.Envelope(signed, sigs)
 	if err != nil {
-		panic("tuftest: marshal signatures: " + err.Error())
+		panic("tuftest: " + err.Error())
 	}
-	var b bytes.Buffer
-	b.WriteString(`{"signed":`)
-	b.Write(signed)
-	b.WriteString(`,"signatures":`)
-	b.Write(s)
-	b.WriteString(`}`)
-	return b.Bytes()
+	return b
 }
 
 func expires(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
