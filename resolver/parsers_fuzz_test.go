@@ -91,6 +91,9 @@ func FuzzStoreLoad(f *testing.F) {
 		if err != nil {
 			return
 		}
+		if files == nil || floors == nil {
+			t.Fatalf("load returned a nil map without an error")
+		}
 		if !bytes.Equal(files[roleTimestamp], timestamp) {
 			t.Fatalf("cached timestamp not read back")
 		}

@@ -69,6 +69,9 @@ func (s store) load(gun string) (map[string][]byte, map[string]int, error) {
 		if err := json.Unmarshal(b, &versions); err != nil {
 			return nil, nil, fmt.Errorf("%w: %s: versions.json: %v", ErrInvalid, gun, err)
 		}
+		if versions == nil { // "null" decodes to a nil map; trustgate never writes it
+			return nil, nil, fmt.Errorf("%w: %s: versions.json is not an object", ErrInvalid, gun)
+		}
 	case !errors.Is(err, fs.ErrNotExist):
 		return nil, nil, fmt.Errorf("%w: reading trust state of %s: %v", ErrUnavailable, gun, err)
 	}
