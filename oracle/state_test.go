@@ -150,6 +150,36 @@ func stateCases() []stateCase {
 				s.srv.Set(gun, s.r.Publish())
 				s.expect("v2", "accept", d2)
 			}},
+		{name: "delegation removed, trustgate stopped while forgetting it, then added again at version 1",
+			// The crash leaves the old delegation file (version 3) in the trust_dir after the
+			// verified targets that no longer lists it was written. notary's old builder cannot
+			// load a cached delegation its cached parent does not list, so its floor is 1.
+			run: func(t *testing.T, s *stateRun) {
+				s.r.AddDelegation("targets/releases", []*tuftest.Key{key(t)}, nil, 1)
+				for i := range 3 {
+					s.r.AddTarget("targets/releases", "v2", []byte{byte(i)})
+					s.r.Publish()
+				}
+				s.r.AddTarget("targets", "v1", []byte("one"))
+				s.srv.Set(gun, s.r.Publish())
+				s.expect("v2", "accept", "")
+				cached := filepath.Join(s.gunDir(), "metadata", "targets%2Freleases.json")
+				old, err := os.ReadFile(cached)
+				if err != nil {
+					t.Fatal(err)
+				}
+				s.r.RemoveDelegation("targets/releases")
+				s.srv.Set(gun, s.r.Publish())
+				s.expect("v2", "unsigned", "")
+				if err := os.WriteFile(cached, old, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				s.restartResolver()
+				s.r.AddDelegation("targets/releases", []*tuftest.Key{key(t)}, nil, 1)
+				d2 := s.r.AddTarget("targets/releases", "v2", []byte("re-added"))
+				s.srv.Set(gun, s.r.Publish())
+				s.expect("v2", "accept", d2)
+			}},
 		{name: "delegation removed and added again within one publish",
 			run: func(t *testing.T, s *stateRun) {
 				s.r.AddTarget("targets", "v1", []byte("one"))

@@ -178,6 +178,15 @@ func (c *Client) Update(ctx context.Context, gun string) (*State, error) {
 			g.onDisk[role] = sha256Hex(raw)
 		}
 		g.loaded = true
+		// A forget that was interrupted (see forgetRoles) is finished from what its verified
+		// parent, already on disk, says.
+		if gone := undelegated(g.files, g.versions); len(gone) > 0 {
+			c.log.Info("cached delegation no longer listed by its cached parent, forgetting its version floor",
+				"gun", gun, "roles", gone)
+			if err := c.forgetRoles(g, gone); err != nil {
+				return nil, err
+			}
+		}
 	}
 	now := c.now()
 	// Re-established on every Update, as notary does on every load: the trusted root is
@@ -391,9 +400,9 @@ func (c *Client) fetchChecked(ctx context.Context, g *gunState, role string, met
 	return raw, nil
 }
 
-// forgetRoles drops roles from g and from disk: versions.json first, then the cached files, so an
-// interrupted forget leaves a floor behind (refusing, not accepting) that the next pass
-// forgets again.
+// forgetRoles drops roles from g and from disk: versions.json first, then the cached files. The
+// parent that stopped listing them is already on disk, so a forget interrupted at any point is
+// finished on the next load (undelegated), even if the parent lists the role again by then.
 func (c *Client) forgetRoles(g *gunState, roles []string) error {
 	for _, role := range roles {
 		delete(g.files, role)

@@ -8,6 +8,8 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"maps"
+	"path"
 	"slices"
 	"strings"
 	"time"
@@ -112,6 +114,46 @@ func (p *pass) forgetUndelegated(parent string, tg *targetsSigned) error {
 	p.c.log.Info("delegation no longer listed by its parent, forgetting its version floor",
 		"gun", g.remote.gun, "parent", parent, "roles", gone)
 	return p.c.forgetRoles(g, gone)
+}
+
+// undelegated returns the cached delegations (and everything below them) whose parent, as
+// cached, no longer lists them, or whose parent is a delegation that has neither a cached file
+// nor a floor. Cached files are only ever written once verified, so this is what a verified
+// parent said, the state notary's old builder reads its floors from: it cannot load a cached
+// delegation its cached parent does not list. A parent whose file is missing or does not parse
+// decides nothing, and its children keep their floors.
+func undelegated(files map[string][]byte, versions map[string]int) []string {
+	known := map[string]bool{}
+	for role := range versions {
+		known[role] = true
+	}
+	for role := range files {
+		known[role] = true
+	}
+	roles := slices.Sorted(maps.Keys(known)) // a parent sorts before its children
+	gone := map[string]bool{}
+	var out []string
+	for _, role := range roles {
+		if !isDelegation(role) {
+			continue
+		}
+		parent := path.Dir(role)
+		drop := gone[parent] || (parent != roleTargets && !known[parent])
+		if !drop {
+			if raw, ok := files[parent]; ok {
+				if env, err := parseEnvelope(raw); err == nil {
+					if tg, err := parseTargets(env, parent); err == nil {
+						drop = !slices.ContainsFunc(tg.Delegations.Roles, func(d delegationRole) bool { return d.Name == role })
+					}
+				}
+			}
+		}
+		if drop {
+			gone[role] = true
+			out = append(out, role)
+		}
+	}
+	return out
 }
 
 // updatePass verifies the current trust data, committing each role as it verifies.

@@ -1,0 +1,126 @@
+package resolver_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/trustgate/trustgate/internal/tuftest"
+	"github.com/trustgate/trustgate/resolver"
+)
+
+// The crash suite stops trustgate between two writes of one update (by restoring what the
+// trust_dir held before the writes that did not happen) and restarts it from the trust_dir.
+// What is on disk after any prefix of the writes must neither lose a floor nor keep one that a
+// verified parent has already dropped.
+
+// snapshotDir copies every regular file under dir (relative path → bytes).
+func snapshotDir(t *testing.T, dir string) map[string][]byte {
+	t.Helper()
+	out := map[string][]byte{}
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		out[rel] = b
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func restoreFile(t *testing.T, dir, rel string, b []byte) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, rel), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestInterruptedForget: a verified targets stops listing targets/releases, and trustgate stops
+// while it forgets the delegation (after targets.json is written, before the delegation's
+// floor and file are both gone). The publisher then adds the delegation again at version 1.
+// notary accepts it (its cache's targets.json no longer lists the old file, so that file sets
+// no floor); trustgate must too, instead of refusing every tag as a rollback forever.
+func TestInterruptedForget(t *testing.T) {
+	releases := filepath.Join("tuf", "example.com%2Fteam%2Fapp", "metadata", "targets%2Freleases.json")
+	versions := filepath.Join("tuf", "example.com%2Fteam%2Fapp", "versions.json")
+	for _, tc := range []struct {
+		name    string
+		restore []string // files of the trust_dir put back as they were before the forgetting update
+	}{
+		{name: "stopped after targets.json was written", restore: []string{versions, releases}},
+		{name: "stopped after versions.json was written", restore: []string{releases}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := tuftest.NewRepo(t, advGUN)
+			advBasic(t, r)
+			for i := range 3 {
+				r.AddTarget("targets/releases", "v2", []byte{byte(i)})
+				r.Publish()
+			}
+			srv := tuftest.Serve(t, advGUN, r.Publish())
+			dir := t.TempDir()
+			withDir := func(c *resolver.Config) { c.TrustDir = dir }
+			if _, err := lookup(t, advClient(t, srv.URL, withDir), advGUN, "v2"); err != nil {
+				t.Fatalf("first pull: %v", err)
+			}
+			before := snapshotDir(t, dir)
+
+			r.RemoveDelegation("targets/releases")
+			srv.Set(advGUN, r.Publish())
+			_, err := lookup(t, advClient(t, srv.URL, withDir), advGUN, "v2")
+			wantErr(t, err, resolver.ErrTagNotSigned)
+			for _, rel := range tc.restore {
+				restoreFile(t, dir, rel, before[rel])
+			}
+
+			r.AddDelegation("targets/releases", []*tuftest.Key{advKey(t)}, nil, 1)
+			want := r.AddTarget("targets/releases", "v2", []byte("re-added"))
+			srv.Set(advGUN, r.Publish())
+			c := advClient(t, srv.URL, withDir)
+			got, err := lookup(t, c, advGUN, "v2")
+			if err != nil || got.Digest.String() != want {
+				t.Fatalf("re-added delegation after an interrupted forget: %+v, %v; want %s", got, err, want)
+			}
+			if v := readVersions(t, dir)["targets/releases"]; v != 1 {
+				t.Errorf("versions.json targets/releases = %d, want 1", v)
+			}
+		})
+	}
+}
+
+// TestInterruptedForgetKeepsListedFloors: the load-time check that drops what a cached parent
+// no longer lists must keep everything a cached parent does list, and every top-level role.
+func TestInterruptedForgetKeepsListedFloors(t *testing.T) {
+	r := tuftest.NewRepo(t, advGUN)
+	advBasic(t, r)
+	r.AddDelegation("targets/releases/rc", []*tuftest.Key{advKey(t)}, nil, 1)
+	r.SetVersion("targets/releases/rc", 4)
+	r.AddTarget("targets/releases/rc", "rc", []byte("rc"))
+	for i := range 3 {
+		r.AddTarget("targets/releases", "v2", []byte{byte(i)})
+		r.Publish()
+	}
+	srv := tuftest.Serve(t, advGUN, r.Publish())
+	dir := t.TempDir()
+	withDir := func(c *resolver.Config) { c.TrustDir = dir }
+	if _, err := lookup(t, advClient(t, srv.URL, withDir), advGUN, "v2"); err != nil {
+		t.Fatalf("first pull: %v", err)
+	}
+	r.SetVersion("targets/releases/rc", 3)
+	r.AddTarget("targets/releases/rc", "rc", []byte("rolled back"))
+	srv.Set(advGUN, r.Publish())
+	_, err := lookup(t, advClient(t, srv.URL, withDir), advGUN, "v2")
+	wantErr(t, err, resolver.ErrRollback)
+	if !strings.Contains(err.Error(), "targets/releases/rc") {
+		t.Errorf("refused for another reason: %v", err)
+	}
+}
