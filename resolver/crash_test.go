@@ -124,3 +124,39 @@ func TestInterruptedForgetKeepsListedFloors(t *testing.T) {
 		t.Errorf("refused for another reason: %v", err)
 	}
 }
+
+// TestStaleVersionsFileLongDelegationName: a delegation name whose escaped form is too long for
+// a file name is stored under a hashed name. Stopped after its file was written and before
+// versions.json, the file must still set the floor on load.
+func TestStaleVersionsFileLongDelegationName(t *testing.T) {
+	long := "targets/" + strings.Repeat("r", 240)
+	r := tuftest.NewRepo(t, advGUN)
+	advBasic(t, r)
+	r.AddDelegation(long, []*tuftest.Key{advKey(t)}, nil, 1)
+	r.SetVersion(long, 3)
+	r.AddTarget(long, "x", []byte("three"))
+	srv := tuftest.Serve(t, advGUN, r.Publish())
+	dir := t.TempDir()
+	withDir := func(c *resolver.Config) { c.TrustDir = dir }
+	if _, err := lookup(t, advClient(t, srv.URL, withDir), advGUN, "v1"); err != nil {
+		t.Fatalf("first pull: %v", err)
+	}
+	before := snapshotDir(t, dir)
+	r.AddTarget(long, "x", []byte("four"))
+	srv.Set(advGUN, r.Publish())
+	if _, err := lookup(t, advClient(t, srv.URL, withDir), advGUN, "v1"); err != nil {
+		t.Fatalf("second pull: %v", err)
+	}
+	if v := readVersions(t, dir)[long]; v != 4 {
+		t.Fatalf("versions.json %s = %d, want 4", long, v)
+	}
+	versions := filepath.Join("tuf", "example.com%2Fteam%2Fapp", "versions.json")
+	restoreFile(t, dir, versions, before[versions])
+
+	// Replay the delegation at version 3 under the newer snapshot and timestamp.
+	r.SetVersion(long, 3)
+	r.AddTarget(long, "x", []byte("three again"))
+	srv.Set(advGUN, r.Publish())
+	_, err := lookup(t, advClient(t, srv.URL, withDir), advGUN, "v1")
+	wantErr(t, err, resolver.ErrRollback)
+}

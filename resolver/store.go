@@ -25,7 +25,9 @@ import (
 //
 // Escaping keeps [A-Za-z0-9._-] and writes every other byte as %XX, so GUNs with '/' and
 // ':' become one flat directory name and no GUN can name another's directory or climb out
-// of TrustDir. A cached root.json is the trust anchor for its GUN (no pin is re-applied to
+// of TrustDir. A name longer than maxName once escaped is stored as sha256-<hex of the name>;
+// load recognises such a role file by the role names versions.json and the cached parents
+// list. A cached root.json is the trust anchor for its GUN (no pin is re-applied to
 // it), exactly like docker's ~/.docker/trust/tuf/<GUN>/metadata/root.json. Writes are
 // atomic: temp file in the same directory, fsync, rename, fsync the directory.
 type store struct {
@@ -33,6 +35,9 @@ type store struct {
 }
 
 const maxName = 200 // stay well below NAME_MAX (255) after escaping
+
+// hashedPrefix starts the name of a GUN or role whose escaped form is longer than maxName.
+const hashedPrefix = "sha256-"
 
 func escapeName(s string) string {
 	var b strings.Builder
@@ -47,7 +52,7 @@ func escapeName(s string) string {
 	out := b.String()
 	if len(out) > maxName || out == "." || out == ".." {
 		sum := sha256.Sum256([]byte(s))
-		return "sha256-" + hex.EncodeToString(sum[:])
+		return hashedPrefix + hex.EncodeToString(sum[:])
 	}
 	return out
 }
@@ -79,25 +84,82 @@ func (s store) load(gun string) (map[string][]byte, map[string]int, error) {
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, fmt.Errorf("%w: reading trust state of %s: %v", ErrUnavailable, gun, err)
 	}
+	read := func(role, file string) error {
+		b, err := os.ReadFile(filepath.Join(dir, "metadata", file))
+		if err != nil {
+			return fmt.Errorf("%w: reading trust state of %s: %v", ErrUnavailable, gun, err)
+		}
+		files[role] = b
+		if v, ok := fileVersion(b); ok && v > versions[role] {
+			versions[role] = v
+		}
+		return nil
+	}
+	hashed := map[string]bool{} // file names of roles too long to escape, see escapeName
 	for _, e := range entries {
 		name, ok := strings.CutSuffix(e.Name(), ".json")
 		if !ok || e.IsDir() {
+			continue
+		}
+		if strings.HasPrefix(name, hashedPrefix) {
+			hashed[name] = true
 			continue
 		}
 		role, ok := unescapeName(name)
 		if !ok || (role != roleRoot && role != roleTimestamp && role != roleSnapshot && role != roleTargets && !isDelegation(role)) {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(dir, "metadata", e.Name()))
-		if err != nil {
-			return nil, nil, fmt.Errorf("%w: reading trust state of %s: %v", ErrUnavailable, gun, err)
+		if err := read(role, e.Name()); err != nil {
+			return nil, nil, err
 		}
-		files[role] = b
-		if v, ok := fileVersion(b); ok && v > versions[role] {
-			versions[role] = v
+	}
+	// A hashed file name cannot be read back, so it is matched against the names that could
+	// have written it: every role in versions.json and every delegation a cached file lists
+	// (a parent is always written before its children). Repeated for nested long names.
+	for found := true; found && len(hashed) > 0; {
+		found = false
+		var names []string
+		for role := range versions {
+			names = append(names, role)
+		}
+		for _, raw := range files {
+			names = append(names, listedDelegations(raw)...)
+		}
+		for _, role := range names {
+			name := escapeName(role)
+			if !hashed[name] || !isDelegation(role) {
+				continue
+			}
+			delete(hashed, name)
+			if err := read(role, name+".json"); err != nil {
+				return nil, nil, err
+			}
+			found = true
 		}
 	}
 	return files, versions, nil
+}
+
+// listedDelegations returns the delegation names a cached targets file lists (none if it is
+// not one).
+func listedDelegations(raw []byte) []string {
+	var f struct {
+		Signed struct {
+			Delegations struct {
+				Roles []struct {
+					Name string `json:"name"`
+				} `json:"roles"`
+			} `json:"delegations"`
+		} `json:"signed"`
+	}
+	if json.Unmarshal(raw, &f) != nil {
+		return nil
+	}
+	var names []string
+	for _, d := range f.Signed.Delegations.Roles {
+		names = append(names, d.Name)
+	}
+	return names
 }
 
 // fileVersion reads signed.version of a cached metadata file. Only what trustgate itself
