@@ -180,6 +180,36 @@ func stateCases() []stateCase {
 				s.srv.Set(gun, s.r.Publish())
 				s.expect("v2", "accept", d2)
 			}},
+		fastForward(tuftest.Timestamp),
+		fastForward(tuftest.Snapshot),
+		fastForward(tuftest.Targets),
+		fastForward("targets/releases"),
+		{name: "targets key rotated, the new targets withheld once, then an older delegation replayed (stricter than notary)",
+			// The failed update leaves the new root trusted and the old targets cached, which
+			// then sets no floor. notary's old builder then loads no delegation either, so it
+			// accepts targets/releases at a lower version; trustgate keeps the delegation's floor
+			// (documented in docs/trust.md).
+			run: func(t *testing.T, s *stateRun) {
+				s.r.AddTarget("targets", "v1", []byte("one"))
+				s.r.AddDelegation("targets/releases", []*tuftest.Key{key(t)}, nil, 1)
+				s.r.SetVersion("targets/releases", 3)
+				s.r.AddTarget("targets/releases", "v2", []byte("three"))
+				s.srv.Set(gun, s.r.Publish())
+				s.expect("v2", "accept", "")
+				s.r.SetKeys(tuftest.Targets, key(t))
+				s.r.AddTarget("targets", "v1", []byte("after rotation"))
+				files := s.r.Publish()
+				s.srv.Set(gun, files)
+				withheld := "targets." + tuftest.SHA256Hex(files["targets.json"]) + ".json"
+				s.srv.Override(gun, withheld, tuftest.Response{Status: 503})
+				s.expect("v2", "fail", "")
+				s.srv.ClearOverride(gun, withheld)
+				s.r.SetVersion("targets/releases", 2)
+				d := s.r.AddTarget("targets/releases", "v2", []byte("rolled back"))
+				s.srv.Set(gun, s.r.Publish())
+				s.restartResolver()
+				s.expectEach("v2", "accept", "fail", d)
+			}},
 		{name: "delegation removed and added again within one publish",
 			run: func(t *testing.T, s *stateRun) {
 				s.r.AddTarget("targets", "v1", []byte("one"))
@@ -294,6 +324,39 @@ func stateCases() []stateCase {
 				s.expect("v1", "fail", "")
 			}},
 	}
+}
+
+// fastForward: whoever held role's key (notary-server holds the timestamp key, often the
+// snapshot key) signed version 1000000; the owners recover by rotating that role's key. Both
+// refuse in the update that follows the rotation and accept in the next one: notary's old
+// builder no longer verifies the cached file under the cached (rotated) root or parent, so the
+// file sets no floor.
+func fastForward(role string) stateCase {
+	return stateCase{name: role + " fast-forwarded, then its key rotated",
+		run: func(t *testing.T, s *stateRun) {
+			s.r.AddTarget("targets", "v1", []byte("one"))
+			s.r.AddDelegation("targets/releases", []*tuftest.Key{key(t)}, nil, 1)
+			d1 := s.r.AddTarget("targets/releases", "v2", []byte("two"))
+			s.srv.Set(gun, s.r.Publish())
+			s.expect("v2", "accept", d1)
+			s.r.SetVersion(role, 1000000)
+			s.srv.Set(gun, s.r.Publish())
+			s.expect("v2", "accept", d1)
+			s.r.SetKeys(role, key(t))
+			s.r.SetVersion(role, 5)
+			// Longer files than the fast-forwarded ones: notary reads its cached copy capped at
+			// the new length, and a longer cached copy would set no floor at all.
+			s.r.AddTarget("targets", "v1", []byte("after recovery"))
+			s.r.AddTarget("targets", "padding", []byte("padding"))
+			s.r.AddDelegation("targets/padding", []*tuftest.Key{key(t)}, nil, 1)
+			s.r.AddTarget("targets/releases", "padding", []byte("padding"))
+			d2 := s.r.AddTarget("targets/releases", "v2", []byte("after recovery"))
+			s.srv.Set(gun, s.r.Publish())
+			s.restartResolver()
+			s.expect("v2", "fail", "")
+			s.restartResolver()
+			s.expect("v2", "accept", d2)
+		}}
 }
 
 // TestDifferentialTrustState runs each scenario twice: with one resolver throughout, and with

@@ -1,6 +1,7 @@
 package resolver
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -63,6 +64,8 @@ type gunState struct {
 	// nextRoot is snapshot.meta.root from the last snapshot that verified: the checksum a
 	// root update fetches by (root.<sha256>.json), as notary's builder remembers it.
 	nextRoot *fileMeta
+	// recheck says a cached file changed (or was loaded) since staleFloors last ran.
+	recheck bool
 	// rootChecked is when root was last validated; a second Update at the same instant
 	// (tests with a frozen clock, or a burst) need not repeat the work.
 	rootChecked time.Time
@@ -177,16 +180,20 @@ func (c *Client) Update(ctx context.Context, gun string) (*State, error) {
 		for role, raw := range files {
 			g.onDisk[role] = sha256Hex(raw)
 		}
-		g.loaded = true
-		// A forget that was interrupted (see forgetRoles) is finished from what its verified
-		// parent, already on disk, says.
-		if gone := undelegated(g.files, g.versions); len(gone) > 0 {
-			c.log.Info("cached delegation no longer listed by its cached parent, forgetting its version floor",
+		g.loaded, g.recheck = true, true
+	}
+	// Floors are what the cached files say under the trust of the last Update, as notary
+	// rebuilds them from its cache on every load: a role whose keys a verified root or parent
+	// has since rotated sets no floor, and a forget that was interrupted is finished.
+	if g.recheck {
+		if gone := staleFloors(g.files, g.versions); len(gone) > 0 {
+			c.log.Info("cached roles no longer signed or listed as the cached root and parents say, forgetting their version floors",
 				"gun", gun, "roles", gone)
 			if err := c.forgetRoles(g, gone); err != nil {
 				return nil, err
 			}
 		}
+		g.recheck = false
 	}
 	now := c.now()
 	// Re-established on every Update, as notary does on every load: the trusted root is
@@ -300,6 +307,9 @@ func (c *Client) acceptRoot(gun string, raw []byte, prev *trustedRoot, now time.
 }
 
 func (c *Client) commitRoot(g *gunState, r *trustedRoot) error {
+	if !bytes.Equal(g.files[roleRoot], r.raw) {
+		g.recheck = true
+	}
 	g.root = r
 	g.files[roleRoot] = r.raw
 	if r.signed.Version > g.versions[roleRoot] {
