@@ -155,6 +155,7 @@ func staleFloors(files map[string][]byte, versions map[string]int) []string {
 			}
 		}
 	}
+	parents := map[string]*targetsSigned{} // parsed cached parents; nil: missing or unparseable
 	for _, role := range slices.Sorted(maps.Keys(known)) { // a parent sorts before its children
 		if !isDelegation(role) {
 			continue
@@ -164,12 +165,14 @@ func staleFloors(files map[string][]byte, versions map[string]int) []string {
 			gone[role] = true
 			continue
 		}
-		env, err := parseEnvelope(files[parent])
-		if err != nil {
-			continue
+		tg, ok := parents[parent]
+		if !ok {
+			if env, err := parseEnvelope(files[parent]); err == nil {
+				tg, _ = parseTargets(env, parent)
+			}
+			parents[parent] = tg
 		}
-		tg, err := parseTargets(env, parent)
-		if err != nil {
+		if tg == nil {
 			continue
 		}
 		i := slices.IndexFunc(tg.Delegations.Roles, func(d delegationRole) bool { return d.Name == role })
