@@ -155,8 +155,10 @@ func staleFloors(files map[string][]byte, versions map[string]int) []string {
 			}
 		}
 	}
-	parents := map[string]*targetsSigned{} // parsed cached parents; nil: missing or unparseable
-	for _, role := range slices.Sorted(maps.Keys(known)) { // a parent sorts before its children
+	// parents holds each cached parent parsed once; nil: missing or unparseable. A parent sorts
+	// before its children.
+	parents := map[string]*targetsSigned{}
+	for _, role := range slices.Sorted(maps.Keys(known)) {
 		if !isDelegation(role) {
 			continue
 		}
