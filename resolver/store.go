@@ -25,7 +25,8 @@ import (
 //
 // Escaping keeps [A-Za-z0-9._-] and writes every other byte as %XX, so GUNs with '/' and
 // ':' become one flat directory name and no GUN can name another's directory or climb out
-// of TrustDir. A name longer than maxName once escaped is stored as sha256-<hex of the name>;
+// of TrustDir. A name longer than maxName once escaped, a dot name, or one that would read
+// like a hashed name, is stored as sha256-<hex of the name>;
 // load recognises such a role file by the role names versions.json and the cached parents
 // list. A cached root.json is the trust anchor for its GUN (no pin is re-applied to
 // it), exactly like docker's ~/.docker/trust/tuf/<GUN>/metadata/root.json. Writes are
@@ -50,11 +51,22 @@ func escapeName(s string) string {
 		}
 	}
 	out := b.String()
-	if len(out) > maxName || out == "." || out == ".." {
+	if len(out) > maxName || out == "." || out == ".." || looksHashed(out) {
 		sum := sha256.Sum256([]byte(s))
 		return hashedPrefix + hex.EncodeToString(sum[:])
 	}
 	return out
+}
+
+// looksHashed reports whether an escaped name has the form escapeName gives a hashed one; such
+// a name is hashed itself, so that it cannot share a trust-dir entry with the name it imitates.
+func looksHashed(s string) bool {
+	h, ok := strings.CutPrefix(s, hashedPrefix)
+	if !ok || len(h) != 2*sha256.Size {
+		return false
+	}
+	_, err := hex.DecodeString(h)
+	return err == nil && strings.ToLower(h) == h
 }
 
 func (s store) gunDir(gun string) string {
