@@ -4,7 +4,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/trustgate/trustgate/internal/tuftest"
 	"github.com/trustgate/trustgate/resolver"
@@ -159,4 +161,61 @@ func TestStaleVersionsFileLongDelegationName(t *testing.T) {
 	srv.Set(advGUN, r.Publish())
 	_, err := lookup(t, advClient(t, srv.URL, withDir), advGUN, "v1")
 	wantErr(t, err, resolver.ErrRollback)
+}
+
+// TestOddFilesInTrustDir: trustgate only ever writes regular files into the trust_dir, by
+// atomic rename. Anything else where a role's file or versions.json belongs (a symlink to a
+// device that never ends, a FIFO that blocks on open, a directory) must make the Update fail
+// closed, quickly and within bounded memory, never hang it or start a new TOFU.
+func TestOddFilesInTrustDir(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		file string // relative to the GUN's directory
+		make func(t *testing.T, p string)
+	}{
+		{name: "timestamp.json is a symlink to /dev/zero", file: "metadata/timestamp.json",
+			make: func(t *testing.T, p string) { mustDo(t, os.Symlink("/dev/zero", p)) }},
+		{name: "root.json is a FIFO", file: "metadata/root.json",
+			make: func(t *testing.T, p string) { mustDo(t, syscall.Mkfifo(p, 0o600)) }},
+		{name: "versions.json is a FIFO", file: "versions.json",
+			make: func(t *testing.T, p string) { mustDo(t, syscall.Mkfifo(p, 0o600)) }},
+		{name: "targets.json is a directory", file: "metadata/targets.json",
+			make: func(t *testing.T, p string) { mustDo(t, os.Mkdir(p, 0o700)) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := tuftest.NewRepo(t, advGUN)
+			advBasic(t, r)
+			srv := tuftest.Serve(t, advGUN, r.Publish())
+			dir := t.TempDir()
+			withDir := func(c *resolver.Config) { c.TrustDir = dir }
+			if _, err := lookup(t, advClient(t, srv.URL, withDir), advGUN, "v1"); err != nil {
+				t.Fatalf("first pull: %v", err)
+			}
+			p := filepath.Join(gunDir(dir), filepath.FromSlash(tc.file))
+			mustDo(t, os.Remove(p))
+			tc.make(t, p)
+			srv.ResetRequests()
+			done := make(chan error, 1)
+			go func() {
+				_, err := lookup(t, advClient(t, srv.URL, withDir), advGUN, "v1")
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				wantErr(t, err, resolver.ErrInvalid)
+			case <-time.After(10 * time.Second):
+				t.Fatal("Update did not return within 10s")
+			}
+			if n := srv.Count(advGUN + "/root.json"); n != 0 {
+				t.Errorf("root.json fetched %d times: trust on first use again", n)
+			}
+		})
+	}
+}
+
+func mustDo(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -80,8 +81,10 @@ func (s store) load(gun string) (map[string][]byte, map[string]int, error) {
 		return files, versions, nil
 	}
 	dir := s.gunDir(gun)
-	b, err := os.ReadFile(filepath.Join(dir, "versions.json"))
+	b, err := readRegular(filepath.Join(dir, "versions.json"))
 	switch {
+	case errors.Is(err, errOddFile):
+		return nil, nil, fmt.Errorf("%w: trust state of %s: %v", ErrInvalid, gun, err)
 	case err == nil:
 		if err := json.Unmarshal(b, &versions); err != nil {
 			return nil, nil, fmt.Errorf("%w: %s: versions.json: %v", ErrInvalid, gun, err)
@@ -97,7 +100,10 @@ func (s store) load(gun string) (map[string][]byte, map[string]int, error) {
 		return nil, nil, fmt.Errorf("%w: reading trust state of %s: %v", ErrUnavailable, gun, err)
 	}
 	read := func(role, file string) error {
-		b, err := os.ReadFile(filepath.Join(dir, "metadata", file))
+		b, err := readRegular(filepath.Join(dir, "metadata", file))
+		if errors.Is(err, errOddFile) {
+			return fmt.Errorf("%w: trust state of %s: %v", ErrInvalid, gun, err)
+		}
 		if err != nil {
 			return fmt.Errorf("%w: reading trust state of %s: %v", ErrUnavailable, gun, err)
 		}
@@ -110,7 +116,7 @@ func (s store) load(gun string) (map[string][]byte, map[string]int, error) {
 	hashed := map[string]bool{} // file names of roles too long to escape, see escapeName
 	for _, e := range entries {
 		name, ok := strings.CutSuffix(e.Name(), ".json")
-		if !ok || e.IsDir() {
+		if !ok {
 			continue
 		}
 		if strings.HasPrefix(name, hashedPrefix) {
@@ -150,6 +156,36 @@ func (s store) load(gun string) (map[string][]byte, map[string]int, error) {
 		}
 	}
 	return files, versions, nil
+}
+
+// errOddFile marks a trust-dir entry that trustgate did not write: it only ever renames
+// regular files of verified metadata into place.
+var errOddFile = errors.New("not a file trustgate wrote")
+
+// readRegular reads a file of the trust dir: a regular file (not followed through a symlink,
+// never a FIFO or device that could block or never end) of at most maxDownloadSize bytes, the
+// most any verified metadata can be.
+func readRegular(name string) ([]byte, error) {
+	fi, err := os.Lstat(name)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: %w: mode %s", name, errOddFile, fi.Mode())
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxDownloadSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxDownloadSize {
+		return nil, fmt.Errorf("%s: %w: larger than %d bytes", name, errOddFile, maxDownloadSize)
+	}
+	return b, nil
 }
 
 // listedDelegations returns the delegation names a cached targets file lists (none if it is
