@@ -84,7 +84,7 @@ func FuzzStoreLoad(f *testing.F) {
 	f.Add([]byte(``), []byte(`not json`))
 	f.Fuzz(func(t *testing.T, versions, timestamp []byte) {
 		s := store{dir: t.TempDir()}
-		if err := writeAtomic(s.gunDir("g"), "versions.json", versions); err != nil {
+		if err := s.writeAtomic(s.gunDir("g"), "versions.json", versions); err != nil {
 			t.Fatal(err)
 		}
 		if err := s.saveFile("g", roleTimestamp, timestamp); err != nil {

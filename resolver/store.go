@@ -31,9 +31,11 @@ import (
 // load recognises such a role file by the role names versions.json and the cached parents
 // list. A cached root.json is the trust anchor for its GUN (no pin is re-applied to
 // it), exactly like docker's ~/.docker/trust/tuf/<GUN>/metadata/root.json. Writes are
-// atomic: temp file in the same directory, fsync, rename, fsync the directory.
+// atomic: temp file in the same directory, fsync, rename, fsync the directory (and the parent
+// of every directory created on the way).
 type store struct {
-	dir string // "" = keep nothing on disk
+	dir  string                 // "" = keep nothing on disk
+	sync func(dir string) error // makes a directory's entries durable; nil = fsync
 }
 
 const maxName = 200 // stay well below NAME_MAX (255) after escaping
@@ -250,7 +252,7 @@ func (s store) saveFile(gun, role string, raw []byte) error {
 	if s.dir == "" {
 		return nil
 	}
-	return writeAtomic(filepath.Join(s.gunDir(gun), "metadata"), escapeName(role)+".json", raw)
+	return s.writeAtomic(filepath.Join(s.gunDir(gun), "metadata"), escapeName(role)+".json", raw)
 }
 
 // removeFile deletes one role's cached metadata; a file already gone is not an error.
@@ -273,11 +275,14 @@ func (s store) saveVersions(gun string, versions map[string]int) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(s.gunDir(gun), "versions.json", b)
+	return s.writeAtomic(s.gunDir(gun), "versions.json", b)
 }
 
-func writeAtomic(dir, name string, data []byte) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+// writeAtomic puts data at dir/name by a synced temporary file renamed into place, then syncs
+// dir; directories it has to create are synced into their parents, up to and including the
+// trust dir.
+func (s store) writeAtomic(dir, name string, data []byte) error {
+	if err := s.mkdirAll(dir); err != nil {
 		return err
 	}
 	f, err := os.CreateTemp(dir, ".tmp-"+name+"-*")
@@ -299,6 +304,36 @@ func writeAtomic(dir, name string, data []byte) error {
 	}
 	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
 		return err
+	}
+	return s.syncDir(dir)
+}
+
+// mkdirAll creates dir and syncs the parent of every directory it creates.
+func (s store) mkdirAll(dir string) error {
+	var created []string
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil || !errors.Is(err, fs.ErrNotExist) || filepath.Dir(d) == d {
+			break
+		}
+		created = append(created, d)
+	}
+	if len(created) == 0 {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	for i := len(created) - 1; i >= 0; i-- {
+		if err := s.syncDir(filepath.Dir(created[i])); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s store) syncDir(dir string) error {
+	if s.sync != nil {
+		return s.sync(dir)
 	}
 	d, err := os.Open(dir)
 	if err != nil {
