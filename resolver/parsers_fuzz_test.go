@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+
+	"github.com/trustgate/trustgate/internal/tuftest"
 )
 
 // FuzzParseChallenge: a trust server's WWW-Authenticate header is attacker-controlled input.
@@ -102,6 +104,37 @@ func FuzzStoreLoad(f *testing.F) {
 		}
 		if v, ok := fileVersion(timestamp); ok && floors[roleTimestamp] < v {
 			t.Fatalf("floor %d below the cached file's version %d", floors[roleTimestamp], v)
+		}
+	})
+}
+
+// FuzzStaleFloors: staleFloors reads the cached root, targets and delegation files to decide
+// which floors no longer hold. Whatever they contain it must not panic, never drop the root, and
+// never drop a role it was not given; a cached file that does not parse drops nothing of its
+// own.
+func FuzzStaleFloors(f *testing.F) {
+	r := tuftest.NewRepo(f, "example.com/team/app")
+	r.AddTarget("targets", "v1", []byte("one"))
+	r.AddDelegation("targets/releases", []*tuftest.Key{tuftest.NewKey(f, tuftest.ECDSA)}, nil, 1)
+	r.AddTarget("targets/releases", "v2", []byte("two"))
+	files := r.Publish()
+	f.Add(files["root.json"], files["timestamp.json"], files["targets.json"], files["targets/releases.json"])
+	f.Add(files["root.json"], files["snapshot.json"], []byte(`{"signed":{"_type":"Targets","version":1,"delegations":{"roles":[]}},"signatures":[]}`), files["targets/releases.json"])
+	f.Add([]byte(`{"signed":null}`), []byte(`{}`), []byte(`not json`), []byte(`{"signatures":[{"keyid":"x"}]}`))
+	f.Fuzz(func(t *testing.T, root, timestamp, targets, releases []byte) {
+		in := map[string][]byte{roleRoot: root, roleTimestamp: timestamp, roleTargets: targets, "targets/releases": releases, "targets/releases/rc": releases}
+		versions := map[string]int{"targets/orphan/x": 2}
+		gone := staleFloors(in, versions)
+		for _, role := range gone {
+			if role == roleRoot {
+				t.Fatal("staleFloors dropped the root")
+			}
+			if _, ok := in[role]; !ok && versions[role] == 0 {
+				t.Fatalf("staleFloors dropped %q, which it was not given", role)
+			}
+			if _, err := parseEnvelope(in[role]); err != nil && !isDelegation(role) {
+				t.Fatalf("staleFloors dropped %s, whose cached file does not parse", role)
+			}
 		}
 	})
 }
