@@ -171,8 +171,10 @@ func stateCases() []stateCase {
 				s.r.RemoveDelegation("targets/releases")
 				s.srv.Set(gun, s.r.Publish())
 				s.expect("v2", "unsigned", "")
-				if err := os.WriteFile(cached, old, 0o600); err != nil {
-					t.Fatal(err)
+				if s.restart { // a crash: the file the forget did not remove yet is back on disk
+					if err := os.WriteFile(cached, old, 0o600); err != nil {
+						t.Fatal(err)
+					}
 				}
 				s.restartResolver()
 				s.r.AddDelegation("targets/releases", []*tuftest.Key{key(t)}, nil, 1)

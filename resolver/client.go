@@ -441,6 +441,14 @@ func (c *Client) persist(g *gunState, roles []string) error {
 		if g.onDisk[role] == sum {
 			continue
 		}
+		// Another process sharing the trust_dir (trustgate resolve beside serve) may have
+		// verified a newer version since this one loaded: never replace it with an older one.
+		ours, _ := fileVersion(raw)
+		if theirs, ok := c.store.fileVersion(gun, role); ok && theirs > ours {
+			g.versions[role] = max(g.versions[role], theirs)
+			return fmt.Errorf("%w: %s %s: version %d is lower than %d, which another trustgate verified into %s",
+				ErrRollback, gun, role, ours, theirs, c.store.dir)
+		}
 		if err := c.store.saveFile(gun, role, raw); err != nil {
 			return fmt.Errorf("%w: persisting %s of %s: %v", ErrUnavailable, role, gun, err)
 		}

@@ -219,3 +219,35 @@ func mustDo(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// TestSharedTrustDirNeverLowersAFile: `trustgate resolve` uses the trust_dir of a running
+// `trustgate serve`, so two resolvers can write one repository's state. One that loaded the
+// state before the other verified a newer publish must not overwrite the newer file with an
+// older one it is shown (its own floor allows it): after a restart the floor would be the older
+// version, and the file between the two could be replayed.
+func TestSharedTrustDirNeverLowersAFile(t *testing.T) {
+	r := tuftest.NewRepo(t, advGUN)
+	advBasic(t, r)
+	srv := tuftest.Serve(t, advGUN, r.Publish())
+	dir := t.TempDir()
+	withDir := func(c *resolver.Config) { c.TrustDir = dir }
+	serve, resolve := advClient(t, srv.URL, withDir), advClient(t, srv.URL, withDir)
+	for _, c := range []*resolver.Client{serve, resolve} {
+		if _, err := lookup(t, c, advGUN, "v1"); err != nil {
+			t.Fatalf("first pull: %v", err)
+		}
+	}
+	r.AddTarget("targets", "v1", []byte("six"))
+	six := r.Publish()
+	r.AddTarget("targets", "v1", []byte("seven"))
+	srv.Set(advGUN, r.Publish())
+	if _, err := lookup(t, serve, advGUN, "v1"); err != nil {
+		t.Fatalf("serve pulls the newest: %v", err)
+	}
+	srv.Set(advGUN, six)
+	_, err := lookup(t, resolve, advGUN, "v1")
+	wantErr(t, err, resolver.ErrRollback)
+
+	_, err = lookup(t, advClient(t, srv.URL, withDir), advGUN, "v1")
+	wantErr(t, err, resolver.ErrRollback)
+}

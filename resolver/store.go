@@ -255,6 +255,18 @@ func (s store) saveFile(gun, role string, raw []byte) error {
 	return s.writeAtomic(filepath.Join(s.gunDir(gun), "metadata"), escapeName(role)+".json", raw)
 }
 
+// fileVersion returns the version in the cached file of role, if there is one that parses.
+func (s store) fileVersion(gun, role string) (int, bool) {
+	if s.dir == "" {
+		return 0, false
+	}
+	b, err := readRegular(filepath.Join(s.gunDir(gun), "metadata", escapeName(role)+".json"))
+	if err != nil {
+		return 0, false
+	}
+	return fileVersion(b)
+}
+
 // removeFile deletes one role's cached metadata; a file already gone is not an error.
 func (s store) removeFile(gun, role string) error {
 	if s.dir == "" {
