@@ -48,13 +48,30 @@ type Client struct {
 	log       *slog.Logger
 	store     store
 
-	mu   sync.Mutex
-	guns map[string]*gunState
+	mu      sync.Mutex
+	guns    map[string]*gunState
+	tick    uint64 // Update starts, for gunState.used
+	maxIdle int    // maxIdleRepositories, or a test's
 }
 
-// gunState is everything known about one GUN; mu serialises its Updates.
+// maxIdleRepositories is how many repositories' verified state a Client with a trust dir keeps in
+// memory while no Update uses it; the rest is read back from the trust dir when next needed.
+const maxIdleRepositories = 1024
+
+// gunState is everything known about one GUN; lock serialises its Updates.
 type gunState struct {
-	lock     chan struct{} // a mutex that a cancelled context can stop waiting for
+	lock chan struct{} // a mutex that a cancelled context can stop waiting for
+
+	// Guarded by Client.mu, for release: refs counts the Updates holding or waiting for lock
+	// (a state is only dropped at 0, so one GUN never has two states at once), used orders
+	// their starts, and trusted and keep say whether the last Update ended with a trusted
+	// root and with a floor only in memory (such a state is never dropped).
+	refs          int
+	used          uint64
+	trusted, keep bool
+
+	// Guarded by lock.
+	unsaved  bool // the last persist failed: some floor is only in memory
 	loaded   bool
 	remote   *remote
 	root     *trustedRoot
@@ -87,6 +104,7 @@ func NewClient(cfg Config) (*Client, error) {
 		log:       cfg.Logger,
 		store:     store{dir: cfg.TrustDir},
 		guns:      map[string]*gunState{},
+		maxIdle:   maxIdleRepositories,
 	}
 	if c.creds, err = credscope.New(cfg.ServerURL, cfg.TokenRealms); err != nil {
 		return nil, fmt.Errorf("resolver: %w", err)
@@ -114,7 +132,8 @@ func NewClient(cfg Config) (*Client, error) {
 	return c, nil
 }
 
-func (c *Client) gunState(gun string) *gunState {
+// acquire returns gun's state, counted as used until release.
+func (c *Client) acquire(gun string) *gunState {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	g, ok := c.guns[gun]
@@ -134,16 +153,46 @@ func (c *Client) gunState(gun string) *gunState {
 		}}
 		c.guns[gun] = g
 	}
+	c.tick++
+	g.refs, g.used = g.refs+1, c.tick
 	return g
 }
 
-// forget drops the state of a GUN that never got a trusted root, so requests for arbitrary
-// names (most of them without trust data) cannot grow the map without bound.
-func (c *Client) forget(gun string, g *gunState) {
+// release ends a use of g. Once nothing uses it, the state of a GUN that never got a trusted
+// root is dropped, so requests for arbitrary names (most of them without trust data) cannot
+// grow the map without bound; and with a trust dir, so is the least recently used state beyond
+// maxIdle, whatever a trust server answers for how many names: it is all on disk, floors
+// included, and loaded again when next needed. Memory-only state is never dropped, as its
+// floors live nowhere else.
+// ran says whether this use ran an Update (rather than giving up waiting for its turn), trusted
+// whether that Update ended with a trusted root, and unsaved whether with a floor it could not
+// write.
+func (c *Client) release(gun string, g *gunState, ran, trusted, unsaved bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.guns[gun] == g {
+	if ran {
+		g.trusted, g.keep = trusted, unsaved
+	}
+	if g.refs--; g.refs > 0 {
+		return
+	}
+	if !g.trusted && c.guns[gun] == g {
 		delete(c.guns, gun)
+	}
+	if c.store.dir == "" {
+		return
+	}
+	for len(c.guns) > c.maxIdle {
+		var oldest string
+		for name, s := range c.guns {
+			if s.refs == 0 && !s.keep && (oldest == "" || s.used < c.guns[oldest].used) {
+				oldest = name
+			}
+		}
+		if oldest == "" {
+			return
+		}
+		delete(c.guns, oldest)
 	}
 }
 
@@ -158,18 +207,17 @@ func (c *Client) Update(ctx context.Context, gun string) (*State, error) {
 	if err := validateGUN(gun); err != nil {
 		return nil, err
 	}
-	g := c.gunState(gun)
+	g := c.acquire(gun)
 	select {
 	case g.lock <- struct{}{}:
 	case <-ctx.Done():
+		c.release(gun, g, false, false, false)
 		return nil, fmt.Errorf("%w: %s: %w", ErrUnavailable, gun, ctx.Err())
 	}
 	defer func() {
-		untrusted := g.root == nil
+		trusted, unsaved := g.root != nil, g.unsaved
 		<-g.lock
-		if untrusted {
-			c.forget(gun, g)
-		}
+		c.release(gun, g, true, trusted, unsaved)
 	}()
 	if !g.loaded {
 		files, versions, err := c.store.load(gun)
@@ -434,6 +482,7 @@ func (c *Client) persist(g *gunState, roles []string) error {
 	if c.store.dir == "" {
 		return nil
 	}
+	g.unsaved = true // until versions.json (every floor) is known to be on disk
 	gun := g.remote.gun
 	for _, role := range roles {
 		raw := g.files[role]
@@ -455,12 +504,12 @@ func (c *Client) persist(g *gunState, roles []string) error {
 		g.onDisk[role] = sum
 	}
 	vs := fmt.Sprint(g.versions) // fmt sorts map keys, so this is a stable fingerprint
-	if g.onDisk["\x00versions"] == vs {
-		return nil
+	if g.onDisk["\x00versions"] != vs {
+		if err := c.store.saveVersions(gun, g.versions); err != nil {
+			return fmt.Errorf("%w: persisting versions of %s: %v", ErrUnavailable, gun, err)
+		}
+		g.onDisk["\x00versions"] = vs
 	}
-	if err := c.store.saveVersions(gun, g.versions); err != nil {
-		return fmt.Errorf("%w: persisting versions of %s: %v", ErrUnavailable, gun, err)
-	}
-	g.onDisk["\x00versions"] = vs
+	g.unsaved = false
 	return nil
 }
