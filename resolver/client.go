@@ -460,7 +460,7 @@ func (c *Client) fetchChecked(ctx context.Context, g *gunState, role string, met
 
 // forgetRoles drops roles from g and from disk: versions.json first, then the cached files. The
 // parent that stopped listing them is already on disk, so a forget interrupted at any point is
-// finished on the next load (undelegated), even if the parent lists the role again by then.
+// finished by the next Update (staleFloors), even if the parent lists the role again by then.
 func (c *Client) forgetRoles(g *gunState, roles []string) error {
 	for _, role := range roles {
 		delete(g.files, role)
