@@ -1,6 +1,7 @@
 package resolver
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -47,13 +48,30 @@ type Client struct {
 	log       *slog.Logger
 	store     store
 
-	mu   sync.Mutex
-	guns map[string]*gunState
+	mu      sync.Mutex
+	guns    map[string]*gunState
+	tick    uint64 // Update starts, for gunState.used
+	maxIdle int    // maxIdleRepositories, or a test's
 }
 
-// gunState is everything known about one GUN; mu serialises its Updates.
+// maxIdleRepositories is how many repositories' verified state a Client with a trust dir keeps in
+// memory while no Update uses it; the rest is read back from the trust dir when next needed.
+const maxIdleRepositories = 1024
+
+// gunState is everything known about one GUN; lock serialises its Updates.
 type gunState struct {
-	lock     chan struct{} // a mutex that a cancelled context can stop waiting for
+	lock chan struct{} // a mutex that a cancelled context can stop waiting for
+
+	// Guarded by Client.mu, for release: refs counts the Updates holding or waiting for lock
+	// (a state is only dropped at 0, so one GUN never has two states at once), used orders
+	// their starts, and trusted and keep say whether the last Update ended with a trusted
+	// root and with a floor only in memory (such a state is never dropped).
+	refs          int
+	used          uint64
+	trusted, keep bool
+
+	// Guarded by lock.
+	unsaved  bool // the last persist failed: some floor is only in memory
 	loaded   bool
 	remote   *remote
 	root     *trustedRoot
@@ -63,6 +81,8 @@ type gunState struct {
 	// nextRoot is snapshot.meta.root from the last snapshot that verified: the checksum a
 	// root update fetches by (root.<sha256>.json), as notary's builder remembers it.
 	nextRoot *fileMeta
+	// recheck says a cached file changed (or was loaded) since staleFloors last ran.
+	recheck bool
 	// rootChecked is when root was last validated; a second Update at the same instant
 	// (tests with a frozen clock, or a burst) need not repeat the work.
 	rootChecked time.Time
@@ -84,6 +104,7 @@ func NewClient(cfg Config) (*Client, error) {
 		log:       cfg.Logger,
 		store:     store{dir: cfg.TrustDir},
 		guns:      map[string]*gunState{},
+		maxIdle:   maxIdleRepositories,
 	}
 	if c.creds, err = credscope.New(cfg.ServerURL, cfg.TokenRealms); err != nil {
 		return nil, fmt.Errorf("resolver: %w", err)
@@ -111,7 +132,8 @@ func NewClient(cfg Config) (*Client, error) {
 	return c, nil
 }
 
-func (c *Client) gunState(gun string) *gunState {
+// acquire returns gun's state, counted as used until release.
+func (c *Client) acquire(gun string) *gunState {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	g, ok := c.guns[gun]
@@ -131,16 +153,46 @@ func (c *Client) gunState(gun string) *gunState {
 		}}
 		c.guns[gun] = g
 	}
+	c.tick++
+	g.refs, g.used = g.refs+1, c.tick
 	return g
 }
 
-// forget drops the state of a GUN that never got a trusted root, so requests for arbitrary
-// names (most of them without trust data) cannot grow the map without bound.
-func (c *Client) forget(gun string, g *gunState) {
+// release ends a use of g. Once nothing uses it, the state of a GUN that never got a trusted
+// root is dropped, so requests for arbitrary names (most of them without trust data) cannot
+// grow the map without bound; and with a trust dir, so is the least recently used state beyond
+// maxIdle, whatever a trust server answers for how many names: it is all on disk, floors
+// included, and loaded again when next needed. Memory-only state is never dropped, as its
+// floors live nowhere else.
+// ran says whether this use ran an Update (rather than giving up waiting for its turn), trusted
+// whether that Update ended with a trusted root, and unsaved whether with a floor it could not
+// write.
+func (c *Client) release(gun string, g *gunState, ran, trusted, unsaved bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.guns[gun] == g {
+	if ran {
+		g.trusted, g.keep = trusted, unsaved
+	}
+	if g.refs--; g.refs > 0 {
+		return
+	}
+	if !g.trusted && c.guns[gun] == g {
 		delete(c.guns, gun)
+	}
+	if c.store.dir == "" {
+		return
+	}
+	for len(c.guns) > c.maxIdle {
+		var oldest string
+		for name, s := range c.guns {
+			if s.refs == 0 && !s.keep && (oldest == "" || s.used < c.guns[oldest].used) {
+				oldest = name
+			}
+		}
+		if oldest == "" {
+			return
+		}
+		delete(c.guns, oldest)
 	}
 }
 
@@ -155,18 +207,17 @@ func (c *Client) Update(ctx context.Context, gun string) (*State, error) {
 	if err := validateGUN(gun); err != nil {
 		return nil, err
 	}
-	g := c.gunState(gun)
+	g := c.acquire(gun)
 	select {
 	case g.lock <- struct{}{}:
 	case <-ctx.Done():
+		c.release(gun, g, false, false, false)
 		return nil, fmt.Errorf("%w: %s: %w", ErrUnavailable, gun, ctx.Err())
 	}
 	defer func() {
-		untrusted := g.root == nil
+		trusted, unsaved := g.root != nil, g.unsaved
 		<-g.lock
-		if untrusted {
-			c.forget(gun, g)
-		}
+		c.release(gun, g, true, trusted, unsaved)
 	}()
 	if !g.loaded {
 		files, versions, err := c.store.load(gun)
@@ -177,7 +228,20 @@ func (c *Client) Update(ctx context.Context, gun string) (*State, error) {
 		for role, raw := range files {
 			g.onDisk[role] = sha256Hex(raw)
 		}
-		g.loaded = true
+		g.loaded, g.recheck = true, true
+	}
+	// Floors are what the cached files say under the trust of the last Update, as notary
+	// rebuilds them from its cache on every load: a role whose keys a verified root or parent
+	// has since rotated sets no floor, and a forget that was interrupted is finished.
+	if g.recheck {
+		if gone := staleFloors(g.files, g.versions); len(gone) > 0 {
+			c.log.Info("cached roles no longer signed or listed as the cached root and parents say, forgetting their version floors",
+				"gun", gun, "roles", gone)
+			if err := c.forgetRoles(g, gone); err != nil {
+				return nil, err
+			}
+		}
+		g.recheck = false
 	}
 	now := c.now()
 	// Re-established on every Update, as notary does on every load: the trusted root is
@@ -291,6 +355,9 @@ func (c *Client) acceptRoot(gun string, raw []byte, prev *trustedRoot, now time.
 }
 
 func (c *Client) commitRoot(g *gunState, r *trustedRoot) error {
+	if !bytes.Equal(g.files[roleRoot], r.raw) {
+		g.recheck = true
+	}
 	g.root = r
 	g.files[roleRoot] = r.raw
 	if r.signed.Version > g.versions[roleRoot] {
@@ -391,9 +458,9 @@ func (c *Client) fetchChecked(ctx context.Context, g *gunState, role string, met
 	return raw, nil
 }
 
-// forgetRoles drops roles from g and from disk: versions.json first, then the cached files, so an
-// interrupted forget leaves a floor behind (refusing, not accepting) that the next pass
-// forgets again.
+// forgetRoles drops roles from g and from disk: versions.json first, then the cached files. The
+// parent that stopped listing them is already on disk, so a forget interrupted at any point is
+// finished by the next Update (staleFloors), even if the parent lists the role again by then.
 func (c *Client) forgetRoles(g *gunState, roles []string) error {
 	for _, role := range roles {
 		delete(g.files, role)
@@ -415,6 +482,7 @@ func (c *Client) persist(g *gunState, roles []string) error {
 	if c.store.dir == "" {
 		return nil
 	}
+	g.unsaved = true // until versions.json (every floor) is known to be on disk
 	gun := g.remote.gun
 	for _, role := range roles {
 		raw := g.files[role]
@@ -422,18 +490,26 @@ func (c *Client) persist(g *gunState, roles []string) error {
 		if g.onDisk[role] == sum {
 			continue
 		}
+		// Another process sharing the trust_dir (trustgate resolve beside serve) may have
+		// verified a newer version since this one loaded: never replace it with an older one.
+		ours, _ := fileVersion(raw)
+		if theirs, ok := c.store.fileVersion(gun, role); ok && theirs > ours {
+			g.versions[role] = max(g.versions[role], theirs)
+			return fmt.Errorf("%w: %s %s: version %d is lower than %d, which another trustgate verified into %s",
+				ErrRollback, gun, role, ours, theirs, c.store.dir)
+		}
 		if err := c.store.saveFile(gun, role, raw); err != nil {
 			return fmt.Errorf("%w: persisting %s of %s: %v", ErrUnavailable, role, gun, err)
 		}
 		g.onDisk[role] = sum
 	}
 	vs := fmt.Sprint(g.versions) // fmt sorts map keys, so this is a stable fingerprint
-	if g.onDisk["\x00versions"] == vs {
-		return nil
+	if g.onDisk["\x00versions"] != vs {
+		if err := c.store.saveVersions(gun, g.versions); err != nil {
+			return fmt.Errorf("%w: persisting versions of %s: %v", ErrUnavailable, gun, err)
+		}
+		g.onDisk["\x00versions"] = vs
 	}
-	if err := c.store.saveVersions(gun, g.versions); err != nil {
-		return fmt.Errorf("%w: persisting versions of %s: %v", ErrUnavailable, gun, err)
-	}
-	g.onDisk["\x00versions"] = vs
+	g.unsaved = false
 	return nil
 }

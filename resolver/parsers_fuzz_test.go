@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+
+	"github.com/trustgate/trustgate/internal/tuftest"
 )
 
 // FuzzParseChallenge: a trust server's WWW-Authenticate header is attacker-controlled input.
@@ -42,6 +44,9 @@ func FuzzEscapeName(f *testing.F) {
 			t.Fatalf("escapeName(%q) = %q is not a safe path element", name, e)
 		}
 		if strings.HasPrefix(e, "sha256-") {
+			if looksHashed(e) && escapeName(e) == e {
+				t.Fatalf("escapeName(%q) = %q, and %q escapes to itself: two names share an entry", name, e, e)
+			}
 			return
 		}
 		if back, ok := unescapeName(e); !ok || back != name {
@@ -81,7 +86,7 @@ func FuzzStoreLoad(f *testing.F) {
 	f.Add([]byte(``), []byte(`not json`))
 	f.Fuzz(func(t *testing.T, versions, timestamp []byte) {
 		s := store{dir: t.TempDir()}
-		if err := writeAtomic(s.gunDir("g"), "versions.json", versions); err != nil {
+		if err := s.writeAtomic(s.gunDir("g"), "versions.json", versions); err != nil {
 			t.Fatal(err)
 		}
 		if err := s.saveFile("g", roleTimestamp, timestamp); err != nil {
@@ -91,11 +96,45 @@ func FuzzStoreLoad(f *testing.F) {
 		if err != nil {
 			return
 		}
+		if files == nil || floors == nil {
+			t.Fatalf("load returned a nil map without an error")
+		}
 		if !bytes.Equal(files[roleTimestamp], timestamp) {
 			t.Fatalf("cached timestamp not read back")
 		}
 		if v, ok := fileVersion(timestamp); ok && floors[roleTimestamp] < v {
 			t.Fatalf("floor %d below the cached file's version %d", floors[roleTimestamp], v)
+		}
+	})
+}
+
+// FuzzStaleFloors: staleFloors reads the cached root, targets and delegation files to decide
+// which floors no longer hold. Whatever they contain it must not panic, never drop the root, and
+// never drop a role it was not given; a cached file that does not parse drops nothing of its
+// own.
+func FuzzStaleFloors(f *testing.F) {
+	r := tuftest.NewRepo(f, "example.com/team/app")
+	r.AddTarget("targets", "v1", []byte("one"))
+	r.AddDelegation("targets/releases", []*tuftest.Key{tuftest.NewKey(f, tuftest.ECDSA)}, nil, 1)
+	r.AddTarget("targets/releases", "v2", []byte("two"))
+	files := r.Publish()
+	f.Add(files["root.json"], files["timestamp.json"], files["targets.json"], files["targets/releases.json"])
+	f.Add(files["root.json"], files["snapshot.json"], []byte(`{"signed":{"_type":"Targets","version":1,"delegations":{"roles":[]}},"signatures":[]}`), files["targets/releases.json"])
+	f.Add([]byte(`{"signed":null}`), []byte(`{}`), []byte(`not json`), []byte(`{"signatures":[{"keyid":"x"}]}`))
+	f.Fuzz(func(t *testing.T, root, timestamp, targets, releases []byte) {
+		in := map[string][]byte{roleRoot: root, roleTimestamp: timestamp, roleTargets: targets, "targets/releases": releases, "targets/releases/rc": releases}
+		versions := map[string]int{"targets/orphan/x": 2}
+		gone := staleFloors(in, versions)
+		for _, role := range gone {
+			if role == roleRoot {
+				t.Fatal("staleFloors dropped the root")
+			}
+			if _, ok := in[role]; !ok && versions[role] == 0 {
+				t.Fatalf("staleFloors dropped %q, which it was not given", role)
+			}
+			if _, err := parseEnvelope(in[role]); err != nil && !isDelegation(role) {
+				t.Fatalf("staleFloors dropped %s, whose cached file does not parse", role)
+			}
 		}
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -25,14 +26,22 @@ import (
 //
 // Escaping keeps [A-Za-z0-9._-] and writes every other byte as %XX, so GUNs with '/' and
 // ':' become one flat directory name and no GUN can name another's directory or climb out
-// of TrustDir. A cached root.json is the trust anchor for its GUN (no pin is re-applied to
+// of TrustDir. A name longer than maxName once escaped, a dot name, or one that would read
+// like a hashed name, is stored as sha256-<hex of the name>;
+// load recognises such a role file by the role names versions.json and the cached parents
+// list. A cached root.json is the trust anchor for its GUN (no pin is re-applied to
 // it), exactly like docker's ~/.docker/trust/tuf/<GUN>/metadata/root.json. Writes are
-// atomic: temp file in the same directory, fsync, rename, fsync the directory.
+// atomic: temp file in the same directory, fsync, rename, fsync the directory (and the parent
+// of every directory created on the way).
 type store struct {
-	dir string // "" = keep nothing on disk
+	dir  string                 // "" = keep nothing on disk
+	sync func(dir string) error // makes a directory's entries durable; nil = fsync
 }
 
 const maxName = 200 // stay well below NAME_MAX (255) after escaping
+
+// hashedPrefix starts the name of a GUN or role whose escaped form is longer than maxName.
+const hashedPrefix = "sha256-"
 
 func escapeName(s string) string {
 	var b strings.Builder
@@ -45,11 +54,22 @@ func escapeName(s string) string {
 		}
 	}
 	out := b.String()
-	if len(out) > maxName || out == "." || out == ".." {
+	if len(out) > maxName || out == "." || out == ".." || looksHashed(out) {
 		sum := sha256.Sum256([]byte(s))
-		return "sha256-" + hex.EncodeToString(sum[:])
+		return hashedPrefix + hex.EncodeToString(sum[:])
 	}
 	return out
+}
+
+// looksHashed reports whether an escaped name has the form escapeName gives a hashed one; such
+// a name is hashed itself, so that it cannot share a trust-dir entry with the name it imitates.
+func looksHashed(s string) bool {
+	h, ok := strings.CutPrefix(s, hashedPrefix)
+	if !ok || len(h) != 2*sha256.Size {
+		return false
+	}
+	_, err := hex.DecodeString(h)
+	return err == nil && strings.ToLower(h) == h
 }
 
 func (s store) gunDir(gun string) string {
@@ -63,11 +83,16 @@ func (s store) load(gun string) (map[string][]byte, map[string]int, error) {
 		return files, versions, nil
 	}
 	dir := s.gunDir(gun)
-	b, err := os.ReadFile(filepath.Join(dir, "versions.json"))
+	b, err := readRegular(filepath.Join(dir, "versions.json"))
 	switch {
+	case errors.Is(err, errOddFile):
+		return nil, nil, fmt.Errorf("%w: trust state of %s: %v", ErrInvalid, gun, err)
 	case err == nil:
 		if err := json.Unmarshal(b, &versions); err != nil {
 			return nil, nil, fmt.Errorf("%w: %s: versions.json: %v", ErrInvalid, gun, err)
+		}
+		if versions == nil { // "null" decodes to a nil map; trustgate never writes it
+			return nil, nil, fmt.Errorf("%w: %s: versions.json is not an object", ErrInvalid, gun)
 		}
 	case !errors.Is(err, fs.ErrNotExist):
 		return nil, nil, fmt.Errorf("%w: reading trust state of %s: %v", ErrUnavailable, gun, err)
@@ -76,25 +101,115 @@ func (s store) load(gun string) (map[string][]byte, map[string]int, error) {
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, fmt.Errorf("%w: reading trust state of %s: %v", ErrUnavailable, gun, err)
 	}
+	read := func(role, file string) error {
+		b, err := readRegular(filepath.Join(dir, "metadata", file))
+		if errors.Is(err, errOddFile) {
+			return fmt.Errorf("%w: trust state of %s: %v", ErrInvalid, gun, err)
+		}
+		if err != nil {
+			return fmt.Errorf("%w: reading trust state of %s: %v", ErrUnavailable, gun, err)
+		}
+		files[role] = b
+		if v, ok := fileVersion(b); ok && v > versions[role] {
+			versions[role] = v
+		}
+		return nil
+	}
+	hashed := map[string]bool{} // file names of roles too long to escape, see escapeName
 	for _, e := range entries {
 		name, ok := strings.CutSuffix(e.Name(), ".json")
-		if !ok || e.IsDir() {
+		if !ok {
+			continue
+		}
+		if strings.HasPrefix(name, hashedPrefix) {
+			hashed[name] = true
 			continue
 		}
 		role, ok := unescapeName(name)
 		if !ok || (role != roleRoot && role != roleTimestamp && role != roleSnapshot && role != roleTargets && !isDelegation(role)) {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(dir, "metadata", e.Name()))
-		if err != nil {
-			return nil, nil, fmt.Errorf("%w: reading trust state of %s: %v", ErrUnavailable, gun, err)
+		if err := read(role, e.Name()); err != nil {
+			return nil, nil, err
 		}
-		files[role] = b
-		if v, ok := fileVersion(b); ok && v > versions[role] {
-			versions[role] = v
+	}
+	// A hashed file name cannot be read back, so it is matched against the names that could
+	// have written it: every role in versions.json and every delegation a cached file lists
+	// (a parent is always written before its children). Repeated for nested long names.
+	for found := true; found && len(hashed) > 0; {
+		found = false
+		var names []string
+		for role := range versions {
+			names = append(names, role)
+		}
+		for _, raw := range files {
+			names = append(names, listedDelegations(raw)...)
+		}
+		for _, role := range names {
+			name := escapeName(role)
+			if !hashed[name] || !isDelegation(role) {
+				continue
+			}
+			delete(hashed, name)
+			if err := read(role, name+".json"); err != nil {
+				return nil, nil, err
+			}
+			found = true
 		}
 	}
 	return files, versions, nil
+}
+
+// errOddFile marks a trust-dir entry that trustgate did not write: it only ever renames
+// regular files of verified metadata into place.
+var errOddFile = errors.New("not a file trustgate wrote")
+
+// readRegular reads a file of the trust dir: a regular file (not followed through a symlink,
+// never a FIFO or device that could block or never end) of at most maxDownloadSize bytes, the
+// most any verified metadata can be.
+func readRegular(name string) ([]byte, error) {
+	fi, err := os.Lstat(name)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: %w: mode %s", name, errOddFile, fi.Mode())
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxDownloadSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxDownloadSize {
+		return nil, fmt.Errorf("%s: %w: larger than %d bytes", name, errOddFile, maxDownloadSize)
+	}
+	return b, nil
+}
+
+// listedDelegations returns the delegation names a cached targets file lists (none if it is
+// not one).
+func listedDelegations(raw []byte) []string {
+	var f struct {
+		Signed struct {
+			Delegations struct {
+				Roles []struct {
+					Name string `json:"name"`
+				} `json:"roles"`
+			} `json:"delegations"`
+		} `json:"signed"`
+	}
+	if json.Unmarshal(raw, &f) != nil {
+		return nil
+	}
+	var names []string
+	for _, d := range f.Signed.Delegations.Roles {
+		names = append(names, d.Name)
+	}
+	return names
 }
 
 // fileVersion reads signed.version of a cached metadata file. Only what trustgate itself
@@ -137,7 +252,19 @@ func (s store) saveFile(gun, role string, raw []byte) error {
 	if s.dir == "" {
 		return nil
 	}
-	return writeAtomic(filepath.Join(s.gunDir(gun), "metadata"), escapeName(role)+".json", raw)
+	return s.writeAtomic(filepath.Join(s.gunDir(gun), "metadata"), escapeName(role)+".json", raw)
+}
+
+// fileVersion returns the version in the cached file of role, if there is one that parses.
+func (s store) fileVersion(gun, role string) (int, bool) {
+	if s.dir == "" {
+		return 0, false
+	}
+	b, err := readRegular(filepath.Join(s.gunDir(gun), "metadata", escapeName(role)+".json"))
+	if err != nil {
+		return 0, false
+	}
+	return fileVersion(b)
 }
 
 // removeFile deletes one role's cached metadata; a file already gone is not an error.
@@ -160,11 +287,14 @@ func (s store) saveVersions(gun string, versions map[string]int) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(s.gunDir(gun), "versions.json", b)
+	return s.writeAtomic(s.gunDir(gun), "versions.json", b)
 }
 
-func writeAtomic(dir, name string, data []byte) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+// writeAtomic puts data at dir/name by a synced temporary file renamed into place, then syncs
+// dir; directories it has to create are synced into their parents, up to and including the
+// trust dir.
+func (s store) writeAtomic(dir, name string, data []byte) error {
+	if err := s.mkdirAll(dir); err != nil {
 		return err
 	}
 	f, err := os.CreateTemp(dir, ".tmp-"+name+"-*")
@@ -186,6 +316,36 @@ func writeAtomic(dir, name string, data []byte) error {
 	}
 	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
 		return err
+	}
+	return s.syncDir(dir)
+}
+
+// mkdirAll creates dir and syncs the parent of every directory it creates.
+func (s store) mkdirAll(dir string) error {
+	var created []string
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil || !errors.Is(err, fs.ErrNotExist) || filepath.Dir(d) == d {
+			break
+		}
+		created = append(created, d)
+	}
+	if len(created) == 0 {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	for i := len(created) - 1; i >= 0; i-- {
+		if err := s.syncDir(filepath.Dir(created[i])); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s store) syncDir(dir string) error {
+	if s.sync != nil {
+		return s.sync(dir)
 	}
 	d, err := os.Open(dir)
 	if err != nil {

@@ -1,6 +1,7 @@
 package resolver
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
@@ -8,6 +9,8 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"maps"
+	"path"
 	"slices"
 	"strings"
 	"time"
@@ -70,6 +73,9 @@ func (p *pass) verifyRole(role string, raw []byte, ks keySet, parse func(*envelo
 // persisted before the pass goes on to use it. A failed write fails the pass closed.
 func (p *pass) accept(role string, raw []byte, version int) error {
 	g := p.g
+	if !bytes.Equal(g.files[role], raw) {
+		g.recheck = true
+	}
 	g.files[role] = raw
 	g.versions[role] = max(version, g.versions[role])
 	return p.c.persist(g, []string{role})
@@ -112,6 +118,103 @@ func (p *pass) forgetUndelegated(parent string, tg *targetsSigned) error {
 	p.c.log.Info("delegation no longer listed by its parent, forgetting its version floor",
 		"gun", g.remote.gun, "parent", parent, "roles", gone)
 	return p.c.forgetRoles(g, gone)
+}
+
+// staleFloors returns the cached roles whose floors notary's old builder would no longer load,
+// judged from the cached files alone (each written only once verified):
+//   - a top-level role whose cached file the cached root's keys for it did not sign (its keys
+//     or threshold were rotated, e.g. to recover from a fast-forwarded timestamp);
+//   - a delegation that its cached parent no longer lists (see forgetRoles), or lists under
+//     keys that did not sign its cached file, or whose parent delegation is not cached at all;
+//   - everything below a stale delegation.
+//
+// Unlike notary, whose old builder loads no delegation once it cannot load targets, a stale
+// targets leaves the delegations' floors alone: they are judged by the keys the cached targets
+// lists for them, so an update that fails after a targets key rotation cannot open them to a
+// rollback.
+//
+// "Did not sign" is judged by key IDs, not by verifying signatures: a rotation changes the key
+// IDs, a damaged file does not, and a file that does not parse decides nothing, so damage on
+// disk never drops a floor.
+func staleFloors(files map[string][]byte, versions map[string]int) []string {
+	known := map[string]bool{}
+	for role := range versions {
+		known[role] = true
+	}
+	for role := range files {
+		known[role] = true
+	}
+	gone := map[string]bool{} // top-level roles here do not make their children stale
+	if env, err := parseEnvelope(files[roleRoot]); err == nil {
+		if rs, err := parseRoot(env); err == nil {
+			root := &trustedRoot{signed: rs}
+			for _, role := range []string{roleTimestamp, roleSnapshot, roleTargets} {
+				if raw, ok := files[role]; ok && !signedByKeyIDs(raw, root.keySet(role)) {
+					gone[role] = true
+				}
+			}
+		}
+	}
+	// parents holds each cached parent parsed once; nil: missing or unparseable. A parent sorts
+	// before its children.
+	parents := map[string]*targetsSigned{}
+	for _, role := range slices.Sorted(maps.Keys(known)) {
+		if !isDelegation(role) {
+			continue
+		}
+		parent := path.Dir(role)
+		if parent != roleTargets && (gone[parent] || !known[parent]) {
+			gone[role] = true
+			continue
+		}
+		tg, ok := parents[parent]
+		if !ok {
+			if env, err := parseEnvelope(files[parent]); err == nil {
+				tg, _ = parseTargets(env, parent)
+			}
+			parents[parent] = tg
+		}
+		if tg == nil {
+			continue
+		}
+		i := slices.IndexFunc(tg.Delegations.Roles, func(d delegationRole) bool { return d.Name == role })
+		if i < 0 {
+			gone[role] = true
+			continue
+		}
+		if raw, ok := files[role]; ok {
+			d := tg.Delegations.Roles[i]
+			ks := keySet{name: role, keys: map[string]tufKey{}, threshold: d.Threshold}
+			for _, id := range d.KeyIDs {
+				ks.keys[id] = tg.Delegations.Keys[id]
+			}
+			gone[role] = !signedByKeyIDs(raw, ks)
+		}
+	}
+	var out []string
+	for role, g := range gone {
+		if g && known[role] {
+			out = append(out, role)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// signedByKeyIDs reports whether raw carries signatures by at least a threshold of distinct
+// key IDs of ks, or does not parse (and so cannot be judged).
+func signedByKeyIDs(raw []byte, ks keySet) bool {
+	env, err := parseEnvelope(raw)
+	if err != nil {
+		return true
+	}
+	ids := map[string]bool{}
+	for _, sig := range env.Signatures {
+		if _, ok := ks.keys[sig.KeyID]; ok {
+			ids[sig.KeyID] = true
+		}
+	}
+	return len(ids) >= ks.threshold
 }
 
 // updatePass verifies the current trust data, committing each role as it verifies.

@@ -297,8 +297,9 @@ func (c *Config) validate() error {
 	names := map[string]bool{}
 	for i, u := range c.Upstreams {
 		key := fmt.Sprintf("upstreams[%d]", i)
-		if u.Name == "" || strings.ContainsAny(u.Name, "/ ?#") {
-			bad(key+".name", "%q must be a non-empty registry host name (no '/', space, '?', '#')", u.Name)
+		// The name is also the upstream's directory under trust_dir (wiring.go newResolver).
+		if u.Name == "" || u.Name == "." || u.Name == ".." || strings.ContainsAny(u.Name, "/ ?#") {
+			bad(key+".name", "%q must be a non-empty registry host name (no '/', space, '?', '#', not . or ..)", u.Name)
 		}
 		if names[u.Name] {
 			bad(key+".name", "%q is used by two upstreams", u.Name)

@@ -118,6 +118,10 @@ func TestParseConfigErrorsNameTheKey(t *testing.T) {
 		{"root cap over notary's", base + "trust_limits: {max_metadata_bytes: 1073741824, max_root_bytes: 209715200}\n", "trust_limits.max_root_bytes"},
 		{"no bootstraps", base + "trust_limits: {max_concurrent_bootstraps: 0}\n", "trust_limits.max_concurrent_bootstraps"},
 		{"notary token realm not a URL", strings.Replace(base, `["https://auth.example.com:5001"]`, "[auth.example.com]", 1), "upstreams[0].notary.token_realms"},
+		// An upstream's trust state lives in trust_dir/<name>: ".." would be outside trust_dir,
+		// "." would be trust_dir itself.
+		{"upstream name ..", strings.Replace(strings.Replace(base, "name: docker.io", "name: ..", 1), "default_upstream: docker.io", "default_upstream: ..", 1), "upstreams[0].name"},
+		{"upstream name .", strings.Replace(strings.Replace(base, "name: docker.io", "name: .", 1), "default_upstream: docker.io", "default_upstream: .", 1), "upstreams[0].name"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
