@@ -42,12 +42,15 @@ func (s *Server) handleBlob(w http.ResponseWriter, r *http.Request) {
 	case v.err != nil:
 		writeError(w, r, v.err)
 	case r.Method == http.MethodHead:
-		if err := s.headBlob(w, r, ref, d); err != nil {
+		if err := s.headBlob(w, r, ref, d, v); err != nil {
 			rec.decision, rec.reason = decisionError, err.Error()
 			writeError(w, r, clientError(err, subj))
 		}
 	default:
 		ctx := context.WithValue(r.Context(), subjectKey{}, subj)
+		if v.sized {
+			ctx = fanout.WithSize(ctx, v.size)
+		}
 		ref.up.blobs.Serve(w, r.WithContext(ctx), d, s.blobOpener(ref, d))
 		// The fan-out answers failures itself; the recorder tells the log what happened.
 		if sr, ok := w.(*statusRecorder); ok && sr.status >= 400 && sr.status != http.StatusRequestedRangeNotSatisfiable {
@@ -60,8 +63,9 @@ func (s *Server) handleBlob(w http.ResponseWriter, r *http.Request) {
 // subjectKey carries a blob request's subject to the fan-out's OnError.
 type subjectKey struct{}
 
-// headBlob answers a HEAD from a verified spool on disk, else from an upstream HEAD.
-func (s *Server) headBlob(w http.ResponseWriter, r *http.Request, ref repoRef, d digest.Digest) error {
+// headBlob answers a HEAD from a verified spool on disk, else from an upstream HEAD, whose length
+// must be the one the verified descriptors state when they state one.
+func (s *Server) headBlob(w http.ResponseWriter, r *http.Request, ref repoRef, d digest.Digest, v verdict) error {
 	size, ok := ref.up.blobs.Verified(d)
 	if !ok {
 		ctx, cancel := ref.up.withTimeout(r.Context())
@@ -71,7 +75,10 @@ func (s *Server) headBlob(w http.ResponseWriter, r *http.Request, ref repoRef, d
 			return err
 		}
 		resp.Body.Close()
-		if resp.ContentLength < 0 {
+		switch {
+		case v.sized && resp.ContentLength != v.size:
+			return &UpstreamError{Upstream: ref.up.cfg.Name, Op: "HEAD blobs", Err: fmt.Errorf("%w: upstream announces %d bytes, the verified size is %d", fanout.ErrSizeMismatch, resp.ContentLength, v.size)}
+		case resp.ContentLength < 0:
 			return &UpstreamError{Upstream: ref.up.cfg.Name, Op: "HEAD blobs", Err: fmt.Errorf("%w: no Content-Length", errUnusable)}
 		}
 		size = resp.ContentLength

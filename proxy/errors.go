@@ -119,7 +119,7 @@ func clientError(err error, subj subject) *apiError {
 	case isUpstream && ue.StatusCode != 0:
 		return errUnavailable("upstream %s answered %d %s for %s", subj.upstream, ue.StatusCode, http.StatusText(ue.StatusCode), subj)
 	case errors.Is(err, errDigestMismatch), errors.Is(err, fanout.ErrDigestMismatch),
-		errors.Is(err, fanout.ErrTooLong), errors.Is(err, fanout.ErrTruncated):
+		errors.Is(err, fanout.ErrTooLong), errors.Is(err, fanout.ErrTruncated), errors.Is(err, fanout.ErrSizeMismatch):
 		return errUnavailable("upstream %s sent a %s for %s that does not match its digest or size; not served", subj.upstream, subj.kind, subj)
 	case errors.Is(err, errTooLarge):
 		return errUnavailable("upstream %s sent a %s for %s larger than the %d bytes trustgate accepts; not served", subj.upstream, subj.kind, subj, maxManifestSize)

@@ -34,6 +34,11 @@
 //     Not 503: it is not an outage, and retrying won't help. Upstream 5xx or unreachable: 503.
 //   - Upstream bytes that don't hash to the requested or signed digest, or a length that differs
 //     from the signed length, or a manifest over 4 MiB: 503, and not a byte of it is sent.
+//   - A blob reachable from a verified manifest has the size the manifest's descriptor states:
+//     an upstream announcing another Content-Length is refused (503) before a byte is sent or
+//     spool space reserved, and a body is never read beyond that size. Where no verified
+//     descriptor gives the size (warn, off), the upstream's Content-Length reserves spool only
+//     within the free spool budget (see fanout.WithSize).
 //   - Error bodies name the repository and the reason; the upstream layer returns one typed
 //     UpstreamError and clientError words every failure from its kind, so no upstream or trust
 //     server URL, address or file path reaches a client (the log has them).
