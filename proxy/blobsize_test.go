@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/trustgate/trustgate/internal/peers"
 	"github.com/trustgate/trustgate/policy"
@@ -18,10 +19,12 @@ import (
 
 // sizeLiar relays a registry but lies about the length of one blob.
 type sizeLiar struct {
-	url     string
-	mu      sync.Mutex
-	target  string // the blob digest lied about
-	mode    string // "announce": Content-Length inflated by extra; "pad": no length, extra bytes appended
+	url    string
+	mu     sync.Mutex
+	target string // the blob digest lied about
+	// mode "announce": Content-Length inflated by extra; "pad": no length, extra bytes appended;
+	// "flip": the last byte altered, and sent late.
+	mode    string
 	extra   int64
 	written atomic.Int64 // bytes of the lied-about blob written to trustgate
 }
@@ -51,6 +54,13 @@ func startSizeLiar(t *testing.T, reg *peers.Registry) *sizeLiar {
 			w.Header().Set("Content-Length", strconv.FormatInt(int64(len(body))+extra, 10))
 			n, _ := w.Write(body)
 			l.written.Add(int64(n))
+		case "flip": // the right length, the last byte wrong and late: headers are out by then
+			w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+			n, _ := w.Write(body[:len(body)-1])
+			w.(http.Flusher).Flush()
+			time.Sleep(200 * time.Millisecond)
+			m, _ := w.Write([]byte{body[len(body)-1] ^ 1})
+			l.written.Add(int64(n + m))
 		case "pad":
 			n, _ := w.Write(body)
 			l.written.Add(int64(n))

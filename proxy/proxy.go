@@ -212,7 +212,7 @@ func New(opts Options) (*Server, error) {
 	}
 	for _, up := range s.upstreams {
 		up.blobs = fanout.New(fanout.Options{Dir: dir, Logger: s.log.With("upstream", up.cfg.Name),
-			MaxSpoolBytes: opts.BlobSpoolBytes, OnError: s.onBlobError})
+			MaxSpoolBytes: opts.BlobSpoolBytes, OnError: s.onBlobError, OnAbort: s.onBlobAbort})
 	}
 	s.handler = s.routes()
 	return s, nil
