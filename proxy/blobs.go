@@ -32,7 +32,7 @@ func (s *Server) handleBlob(w http.ResponseWriter, r *http.Request) {
 	rec.upstream, rec.repo = ref.up.cfg.Name, ref.gun
 	d, err := digest.Parse(vars["digest"])
 	if err != nil {
-		writeError(w, r, newError(errcode.ErrorCodeDigestInvalid, "invalid digest %q: %v", vars["digest"], err))
+		writeError(w, r, newError(errcode.ErrorCodeDigestInvalid, "invalid digest %s: %v", echo(vars["digest"]), err))
 		return
 	}
 	rec.digest = d

@@ -35,6 +35,19 @@ func errUnavailable(format string, args ...any) *apiError {
 	return newError(errcode.ErrorCodeUnavailable, format, args...)
 }
 
+// maxEcho bounds what of a client-controlled string (a path, name, tag, digest, parameter) an
+// error message repeats.
+const maxEcho = 256
+
+// echo is how an error message repeats a string the client sent: quoted and escaped, and cut to
+// its first maxEcho bytes, so a request cannot make trustgate answer with (or log) its own bulk.
+func echo(s string) string {
+	if len(s) <= maxEcho {
+		return strconv.Quote(s)
+	}
+	return fmt.Sprintf("%s... (%d bytes)", strconv.Quote(s[:maxEcho]), len(s))
+}
+
 // writeError answers with a registry JSON error body. HEAD responses carry the status and headers
 // only: clients never read a HEAD body, and a body would violate HTTP.
 func writeError(w http.ResponseWriter, r *http.Request, err error) {

@@ -36,7 +36,7 @@ func (s *Server) handleReferrers(w http.ResponseWriter, r *http.Request) {
 	}
 	d, err := digest.Parse(vars["digest"])
 	if err != nil {
-		writeError(w, r, newError(errcode.ErrorCodeDigestInvalid, "invalid digest %q: %v", vars["digest"], err))
+		writeError(w, r, newError(errcode.ErrorCodeDigestInvalid, "invalid digest %s: %v", echo(vars["digest"]), err))
 		return
 	}
 	rec.upstream, rec.repo, rec.digest = ref.up.cfg.Name, ref.gun, d

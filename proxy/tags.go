@@ -38,7 +38,7 @@ func (s *Server) handleTags(w http.ResponseWriter, r *http.Request) {
 	n := -1
 	if v := q.Get("n"); v != "" {
 		if n, err = strconv.Atoi(v); err != nil || n < 0 {
-			writeError(w, r, newError(errcode.ErrorCodePaginationNumberInvalid, "invalid n=%q", v))
+			writeError(w, r, newError(errcode.ErrorCodePaginationNumberInvalid, "invalid n=%s", echo(v)))
 			return
 		}
 	}
