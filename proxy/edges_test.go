@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/trustgate/trustgate/internal/peers"
@@ -105,16 +106,27 @@ func TestFileEdges(t *testing.T) {
 		t.Errorf("store holds %d bytes, bound 1024", n)
 	}
 
-	// Crash leftovers go on reopen, and the bound counts what is there.
-	if err := os.WriteFile(filepath.Join(dir, "sha256", ".tmp-123"), []byte("x"), 0o600); err != nil {
+	// Crash leftovers go on reopen (a young temporary file may be another process's write in
+	// progress, and stays), and the bound counts what is there.
+	stale, young := filepath.Join(dir, "sha256", ".tmp-123"), filepath.Join(dir, "sha256", ".tmp-456")
+	for _, p := range []string{stale, young} {
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(stale, old, old); err != nil {
 		t.Fatal(err)
 	}
 	s2, err := OpenFileEdges(dir, 1024)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "sha256", ".tmp-123")); !os.IsNotExist(err) {
-		t.Error("temporary file left")
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Error("stale temporary file left")
+	}
+	if _, err := os.Stat(young); err != nil {
+		t.Errorf("young temporary file removed: %v", err)
 	}
 	if err := s2.Record(ctx, digest.FromString("new"), e); err == nil {
 		t.Error("reopened store forgot its bound")

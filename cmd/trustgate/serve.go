@@ -44,6 +44,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := openTrustDir(cfg, log); err != nil {
 		return err
 	}
+	sweepDebris(cfg, log)
 	ups, err := newUpstreams(cfg, log)
 	if err != nil {
 		return err
