@@ -56,7 +56,7 @@ func (s *Server) handleBlob(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, v.err)
 	case r.Method == http.MethodHead:
 		if err := s.headBlob(w, r, ref, d, v); err != nil {
-			rec.decision, rec.reason = decisionError, err.Error()
+			rec.decision, rec.reason = decisionError, blobFailure(err)
 			writeError(w, r, clientError(err, subj))
 		}
 	default:
