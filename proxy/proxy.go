@@ -51,8 +51,10 @@
 //
 // Response headers: X-Trustgate-Decision (allow, refuse, warn, error), X-Trustgate-Role (the Notary
 // role that signed) and X-Trustgate-Signed-Digest (the digest a tag is signed to, or the signed
-// manifest a digest is reached from). Each manifest and blob decision is logged as one slog record with msg
-// "decision" (blob allows at debug level).
+// manifest a digest is reached from). Every request judge decides (manifests, blobs, tag lists,
+// referrers) is logged as exactly one slog record with msg "decision" naming repository, tag or
+// digest, decision and reason (blob allows at debug level); a blob download that fails, before
+// its headers or after (the response aborted), makes it "error" with the failure's kind.
 package proxy
 
 import (
