@@ -38,6 +38,7 @@ func TestNameAttacks(t *testing.T) {
 	regMark, notaryMark := fw.regFront.mark(), fw.notaryFront.mark()
 
 	long := strings.Repeat("a", 300)
+	huge := strings.Repeat("a", 60<<10)
 	tests := []struct {
 		name, target string
 		codes        []int    // acceptable statuses
@@ -73,6 +74,10 @@ func TestNameAttacks(t *testing.T) {
 		{"ns: blob", "/v2/faults/app/blobs/" + fw.app.Layers[0].Digest + "?ns=" + probe.Host, []int{404}, []string{"NAME_UNKNOWN"}},
 		{"ns: tag list", "/v2/faults/app/tags/list?ns=" + probe.Host, []int{404}, []string{"NAME_UNKNOWN"}},
 		{"ns: twice", "/v2/faults/app/manifests/v1?ns=docker.io&ns=" + probe.Host, []int{400}, []string{"NAME_INVALID"}},
+		// Error messages repeat at most 256 bytes of what the client sent.
+		{"60 KB path", "/v2/" + huge, []int{404}, []string{"UNSUPPORTED"}},
+		{"60 KB tag", "/v2/faults/app/manifests/" + huge, []int{400}, []string{"TAG_INVALID"}},
+		{"60 KB ns", "/v2/faults/app/manifests/v1?ns=" + huge, []int{404}, []string{"NAME_UNKNOWN"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -90,6 +95,9 @@ func TestNameAttacks(t *testing.T) {
 			}
 			if !ok {
 				t.Errorf("body %s, want one of the errors %q", got.body, tc.errs)
+			}
+			if len(got.body) > 1024 {
+				t.Errorf("a %d-byte error body: %.300s", len(got.body), got.body)
 			}
 			if bytes.Contains(got.body, []byte("root:")) {
 				t.Errorf("body looks like a file's content: %s", got.body)

@@ -245,10 +245,14 @@ func faultCases() []faultCase {
 			fault: f(fault{path: blobs, kind: stall, delay: faultStall})},
 		{name: "registry flipped byte in a trickled blob", peer: "registry", req: smallBlob, want: abortedOr503, reason: "digest mismatch",
 			fault: f(fault{path: blobs, kind: flip, after: 600, rate: 3000})},
-		{name: "registry garbage blob", peer: "registry", req: blob, want: abortedOr503, reason: "digest mismatch",
+		// The layer's descriptor in the signed manifest gives its size: another Content-Length is
+		// refused before a byte, and a body without one is read no further than that size.
+		{name: "registry garbage blob", peer: "registry", req: blob, want: unavailable, reason: "the verified size is",
 			fault: f(fault{path: blobs, kind: garbage})},
-		{name: "registry oversized blob", peer: "registry", req: blob, want: abortedOr503, reason: "digest mismatch",
+		{name: "registry oversized blob", peer: "registry", req: blob, want: unavailable, reason: "the verified size is",
 			fault: f(fault{path: blobs, kind: oversize, size: 17 << 20})},
+		{name: "registry oversized blob, no Content-Length", peer: "registry", req: blob, want: abortedOr503, reason: "longer than its size",
+			fault: f(fault{path: blobs, kind: oversize, size: 17 << 20, chunked: true})},
 	}
 }
 
@@ -322,11 +326,14 @@ func runFaultCase(t *testing.T, fw *faultWorld, tc faultCase) {
 				t.Errorf("a slow download was cut off: %s", l)
 			}
 		}
+		checkBlobDecisions(t, g, gun, fw.app.Layers[0].Digest, clients, tc)
 	case tc.req == smallBlob:
 		checkBlobLog(t, g, fw.app.Layers[0].Digest, tc.reason)
+		checkBlobDecisions(t, g, gun, fw.app.Layers[0].Digest, clients, tc)
 	case tc.req == blob || tc.req == blobRange:
 		checkBlobLog(t, g, fw.big.Layers[0].Digest, tc.reason)
-	case tc.req != tagList && tc.req != openTagList: // tags/list logs no decision record
+		checkBlobDecisions(t, g, gun, fw.big.Layers[0].Digest, clients, tc)
+	default:
 		checkDecision(t, g, gun, tc.reason)
 	}
 	if ft != nil && fr.hits(ft) == 0 {
@@ -419,6 +426,36 @@ func checkBlobLog(t *testing.T, g *peers.Trustgate, dgst, reason string) {
 		}
 	}
 	t.Errorf("no log record for blob %s mentions %q; records: %q\n%s", dgst, reason, seen, g.Log.Tail(8))
+}
+
+// checkBlobDecisions: each of the clients' requests for blob dgst was logged as exactly one
+// decision record: allow if the case serves it, else error with the case's reason, aborted
+// streams included.
+func checkBlobDecisions(t *testing.T, g *peers.Trustgate, gun, dgst string, clients int, tc faultCase) {
+	t.Helper()
+	var ds []peers.Decision
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		ds = ds[:0]
+		for _, d := range g.Decisions() {
+			if d.Repo == gun && d.Digest == dgst {
+				ds = append(ds, d)
+			}
+		}
+		if len(ds) >= clients || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(ds) != clients {
+		t.Errorf("%d decision records for blob %s, want one per request (%d): %+v", len(ds), dgst, clients, ds)
+	}
+	for _, d := range ds {
+		switch {
+		case tc.want == served && d.Decision != "allow":
+			t.Errorf("served blob logged as %s (%s)", d.Decision, d.Reason)
+		case tc.want != served && (d.Decision != "error" || !strings.Contains(d.Reason, tc.reason)):
+			t.Errorf("blob decision %s (%s); want error with reason containing %q", d.Decision, d.Reason, tc.reason)
+		}
+	}
 }
 
 // checkDecision: the decision log says "error" for the repository, with reason in its reason.

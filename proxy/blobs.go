@@ -2,11 +2,13 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
@@ -30,7 +32,7 @@ func (s *Server) handleBlob(w http.ResponseWriter, r *http.Request) {
 	rec.upstream, rec.repo = ref.up.cfg.Name, ref.gun
 	d, err := digest.Parse(vars["digest"])
 	if err != nil {
-		writeError(w, r, newError(errcode.ErrorCodeDigestInvalid, "invalid digest %q: %v", vars["digest"], err))
+		writeError(w, r, newError(errcode.ErrorCodeDigestInvalid, "invalid digest %s: %v", echo(vars["digest"]), err))
 		return
 	}
 	rec.digest = d
@@ -38,30 +40,76 @@ func (s *Server) handleBlob(w http.ResponseWriter, r *http.Request) {
 	v := s.judge(r.Context(), ref, subj)
 	setVerdictHeaders(w.Header(), v)
 	rec.decision, rec.reason, rec.role = v.decision, v.reason, v.sig.Signer
+	// Logged however the request ends, an aborted stream (a panic) included.
+	defer func() {
+		p := recover()
+		if p != nil && rec.decision != decisionError {
+			rec.decision, rec.reason = decisionError, "response aborted"
+		}
+		s.logDecision(r.Context(), rec, slog.LevelDebug)
+		if p != nil {
+			panic(p)
+		}
+	}()
 	switch {
 	case v.err != nil:
 		writeError(w, r, v.err)
 	case r.Method == http.MethodHead:
-		if err := s.headBlob(w, r, ref, d); err != nil {
-			rec.decision, rec.reason = decisionError, err.Error()
+		if err := s.headBlob(w, r, ref, d, v); err != nil {
+			rec.decision, rec.reason = decisionError, blobFailure(err)
 			writeError(w, r, clientError(err, subj))
 		}
 	default:
-		ctx := context.WithValue(r.Context(), subjectKey{}, subj)
-		ref.up.blobs.Serve(w, r.WithContext(ctx), d, s.blobOpener(ref, d))
-		// The fan-out answers failures itself; the recorder tells the log what happened.
-		if sr, ok := w.(*statusRecorder); ok && sr.status >= 400 && sr.status != http.StatusRequestedRangeNotSatisfiable {
-			rec.decision, rec.reason = decisionError, "upstream fetch failed with "+strconv.Itoa(sr.status)
+		ctx := context.WithValue(r.Context(), blobRequestKey{}, &blobRequest{subj: subj, rec: rec})
+		if v.sized {
+			ctx = fanout.WithSize(ctx, v.size)
 		}
+		ref.up.blobs.Serve(w, r.WithContext(ctx), d, s.blobOpener(ref, d))
 	}
-	s.logDecision(r.Context(), rec, slog.LevelDebug)
 }
 
-// subjectKey carries a blob request's subject to the fan-out's OnError.
-type subjectKey struct{}
+// blobRequestKey carries a blob request's subject and decision record to the fan-out's OnError
+// and OnAbort, which run on the request's goroutine within Serve.
+type blobRequestKey struct{}
 
-// headBlob answers a HEAD from a verified spool on disk, else from an upstream HEAD.
-func (s *Server) headBlob(w http.ResponseWriter, r *http.Request, ref repoRef, d digest.Digest) error {
+type blobRequest struct {
+	subj subject
+	rec  *decisionRecord
+}
+
+// failed records a blob download's failure as the request's decision.
+func (b *blobRequest) failed(err error) {
+	b.rec.decision, b.rec.reason = decisionError, blobFailure(err)
+}
+
+// blobFailure words a failed blob download for the decision log: its kind, then the error.
+func blobFailure(err error) string {
+	var ue *UpstreamError
+	kind := "upstream failed"
+	switch {
+	case errors.Is(err, fanout.ErrDigestMismatch):
+		kind = "digest mismatch"
+	case errors.Is(err, fanout.ErrSizeMismatch), errors.Is(err, fanout.ErrTooLong), errors.Is(err, fanout.ErrTruncated):
+		kind = "size mismatch"
+	case errors.Is(err, fanout.ErrIdle), errors.Is(err, context.DeadlineExceeded):
+		kind = "upstream timeout"
+	case errors.Is(err, fanout.ErrSpool):
+		kind = "spool unavailable"
+	case errors.Is(err, fanout.ErrClosed):
+		kind = "shutting down"
+	case errors.As(err, &ue) && ue.StatusCode != 0:
+		kind = "upstream answered " + strconv.Itoa(ue.StatusCode)
+	case errors.As(err, &ue):
+		kind = "upstream unreachable"
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.ErrUnexpectedEOF):
+		kind = "upstream reset"
+	}
+	return kind + ": " + err.Error()
+}
+
+// headBlob answers a HEAD from a verified spool on disk, else from an upstream HEAD, whose length
+// must be the one the verified descriptors state when they state one.
+func (s *Server) headBlob(w http.ResponseWriter, r *http.Request, ref repoRef, d digest.Digest, v verdict) error {
 	size, ok := ref.up.blobs.Verified(d)
 	if !ok {
 		ctx, cancel := ref.up.withTimeout(r.Context())
@@ -71,7 +119,10 @@ func (s *Server) headBlob(w http.ResponseWriter, r *http.Request, ref repoRef, d
 			return err
 		}
 		resp.Body.Close()
-		if resp.ContentLength < 0 {
+		switch {
+		case v.sized && resp.ContentLength != v.size:
+			return &UpstreamError{Upstream: ref.up.cfg.Name, Op: "HEAD blobs", Err: fmt.Errorf("%w: upstream announces %d bytes, the verified size is %d", fanout.ErrSizeMismatch, resp.ContentLength, v.size)}
+		case resp.ContentLength < 0:
 			return &UpstreamError{Upstream: ref.up.cfg.Name, Op: "HEAD blobs", Err: fmt.Errorf("%w: no Content-Length", errUnusable)}
 		}
 		size = resp.ContentLength
@@ -104,7 +155,7 @@ func (s *Server) blobOpener(ref repoRef, d digest.Digest) fanout.Opener {
 			cancel(nil)
 			if err == nil {
 				resp.Body.Close()
-				err = &UpstreamError{Upstream: ref.up.cfg.Name, Op: "GET blobs", Err: context.DeadlineExceeded}
+				err = &UpstreamError{Upstream: ref.up.cfg.Name, Op: "GET blobs", Err: fmt.Errorf("%w: no response headers within %s", context.DeadlineExceeded, ref.up.timeout)}
 			}
 			return nil, 0, err
 		}
@@ -145,13 +196,21 @@ func blobRange(resp *http.Response, offset int64) (size, skip int64, err error) 
 
 // onBlobError is the fan-out's OnError: a download failed before any byte was sent.
 func (s *Server) onBlobError(w http.ResponseWriter, r *http.Request, err error) {
-	subj, _ := r.Context().Value(subjectKey{}).(subject)
-	if subj.kind == "" {
-		subj = subject{kind: kindBlob, gun: "this repository"}
+	subj := subject{kind: kindBlob, gun: "this repository"}
+	if b, ok := r.Context().Value(blobRequestKey{}).(*blobRequest); ok {
+		subj = b.subj
+		b.failed(err)
 	}
 	s.log.LogAttrs(r.Context(), slog.LevelWarn, "blob not served", slog.String("repo", subj.gun),
 		slog.String("digest", subj.digest.String()), slog.String("err", err.Error()))
 	writeError(w, r, clientError(err, subj))
+}
+
+// onBlobAbort is the fan-out's OnAbort: a download failed after the response's headers were out.
+func (s *Server) onBlobAbort(r *http.Request, err error) {
+	if b, ok := r.Context().Value(blobRequestKey{}).(*blobRequest); ok {
+		b.failed(err)
+	}
 }
 
 type countingBody struct {

@@ -66,21 +66,26 @@ func cleanMediaType(mt, def string) string {
 	return parsed
 }
 
-// edgesOf returns a manifest's edges: index entries to walk, config and layers to allow. Invalid
-// digests are dropped, never trusted; bytes that are not a manifest have none.
+// edgesOf returns a manifest's edges: index entries to walk, config and layers to allow, with the
+// sizes their descriptors state (a negative one is recorded as unknown). Invalid digests are
+// dropped, never trusted; bytes that are not a manifest have none.
 func edgesOf(body []byte) Edges {
 	var m manifestFields
 	var e Edges
 	if json.Unmarshal(body, &m) != nil {
 		return e
 	}
-	if m.Config != nil && m.Config.Digest.Validate() == nil {
-		e.Blobs = append(e.Blobs, m.Config.Digest)
-	}
-	for _, d := range m.Layers {
+	blob := func(d v1.Descriptor) {
 		if d.Digest.Validate() == nil {
 			e.Blobs = append(e.Blobs, d.Digest)
+			e.Sizes = append(e.Sizes, max(d.Size, -1))
 		}
+	}
+	if m.Config != nil {
+		blob(*m.Config)
+	}
+	for _, d := range m.Layers {
+		blob(d)
 	}
 	for _, d := range m.Manifests {
 		if d.Digest.Validate() == nil {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -21,6 +22,18 @@ type Edges struct {
 	Manifests []digest.Digest
 	// Blobs are the config and layers of an image manifest (and of artifact manifests).
 	Blobs []digest.Digest
+	// Sizes[i] is the size of Blobs[i] as the manifest's descriptor states it, -1 where it states
+	// none. Sizes is nil for records stored before sizes were recorded (version 1): their blobs'
+	// sizes are unknown, as in warn and off modes.
+	Sizes []int64
+}
+
+// size returns the size the manifest states for Blobs[i].
+func (e Edges) size(i int) (int64, bool) {
+	if i >= len(e.Sizes) || e.Sizes[i] < 0 {
+		return 0, false
+	}
+	return e.Sizes[i], true
 }
 
 // EdgeStore keeps manifest edges. Edges are recorded only from manifest bytes trustgate hashed
@@ -42,7 +55,8 @@ type EdgeStore interface {
 const (
 	maxEdgeChildren    = 1 << 16
 	maxEdgeRecordBytes = 8 << 20
-	edgeRecordVersion  = 1
+	// edgeRecordVersion 2 added sizes; version 1 records (no sizes) still decode.
+	edgeRecordVersion = 2
 )
 
 // edgeRecord is the stored form: JSON, one record per manifest.
@@ -51,6 +65,7 @@ type edgeRecord struct {
 	Digest    digest.Digest   `json:"digest"`
 	Manifests []digest.Digest `json:"manifests,omitempty"`
 	Blobs     []digest.Digest `json:"blobs,omitempty"`
+	Sizes     []int64         `json:"sizes,omitempty"` // version 2: one per blob
 }
 
 // EncodeEdges is the record format every EdgeStore implementation stores.
@@ -61,7 +76,15 @@ func EncodeEdges(d digest.Digest, e Edges) ([]byte, error) {
 	if len(e.Manifests)+len(e.Blobs) > maxEdgeChildren {
 		return nil, fmt.Errorf("manifest %s has %d children, more than %d", d, len(e.Manifests)+len(e.Blobs), maxEdgeChildren)
 	}
-	return json.Marshal(edgeRecord{V: edgeRecordVersion, Digest: d, Manifests: e.Manifests, Blobs: e.Blobs})
+	sizes := e.Sizes
+	switch {
+	case sizes == nil && len(e.Blobs) > 0:
+		// Edges of a version 1 record: every size unknown.
+		sizes = slices.Repeat([]int64{-1}, len(e.Blobs))
+	case len(sizes) != len(e.Blobs):
+		return nil, fmt.Errorf("manifest %s: %d sizes for %d blobs", d, len(sizes), len(e.Blobs))
+	}
+	return json.Marshal(edgeRecord{V: edgeRecordVersion, Digest: d, Manifests: e.Manifests, Blobs: e.Blobs, Sizes: sizes})
 }
 
 // DecodeEdges parses a record stored for want. A record that is malformed, of another version,
@@ -83,8 +106,12 @@ func DecodeEdges(want digest.Digest, b []byte) (Edges, error) {
 		return Edges{}, errors.New("edge record: trailing data")
 	}
 	switch {
-	case r.V != edgeRecordVersion:
-		return Edges{}, fmt.Errorf("edge record version %d, want %d", r.V, edgeRecordVersion)
+	case r.V != 1 && r.V != edgeRecordVersion:
+		return Edges{}, fmt.Errorf("edge record version %d, want 1 or %d", r.V, edgeRecordVersion)
+	case r.V == 1 && r.Sizes != nil:
+		return Edges{}, errors.New("edge record version 1 with sizes")
+	case r.V == edgeRecordVersion && len(r.Sizes) != len(r.Blobs):
+		return Edges{}, fmt.Errorf("edge record lists %d sizes for %d blobs", len(r.Sizes), len(r.Blobs))
 	case r.Digest != want:
 		return Edges{}, fmt.Errorf("edge record is for %q, not %s", r.Digest, want)
 	case len(r.Manifests)+len(r.Blobs) > maxEdgeChildren:
@@ -97,7 +124,12 @@ func DecodeEdges(want digest.Digest, b []byte) (Edges, error) {
 			}
 		}
 	}
-	return Edges{Manifests: r.Manifests, Blobs: r.Blobs}, nil
+	for _, n := range r.Sizes {
+		if n < -1 {
+			return Edges{}, fmt.Errorf("edge record: size %d", n)
+		}
+	}
+	return Edges{Manifests: r.Manifests, Blobs: r.Blobs, Sizes: r.Sizes}, nil
 }
 
 // edgeCache is an in-memory LRU in front of an optional persistent EdgeStore. Errors of the

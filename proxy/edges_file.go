@@ -8,10 +8,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
+	"time"
 
 	"github.com/opencontainers/go-digest"
+	"github.com/trustgate/trustgate/internal/debris"
 )
 
 // DefaultEdgeBytes bounds a FileEdges directory when no bound is given: at a few hundred bytes
@@ -35,7 +36,8 @@ type FileEdges struct {
 }
 
 // OpenFileEdges opens (creating) dir. maxBytes <= 0 means DefaultEdgeBytes. Temporary files left
-// by a crash are removed.
+// by a crash are removed (see package debris: only those untouched for debris.Age, as another
+// process may be writing a young one).
 func OpenFileEdges(dir string, maxBytes int64) (*FileEdges, error) {
 	if maxBytes <= 0 {
 		maxBytes = DefaultEdgeBytes
@@ -44,12 +46,14 @@ func OpenFileEdges(dir string, maxBytes int64) (*FileEdges, error) {
 		return nil, fmt.Errorf("edge store: %w", err)
 	}
 	s := &FileEdges{dir: dir, max: maxBytes}
+	now := time.Now()
 	err := filepath.WalkDir(dir, func(path string, e fs.DirEntry, err error) error {
 		if err != nil || e.IsDir() {
 			return err
 		}
-		if strings.HasPrefix(e.Name(), ".tmp-") {
-			return os.Remove(path)
+		if debris.Temp(e.Name()) {
+			_, err := debris.Remove(path, debris.Temp, now)
+			return err
 		}
 		if info, err := e.Info(); err == nil {
 			s.used += info.Size()

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/trustgate/trustgate/internal/peers"
@@ -105,16 +106,27 @@ func TestFileEdges(t *testing.T) {
 		t.Errorf("store holds %d bytes, bound 1024", n)
 	}
 
-	// Crash leftovers go on reopen, and the bound counts what is there.
-	if err := os.WriteFile(filepath.Join(dir, "sha256", ".tmp-123"), []byte("x"), 0o600); err != nil {
+	// Crash leftovers go on reopen (a young temporary file may be another process's write in
+	// progress, and stays), and the bound counts what is there.
+	stale, young := filepath.Join(dir, "sha256", ".tmp-123"), filepath.Join(dir, "sha256", ".tmp-456")
+	for _, p := range []string{stale, young} {
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(stale, old, old); err != nil {
 		t.Fatal(err)
 	}
 	s2, err := OpenFileEdges(dir, 1024)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "sha256", ".tmp-123")); !os.IsNotExist(err) {
-		t.Error("temporary file left")
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Error("stale temporary file left")
+	}
+	if _, err := os.Stat(young); err != nil {
+		t.Errorf("young temporary file removed: %v", err)
 	}
 	if err := s2.Record(ctx, digest.FromString("new"), e); err == nil {
 		t.Error("reopened store forgot its bound")
@@ -170,5 +182,66 @@ func FuzzDecodeEdges(f *testing.F) {
 		if err != nil || !slices.Equal(e2.Manifests, e.Manifests) || !slices.Equal(e2.Blobs, e.Blobs) {
 			t.Fatalf("round trip changed edges: %v", err)
 		}
+		for i := range e.Blobs {
+			n, ok := e.size(i)
+			n2, ok2 := e2.size(i)
+			if n != n2 || ok != ok2 || (ok && n < 0) {
+				t.Fatalf("round trip changed size %d: %d %v, then %d %v", i, n, ok, n2, ok2)
+			}
+		}
 	})
+}
+
+// TestEdgeRecordVersion1: records stored before sizes were recorded still load (their blobs'
+// sizes unknown) and still derive reachability after an upgrade; new records carry the sizes.
+func TestEdgeRecordVersion1(t *testing.T) {
+	reg := peers.StartRegistry(t)
+	img := peers.PushImage(t, reg, "library/alpine", "1")
+	dir := t.TempDir()
+	store, err := OpenFileEdges(dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What the previous version wrote for the image manifest.
+	d := digest.Digest(img.Digest)
+	v1 := `{"v":1,"digest":"` + img.Digest + `","blobs":["` + img.Layers[0].Digest + `","` + img.Layers[1].Digest + `"]}`
+	p := filepath.Join(dir, "sha256", d.Encoded()[:2], d.Encoded()+".json")
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(v1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e, ok, err := store.Edges(context.Background(), d)
+	if !ok || err != nil || len(e.Blobs) != 2 || e.Sizes != nil {
+		t.Fatalf("version 1 record: %+v %v %v", e, ok, err)
+	}
+
+	env := newEnv(t, reg, envConfig{edges: store})
+	env.trust.sign("docker.io/library/alpine", "1", img, "targets")
+	mark := reg.Log.Len()
+	if r := env.get("/v2/alpine/blobs/" + img.Layers[1].Digest); r.status != http.StatusOK || sha(r.body) != img.Layers[1].Digest {
+		t.Fatalf("layer by digest over a version 1 record: %d", r.status)
+	}
+	if reqs := manifestRequests(reg, mark); len(reqs) != 0 {
+		t.Errorf("version 1 record not used, manifests fetched: %+v", reqs)
+	}
+
+	// A manifest learned now records its blobs' sizes.
+	other := peers.PushImage(t, reg, "library/alpine", "2")
+	env.trust.sign("docker.io/library/alpine", "2", other, "targets")
+	if r := env.get("/v2/alpine/manifests/2"); r.status != http.StatusOK {
+		t.Fatalf("tag 2: %d", r.status)
+	}
+	e, ok, err = store.Edges(context.Background(), digest.Digest(other.Digest))
+	if !ok || err != nil || len(e.Sizes) != len(e.Blobs) {
+		t.Fatalf("new record: %+v %v %v", e, ok, err)
+	}
+	for i, b := range e.Blobs {
+		for _, l := range other.Layers {
+			if string(b) == l.Digest && e.Sizes[i] != l.Size {
+				t.Errorf("layer %s recorded with size %d, want %d", b, e.Sizes[i], l.Size)
+			}
+		}
+	}
 }

@@ -35,6 +35,19 @@ func errUnavailable(format string, args ...any) *apiError {
 	return newError(errcode.ErrorCodeUnavailable, format, args...)
 }
 
+// maxEcho bounds what of a client-controlled string (a path, name, tag, digest, parameter) an
+// error message repeats.
+const maxEcho = 256
+
+// echo is how an error message repeats a string the client sent: quoted and escaped, and cut to
+// its first maxEcho bytes, so a request cannot make trustgate answer with (or log) its own bulk.
+func echo(s string) string {
+	if len(s) <= maxEcho {
+		return strconv.Quote(s)
+	}
+	return fmt.Sprintf("%s... (%d bytes)", strconv.Quote(s[:maxEcho]), len(s))
+}
+
 // writeError answers with a registry JSON error body. HEAD responses carry the status and headers
 // only: clients never read a HEAD body, and a body would violate HTTP.
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
@@ -119,7 +132,7 @@ func clientError(err error, subj subject) *apiError {
 	case isUpstream && ue.StatusCode != 0:
 		return errUnavailable("upstream %s answered %d %s for %s", subj.upstream, ue.StatusCode, http.StatusText(ue.StatusCode), subj)
 	case errors.Is(err, errDigestMismatch), errors.Is(err, fanout.ErrDigestMismatch),
-		errors.Is(err, fanout.ErrTooLong), errors.Is(err, fanout.ErrTruncated):
+		errors.Is(err, fanout.ErrTooLong), errors.Is(err, fanout.ErrTruncated), errors.Is(err, fanout.ErrSizeMismatch):
 		return errUnavailable("upstream %s sent a %s for %s that does not match its digest or size; not served", subj.upstream, subj.kind, subj)
 	case errors.Is(err, errTooLarge):
 		return errUnavailable("upstream %s sent a %s for %s larger than the %d bytes trustgate accepts; not served", subj.upstream, subj.kind, subj, maxManifestSize)

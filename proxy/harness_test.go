@@ -266,3 +266,10 @@ func (f *fakeTrust) unsign(gun, tag string) {
 	defer f.mu.Unlock()
 	delete(f.targets, gun+":"+tag)
 }
+
+// logText is everything logged so far.
+func (e *env) logText() string {
+	e.logMu.Lock()
+	defer e.logMu.Unlock()
+	return e.logs.String()
+}

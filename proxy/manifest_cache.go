@@ -104,10 +104,30 @@ func (c *manifestCache) byDigest(ctx context.Context, up *upstream, repo string,
 // tag→digest mapping is the upstream's word in these modes anyway. Otherwise it GETs the tag. The
 // upstream's Docker-Content-Digest is never reported: the digest is the hash of the bytes served,
 // and the result is cached under it so the by-digest requests that follow cost nothing.
+//
+// Concurrent requests for one tag share one such round trip, detached from any one client as in
+// byDigest. A tag moves, so nothing about it is remembered once the flight ends: a request that
+// starts later asks upstream again, and its flight re-checks the cache by the digest the HEAD
+// names (filled by the flight before), so the manifest itself is fetched once.
 func (c *manifestCache) byTag(ctx context.Context, up *upstream, repo, tag string) (*manifest, error) {
-	fctx, cancel := up.withTimeout(ctx)
-	defer cancel()
-	resp, err := up.request(fctx, http.MethodHead, repo, http.Header{"Accept": {manifestAccept}}, "manifests", tag)
+	ch := c.flights.DoChan("tag\x00"+up.cfg.Name+"\x00"+repo+"\x00"+tag, func() (any, error) {
+		fctx, cancel := up.withTimeout(context.WithoutCancel(ctx))
+		defer cancel()
+		return c.fetchTag(fctx, up, repo, tag)
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return res.Val.(*manifest), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (c *manifestCache) fetchTag(ctx context.Context, up *upstream, repo, tag string) (*manifest, error) {
+	resp, err := up.request(ctx, http.MethodHead, repo, http.Header{"Accept": {manifestAccept}}, "manifests", tag)
 	if err != nil {
 		return nil, err
 	}
@@ -117,7 +137,7 @@ func (c *manifestCache) byTag(ctx context.Context, up *upstream, repo, tag strin
 			return m, nil
 		}
 	}
-	m, err := c.fetch(fctx, up, repo, tag, "")
+	m, err := c.fetch(ctx, up, repo, tag, "")
 	if err != nil {
 		return nil, err
 	}

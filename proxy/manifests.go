@@ -31,13 +31,13 @@ func (s *Server) handleManifest(w http.ResponseWriter, r *http.Request) {
 	if strings.Contains(refStr, ":") {
 		d, perr := digest.Parse(refStr)
 		if perr != nil {
-			writeError(w, r, newError(errcode.ErrorCodeDigestInvalid, "invalid digest %q: %v", refStr, perr))
+			writeError(w, r, newError(errcode.ErrorCodeDigestInvalid, "invalid digest %s: %v", echo(refStr), perr))
 			return
 		}
 		subj.digest, rec.digest = d, d
 	} else {
 		if !validTag(refStr) {
-			writeError(w, r, newError(errcode.ErrorCodeTagInvalid, "invalid tag %q", refStr))
+			writeError(w, r, newError(errcode.ErrorCodeTagInvalid, "invalid tag %s", echo(refStr)))
 			return
 		}
 		subj.tag, rec.tag = refStr, refStr

@@ -34,7 +34,7 @@ func (s *Server) locate(r *http.Request, name string) (repoRef, error) {
 		}
 		up = s.upstreams[ns[0]]
 		if up == nil {
-			return repoRef{}, newError(errcode.ErrorCodeNameUnknown, "registry %q (ns) is not an upstream of this trustgate", ns[0])
+			return repoRef{}, newError(errcode.ErrorCodeNameUnknown, "registry %s (ns) is not an upstream of this trustgate", echo(ns[0]))
 		}
 		// A client with a path-prefixed mirror (containerd override_path) that also adds ns
 		// sends /v2/<ns>/<repo>?ns=<ns>; the prefix is the same upstream, so drop it. A prefix
@@ -43,7 +43,7 @@ func (s *Server) locate(r *http.Request, name string) (repoRef, error) {
 			if other := s.upstreams[segs[0]]; other == up {
 				segs = segs[1:]
 			} else if other != nil {
-				return repoRef{}, newError(errcode.ErrorCodeNameInvalid, "path prefix %q contradicts ns=%q", segs[0], ns[0])
+				return repoRef{}, newError(errcode.ErrorCodeNameInvalid, "path prefix %s contradicts ns=%s", echo(segs[0]), echo(ns[0]))
 			}
 		}
 	} else if p := s.upstreams[segs[0]]; p != nil && len(segs) > 1 {
@@ -69,7 +69,7 @@ func validateRepo(repo string) error {
 	}
 	n, err := reference.WithName(validDomain + "/" + repo)
 	if err != nil || reference.Domain(n) != validDomain || reference.Path(n) != repo {
-		return newError(errcode.ErrorCodeNameInvalid, "invalid repository name %q", repo)
+		return newError(errcode.ErrorCodeNameInvalid, "invalid repository name %s", echo(repo))
 	}
 	return nil
 }

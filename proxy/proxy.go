@@ -34,6 +34,11 @@
 //     Not 503: it is not an outage, and retrying won't help. Upstream 5xx or unreachable: 503.
 //   - Upstream bytes that don't hash to the requested or signed digest, or a length that differs
 //     from the signed length, or a manifest over 4 MiB: 503, and not a byte of it is sent.
+//   - A blob reachable from a verified manifest has the size the manifest's descriptor states:
+//     an upstream announcing another Content-Length is refused (503) before a byte is sent or
+//     spool space reserved, and a body is never read beyond that size. Where no verified
+//     descriptor gives the size (warn, off), the upstream's Content-Length reserves spool only
+//     within the free spool budget (see fanout.WithSize).
 //   - Error bodies name the repository and the reason; the upstream layer returns one typed
 //     UpstreamError and clientError words every failure from its kind, so no upstream or trust
 //     server URL, address or file path reaches a client (the log has them).
@@ -46,8 +51,10 @@
 //
 // Response headers: X-Trustgate-Decision (allow, refuse, warn, error), X-Trustgate-Role (the Notary
 // role that signed) and X-Trustgate-Signed-Digest (the digest a tag is signed to, or the signed
-// manifest a digest is reached from). Each manifest and blob decision is logged as one slog record with msg
-// "decision" (blob allows at debug level).
+// manifest a digest is reached from). Every request judge decides (manifests, blobs, tag lists,
+// referrers) is logged as exactly one slog record with msg "decision" naming repository, tag or
+// digest, decision and reason (blob allows at debug level); a blob download that fails, before
+// its headers or after (the response aborted), makes it "error" with the failure's kind.
 package proxy
 
 import (
@@ -207,7 +214,7 @@ func New(opts Options) (*Server, error) {
 	}
 	for _, up := range s.upstreams {
 		up.blobs = fanout.New(fanout.Options{Dir: dir, Logger: s.log.With("upstream", up.cfg.Name),
-			MaxSpoolBytes: opts.BlobSpoolBytes, OnError: s.onBlobError})
+			MaxSpoolBytes: opts.BlobSpoolBytes, OnError: s.onBlobError, OnAbort: s.onBlobAbort})
 	}
 	s.handler = s.routes()
 	return s, nil

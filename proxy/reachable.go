@@ -55,6 +55,9 @@ type reachMemo struct {
 	mu    sync.Mutex
 	seen  map[digest.Digest]digest.Digest // reachable so far → the signed digest it is reached from
 	queue []digest.Digest                 // reachable manifests whose edges are not walked yet
+	// sizes are the blob sizes the reachable manifests' descriptors state; -1 where two of them
+	// disagree (no size is trusted then).
+	sizes map[digest.Digest]int64
 }
 
 func newReachability(size int) (*reachability, error) {
@@ -92,7 +95,7 @@ func (r *reachability) memo(key string, sigs Signatures) *reachMemo {
 	} else if ok {
 		r.memos.Remove(key) // evict callback: total -= accounted
 	}
-	m = &reachMemo{sigs: sigs, roots: roots, seen: make(map[digest.Digest]digest.Digest, len(roots))}
+	m = &reachMemo{sigs: sigs, roots: roots, seen: make(map[digest.Digest]digest.Digest, len(roots)), sizes: map[digest.Digest]int64{}}
 	for d := range roots {
 		m.seen[d] = d
 		m.queue = append(m.queue, d)
@@ -125,24 +128,28 @@ type walkBudget struct {
 	bytes   int64
 }
 
-// reachable reports whether d is signed in ref's repository under sigs, and the signed digest it
-// is reached from. Edges come from the edge store; a manifest whose edges are unknown is fetched by
+// reachable reports whether d is signed in ref's repository under sigs, the signed digest it is
+// reached from, and its size as the descriptors that reach it state (-1 if unknown). Edges come from the edge store; a manifest whose edges are unknown is fetched by
 // digest (hash-verified) within the walk's budget. A signed manifest the upstream no longer has
 // reaches nothing. A digest not reached while some signature did not verify is an error (503),
 // not unsigned.
-func (s *Server) reachable(ctx context.Context, ref repoRef, sigs Signatures, d digest.Digest) (digest.Digest, bool, error) {
+func (s *Server) reachable(ctx context.Context, ref repoRef, sigs Signatures, d digest.Digest) (root digest.Digest, size int64, ok bool, err error) {
 	key := ref.up.cfg.Name + "\x00" + ref.repo
 	m := s.reach.memo(key, sigs)
 	m.mu.Lock()
-	ok, err := s.walk(ctx, ref, m, d)
+	ok, err = s.walk(ctx, ref, m, d)
 	root, n := m.seen[d], len(m.seen)
+	size, known := m.sizes[d]
 	m.mu.Unlock()
+	if !known {
+		size = -1
+	}
 	s.reach.account(key, m, n)
 	if !ok && err == nil {
 		// Not reached by any verified signature; if one did not verify, d may be its.
 		_, err = sigs.All()
 	}
-	return root, ok, err
+	return root, size, ok, err
 }
 
 // walk expands m until d is found, the graph is exhausted, or the walk's budget is spent. The
@@ -180,9 +187,16 @@ func (s *Server) walk(ctx context.Context, ref repoRef, m *reachMemo, d digest.D
 				m.queue = append(m.queue, c)
 			}
 		}
-		for _, b := range e.Blobs {
+		for i, b := range e.Blobs {
 			if _, ok := m.seen[b]; !ok {
 				m.seen[b] = root
+			}
+			if n, ok := e.size(i); ok {
+				if old, had := m.sizes[b]; !had {
+					m.sizes[b] = n
+				} else if old != n {
+					m.sizes[b] = -1
+				}
 			}
 		}
 		if _, ok := m.seen[d]; ok {

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 	"github.com/gorilla/mux"
@@ -26,6 +28,7 @@ var emptyIndex = []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.ima
 // from distribution v3 which has no referrers API, becomes the empty index).
 func (s *Server) handleReferrers(w http.ResponseWriter, r *http.Request) {
 	vars := mux.Vars(r)
+	rec := &decisionRecord{start: time.Now(), method: r.Method}
 	ref, err := s.locate(r, vars["name"])
 	if err != nil {
 		writeError(w, r, err)
@@ -33,12 +36,15 @@ func (s *Server) handleReferrers(w http.ResponseWriter, r *http.Request) {
 	}
 	d, err := digest.Parse(vars["digest"])
 	if err != nil {
-		writeError(w, r, newError(errcode.ErrorCodeDigestInvalid, "invalid digest %q: %v", vars["digest"], err))
+		writeError(w, r, newError(errcode.ErrorCodeDigestInvalid, "invalid digest %s: %v", echo(vars["digest"]), err))
 		return
 	}
+	rec.upstream, rec.repo, rec.digest = ref.up.cfg.Name, ref.gun, d
 	subj := subject{gun: ref.gun, upstream: ref.up.cfg.Name, kind: kindReferrers, digest: d}
 	v := s.judge(r.Context(), ref, subj)
 	setVerdictHeaders(w.Header(), v)
+	rec.decision, rec.reason, rec.role = v.decision, v.reason, v.sig.Signer
+	defer s.logDecision(r.Context(), rec, slog.LevelInfo)
 	if v.err != nil {
 		writeError(w, r, v.err)
 		return
@@ -47,6 +53,7 @@ func (s *Server) handleReferrers(w http.ResponseWriter, r *http.Request) {
 	if v.upstream {
 		b, err := s.upstreamReferrers(r, ref, d)
 		if err != nil {
+			rec.decision, rec.reason = decisionError, err.Error()
 			writeError(w, r, clientError(err, subj))
 			return
 		}

@@ -27,12 +27,12 @@ func (s *Server) routes() http.Handler {
 	r.Handle("/v2/"+namePat+"/referrers/{digest}", s.instrument("referrers", http.HandlerFunc(s.handleReferrers))).Methods(http.MethodGet)
 	r.MethodNotAllowedHandler = s.instrument("unsupported", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// trustgate is a read-only mirror: pushes, deletes and uploads are not part of it.
-		writeError(w, r, newError(errcode.ErrorCodeUnsupported, "%s is not supported: trustgate is a read-only registry", r.Method))
+		writeError(w, r, newError(errcode.ErrorCodeUnsupported, "%s is not supported: trustgate is a read-only registry", echo(r.Method)))
 	}))
 	r.NotFoundHandler = s.instrument("notfound", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		e := newError(errcode.ErrorCodeUnsupported, "%s is not supported: trustgate is a read-only registry", r.Method)
+		e := newError(errcode.ErrorCodeUnsupported, "%s is not supported: trustgate is a read-only registry", echo(r.Method))
 		if r.Method == http.MethodGet || r.Method == http.MethodHead {
-			e = newError(errcode.ErrorCodeUnsupported, "no registry API at %s", r.URL.Path)
+			e = newError(errcode.ErrorCodeUnsupported, "no registry API at %s", echo(r.URL.Path))
 			e.status = http.StatusNotFound
 		}
 		writeError(w, r, e)

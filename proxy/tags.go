@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
 	"sort"
 	"strconv"
+	"time"
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 	"github.com/gorilla/mux"
@@ -25,22 +27,26 @@ const maxTagListBytes = 16 << 20
 // handleTags serves GET /v2/<name>/tags/list. In enforce mode the list is the signed tags, because
 // those are the only tags a client can pull; warn and off relay the upstream's list (see judge).
 func (s *Server) handleTags(w http.ResponseWriter, r *http.Request) {
+	rec := &decisionRecord{start: time.Now(), method: r.Method}
 	ref, err := s.locate(r, mux.Vars(r)["name"])
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
+	rec.upstream, rec.repo = ref.up.cfg.Name, ref.gun
 	q := r.URL.Query()
 	n := -1
 	if v := q.Get("n"); v != "" {
 		if n, err = strconv.Atoi(v); err != nil || n < 0 {
-			writeError(w, r, newError(errcode.ErrorCodePaginationNumberInvalid, "invalid n=%q", v))
+			writeError(w, r, newError(errcode.ErrorCodePaginationNumberInvalid, "invalid n=%s", echo(v)))
 			return
 		}
 	}
 	subj := subject{gun: ref.gun, upstream: ref.up.cfg.Name, kind: kindTags}
 	v := s.judge(r.Context(), ref, subj)
 	setVerdictHeaders(w.Header(), v)
+	rec.decision, rec.reason, rec.role = v.decision, v.reason, v.sig.Signer
+	defer s.logDecision(r.Context(), rec, slog.LevelInfo)
 	if v.err != nil {
 		writeError(w, r, v.err)
 		return
@@ -48,6 +54,7 @@ func (s *Server) handleTags(w http.ResponseWriter, r *http.Request) {
 	tags := v.tags
 	if v.upstream {
 		if tags, err = s.upstreamTags(r, ref); err != nil {
+			rec.decision, rec.reason = decisionError, err.Error()
 			writeError(w, r, clientError(err, subj))
 			return
 		}

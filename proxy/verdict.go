@@ -21,8 +21,12 @@ type verdict struct {
 	// content derived from signatures.
 	upstream bool
 	tags     []string // the signed tags, for a tag list in enforce mode
-	warning  string   // for the Warning header
-	err      *apiError
+	// size is a blob's size as the verified manifests reaching it state, if sized; not sized in
+	// warn and off modes, for edges stored before sizes were kept, and where descriptors disagree.
+	size    int64
+	sized   bool
+	warning string // for the Warning header
+	err     *apiError
 }
 
 // errUnreachable: a digest that none of the repository's signatures reach.
@@ -110,7 +114,7 @@ func (s *Server) verify(ctx context.Context, ref repoRef, dec policy.Decision, s
 		}
 		return verdict{decision: decisionAllow, reason: "signed", sig: sig}, nil
 	}
-	root, ok, err := s.reachable(ctx, ref, sigs, subj.digest)
+	root, size, ok, err := s.reachable(ctx, ref, sigs, subj.digest)
 	if err != nil {
 		return verdict{}, err
 	}
@@ -122,7 +126,7 @@ func (s *Server) verify(ctx context.Context, ref repoRef, dec policy.Decision, s
 	if root != subj.digest {
 		reason = "reachable from " + ref.gun + ":" + sig.Tag + " (" + root.String() + ")"
 	}
-	return verdict{decision: decisionAllow, reason: reason, sig: sig}, nil
+	return verdict{decision: decisionAllow, reason: reason, sig: sig, size: size, sized: size >= 0}, nil
 }
 
 // verifier picks the Verifier a decision requires.

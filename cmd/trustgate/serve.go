@@ -51,6 +51,7 @@ func serve(ctx context.Context, cfg *Config, stderr io.Writer, ready func(addr n
 	if err := openTrustDir(cfg, log); err != nil {
 		return err
 	}
+	sweepDebris(cfg, log)
 	ups, err := newUpstreams(cfg, log)
 	if err != nil {
 		return err

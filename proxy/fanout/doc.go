@@ -56,8 +56,14 @@
 //     (Options.MaxSpoolBytes, 0 = none) so a second pull right after is served
 //     without upstream. In-flight downloads are not refused when the budget is
 //     exceeded; retained spools are evicted to make room for them.
+//   - Sizes: a size the caller knows from a verified source (WithSize) is
+//     the blob's size; upstream must announce it or none. A size only
+//     upstream announces is reserved ahead of the bytes no further than
+//     MaxSpoolBytes has free, so a lying Content-Length cannot fill the disk
+//     or flush retained spools.
 //   - Disk: a download of known size also evicts retained spools, oldest
-//     first, until the spool filesystem's free space (statfs) holds it, and
+//     first, until the spool filesystem's free space (statfs) holds its
+//     reservation, and
 //     a create, reservation or write that still hits ENOSPC evicts the next
 //     oldest and retries. A missing spool directory is recreated. What cannot
 //     be fixed that way (read-only, unwritable, full of other files) fails

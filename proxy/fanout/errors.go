@@ -13,6 +13,9 @@ var (
 	ErrTruncated = errors.New("fanout: upstream body shorter than its size")
 	// ErrTooLong means upstream sent more bytes than the size it announced.
 	ErrTooLong = errors.New("fanout: upstream body longer than its size")
+	// ErrSizeMismatch means upstream announced a size other than the one
+	// the caller knows from a verified source (see WithSize).
+	ErrSizeMismatch = errors.New("fanout: upstream size differs from the verified size")
 	// ErrIdle means upstream sent no byte for Options.IdleTimeout.
 	ErrIdle = errors.New("fanout: upstream idle timeout")
 	// ErrSpool means the spool directory cannot take the blob: it is

@@ -89,11 +89,19 @@ func (g *Group) fillOnce(ctx context.Context, d *download, open Opener, st *fill
 		stopClose()
 		body.Close()
 	}()
+	want, verified := sizeFrom(ctx)
+	switch {
+	case verified && size >= 0 && size != want:
+		return false, fmt.Errorf("%w: upstream announces %d bytes, the verified size is %d", ErrSizeMismatch, size, want)
+	case verified:
+		size = want
+	}
 	if !st.sizeSet {
-		g.makeRoom(size)
+		reserve := g.reservation(size, verified)
+		g.makeRoom(reserve)
 		// Before setSize, so that a full disk is an error status for
 		// every request rather than an aborted body.
-		if err := g.spoolWrite("reserve spool space", func() error { return preallocate(d.file, size) }); err != nil {
+		if err := g.spoolWrite("reserve spool space", func() error { return preallocate(d.file, reserve) }); err != nil {
 			return false, err
 		}
 		st.size, st.sizeSet = size, true

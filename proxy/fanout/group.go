@@ -40,6 +40,10 @@ type Options struct {
 	// a registry error body. It is never called once headers are out: those
 	// responses are aborted instead.
 	OnError func(w http.ResponseWriter, r *http.Request, err error)
+	// OnAbort, if set, is told why a response whose headers are out is
+	// about to be aborted (the download failed); it must not write to the
+	// response.
+	OnAbort func(r *http.Request, err error)
 }
 
 // Group fans one upstream download per digest out to every concurrent

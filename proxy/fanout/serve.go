@@ -66,6 +66,9 @@ func (g *Group) Serve(w http.ResponseWriter, r *http.Request, dgst digest.Digest
 	case errors.As(err, &failed):
 		g.stats.aborts.Add(1)
 		g.log.Warn("aborting blob response", "digest", dgst, "range", r.Header.Get("Range"), "err", err)
+		if g.opts.OnAbort != nil {
+			g.opts.OnAbort(r, failed.err)
+		}
 		panic(http.ErrAbortHandler)
 	case err != nil:
 		g.log.Debug("client stopped reading blob", "digest", dgst, "err", err)

@@ -1,0 +1,37 @@
+package main
+
+import (
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/trustgate/trustgate/internal/debris"
+)
+
+// sweepDebris removes what a killed trustgate left behind (see package debris): blob spools not
+// yet unlinked, directly in temp_dir, and half-written trust state under each upstream's tuf/ in
+// trust_dir. Each upstream's graph/ is swept by proxy.OpenFileEdges, which walks it anyway.
+// Failing to remove debris is logged, not fatal: it costs disk, not correctness.
+func sweepDebris(cfg *Config, log *slog.Logger) {
+	now := time.Now()
+	sweep := func(dir string, recursive bool, match func(string) bool) {
+		removed, err := debris.Sweep(dir, recursive, match, now)
+		if len(removed) > 0 {
+			log.Info("removed temporary files left by a crash", "dir", dir, "files", len(removed))
+		}
+		if err != nil {
+			log.Warn("removing temporary files left by a crash", "dir", dir, "err", err)
+		}
+	}
+	tmp := cfg.TempDir
+	if tmp == "" {
+		tmp = os.TempDir()
+	}
+	sweep(tmp, false, debris.Spool)
+	for _, u := range cfg.Upstreams {
+		if dir := upstreamDir(cfg, u.Name); dir != "" {
+			sweep(filepath.Join(dir, "tuf"), true, debris.Temp)
+		}
+	}
+}
