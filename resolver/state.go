@@ -20,6 +20,9 @@ type State struct {
 	// rootSigners are the root certificate key IDs whose signatures the trusted root carries:
 	// the IDs an operator writes into trust_pinning.certs to stop trusting on first use.
 	rootSigners []string
+	// versions are the version floors after the verification that made the state: for every
+	// role that verified, its version.
+	versions map[string]int
 }
 
 // roleState is one verified targets role.

@@ -346,7 +346,7 @@ func (c *Client) updatePass(ctx context.Context, g *gunState, now time.Time) (*S
 		st.roles[name] = rs
 		queue = append(children, queue...)
 	}
-
+	st.versions = maps.Clone(g.versions)
 	return st, nil
 }
 
