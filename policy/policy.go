@@ -46,6 +46,9 @@ type Decision struct {
 	// which line of the config made the call.
 	Rule   string
 	Notary *NotaryRule
+	// Frozen, when set, answers the repositories its file covers in place of Notary (see
+	// FrozenRule).
+	Frozen *FrozenRule
 }
 
 // RuleConfig is one configured rule; the default rule has no Match.
@@ -53,6 +56,7 @@ type RuleConfig struct {
 	Match  string        `mapstructure:"match"`
 	Mode   Mode          `mapstructure:"mode"`
 	Notary *NotaryConfig `mapstructure:"notary"`
+	Frozen *FrozenConfig `mapstructure:"frozen"`
 }
 
 // NotaryConfig configures a NotaryRule.
@@ -107,6 +111,9 @@ func New(cfg Config) (*Policy, error) {
 		if rc.Notary == nil && def.Notary != nil && (rc.Mode == Enforce || rc.Mode == Warn) {
 			rc.Notary = def.Notary // inherit the default's verifier settings
 		}
+		if rc.Frozen == nil && def.Frozen != nil && (rc.Mode == Enforce || rc.Mode == Warn) {
+			rc.Frozen = def.Frozen
+		}
 		d, err := decision(rc, rc.Match)
 		if err != nil {
 			return nil, fmt.Errorf("policy.rules[%d] (%s): %w", i, rc.Match, err)
@@ -124,6 +131,9 @@ func decision(rc RuleConfig, name string) (Decision, error) {
 	if rc.Mode != Enforce && rc.Mode != Warn {
 		if rc.Notary != nil {
 			return Decision{}, fmt.Errorf("mode %q verifies nothing, so a notary requirement would be ignored", rc.Mode)
+		}
+		if rc.Frozen != nil {
+			return Decision{}, fmt.Errorf("mode %q verifies nothing, so frozen trust would be ignored", rc.Mode)
 		}
 		return d, nil
 	}
@@ -144,6 +154,13 @@ func decision(rc RuleConfig, name string) (Decision, error) {
 		seen[r] = true
 	}
 	d.Notary = &NotaryRule{Roles: roles}
+	if rc.Frozen != nil {
+		f, err := frozenRule(*rc.Frozen)
+		if err != nil {
+			return Decision{}, err
+		}
+		d.Frozen = &f
+	}
 	return d, nil
 }
 
@@ -161,6 +178,10 @@ func (p *Policy) Decide(name string) Decision {
 func (d Decision) clone() Decision {
 	if d.Notary != nil {
 		d.Notary = &NotaryRule{Roles: append([]string(nil), d.Notary.Roles...)}
+	}
+	if d.Frozen != nil {
+		f := *d.Frozen
+		d.Frozen = &f
 	}
 	return d
 }
