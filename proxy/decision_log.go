@@ -27,6 +27,10 @@ const (
 	// HeaderSignedDigest is the digest the tag is signed to (sent even when serving fails, so a
 	// "signed digest missing upstream" error says which digest).
 	HeaderSignedDigest = "X-Trustgate-Signed-Digest"
+	// HeaderVerifier names what answered: notary, or frozen (a frozen trust file).
+	HeaderVerifier = "X-Trustgate-Verifier"
+	// HeaderExpires is when a frozen trust file stops answering (RFC 3339).
+	HeaderExpires = "X-Trustgate-Expires"
 )
 
 // decisionRecord is one served (or refused) decision; it becomes exactly one slog record with msg

@@ -14,10 +14,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/trustgate/trustgate/frozen"
 	"github.com/trustgate/trustgate/internal/peers"
 	"github.com/trustgate/trustgate/policy"
 	"github.com/trustgate/trustgate/resolver"
@@ -120,6 +122,8 @@ type envConfig struct {
 	metrics     prometheus.Registerer
 	spoolBytes  int64
 	edges       EdgeStore
+	frozen      map[policy.FrozenRule]*frozen.File
+	now         func() time.Time
 }
 
 func newEnv(t *testing.T, reg *peers.Registry, cfg envConfig) *env {
@@ -146,6 +150,7 @@ func newEnv(t *testing.T, reg *peers.Registry, cfg envConfig) *env {
 	}
 	e.srv, err = New(Options{
 		Upstreams: ups, Default: def, Policy: pol, TempDir: t.TempDir(), Metrics: cfg.metrics, BlobSpoolBytes: cfg.spoolBytes,
+		Frozen: cfg.frozen, Now: cfg.now,
 		Logger: slog.New(slog.NewJSONHandler(lockedWriter{e.logMu, e.logs}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {

@@ -50,11 +50,13 @@
 //     HEAD; never a download.
 //
 // Response headers: X-Trustgate-Decision (allow, refuse, warn, error), X-Trustgate-Role (the Notary
-// role that signed) and X-Trustgate-Signed-Digest (the digest a tag is signed to, or the signed
-// manifest a digest is reached from). Every request judge decides (manifests, blobs, tag lists,
-// referrers) is logged as exactly one slog record with msg "decision" naming repository, tag or
-// digest, decision and reason (blob allows at debug level); a blob download that fails, before
-// its headers or after (the response aborted), makes it "error" with the failure's kind.
+// role that signed), X-Trustgate-Signed-Digest (the digest a tag is signed to, or the signed
+// manifest a digest is reached from) and X-Trustgate-Verifier (notary, or frozen when a frozen
+// trust file answered; then X-Trustgate-Expires is its expiry). Every request judge decides
+// (manifests, blobs, tag lists, referrers) is logged as exactly one slog record with msg
+// "decision" naming repository, tag or digest, decision and reason (blob allows at debug level);
+// a blob download that fails, before its headers or after (the response aborted), makes it
+// "error" with the failure's kind.
 package proxy
 
 import (
@@ -67,6 +69,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/trustgate/trustgate/frozen"
 	"github.com/trustgate/trustgate/policy"
 	"github.com/trustgate/trustgate/proxy/fanout"
 )
@@ -118,6 +121,10 @@ type Options struct {
 	Metrics        prometheus.Registerer // nil = no metrics
 	// Now is the clock a signed target's expiry is checked against; nil = time.Now.
 	Now func() time.Time
+	// Frozen holds the frozen trust files the policy names (policy.FrozenRule), loaded and
+	// checked against their pinned sha256 by the caller. A rule naming a file missing here
+	// fails closed (503).
+	Frozen map[policy.FrozenRule]*frozen.File
 	// UpstreamTimeout bounds a manifest, tag-list or referrers round trip, and the wait for a blob's
 	// response headers (the blob body itself is bounded by the fan-out). 0 = 30s.
 	UpstreamTimeout time.Duration
@@ -133,6 +140,7 @@ type Server struct {
 	reach     *reachability
 	notary    map[string]Verifier   // per upstream
 	graph     map[string]*edgeCache // per upstream
+	frozen    map[policy.FrozenRule]*frozenVerifier
 	metrics   *metrics
 	handler   http.Handler
 	timeout   time.Duration
@@ -190,6 +198,13 @@ func New(opts Options) (*Server, error) {
 		if s.graph[u.Name], err = newEdgeCache(size, u.Edges, s.log.With("upstream", u.Name)); err != nil {
 			return nil, err
 		}
+	}
+	s.frozen = map[policy.FrozenRule]*frozenVerifier{}
+	for rule, f := range opts.Frozen {
+		if f == nil {
+			return nil, fmt.Errorf("proxy: frozen trust %s: no file", rule.File)
+		}
+		s.frozen[rule] = newFrozenVerifier(rule.File, f, s.now)
 	}
 	if opts.Default != "" {
 		s.def = s.upstreams[opts.Default]

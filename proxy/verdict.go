@@ -3,9 +3,12 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
+	"github.com/trustgate/trustgate/frozen"
 	"github.com/trustgate/trustgate/policy"
 	"github.com/trustgate/trustgate/resolver"
 )
@@ -27,6 +30,9 @@ type verdict struct {
 	sized   bool
 	warning string // for the Warning header
 	err     *apiError
+	// verifier names the Verifier that answered (X-Trustgate-Verifier), set whether or not
+	// it verified.
+	verifier string
 }
 
 // errUnreachable: a digest that none of the repository's signatures reach.
@@ -36,7 +42,7 @@ var errUnreachable = errors.New("not reachable from any signed tag")
 // mode is looked at: deny refuses (403), off passes through, enforce serves only what the
 // repository's current signatures allow, warn serves that and marks the rest, and a mode this
 // trustgate does not know fails closed (503) on every endpoint.
-func (s *Server) judge(ctx context.Context, ref repoRef, subj subject) verdict {
+func (s *Server) judge(ctx context.Context, ref repoRef, subj subject) (out verdict) {
 	dec := s.policy.Decide(ref.gun)
 	rule := " (rule " + dec.Rule + ")"
 	switch dec.Mode {
@@ -66,6 +72,7 @@ func (s *Server) judge(ctx context.Context, ref repoRef, subj subject) verdict {
 	if err == nil {
 		return v
 	}
+	defer func() { out.verifier = v.verifier }() // a refusal still says who refused
 	why := trustReason(err)
 	switch {
 	case warn:
@@ -100,37 +107,60 @@ func (s *Server) verify(ctx context.Context, ref repoRef, dec policy.Decision, s
 	if err != nil {
 		return verdict{}, err
 	}
+	base := verdict{}
+	if n, ok := ver.(interface{ name() string }); ok {
+		base.verifier = n.name()
+	}
 	sigs, err := ver.Signatures(ctx, ref.gun, dec)
 	if err != nil {
-		return verdict{}, err
+		return base, err
 	}
+	source := ""
+	if src, ok := sigs.(interface{ source() string }); ok {
+		source = "; " + src.source()
+	}
+	v := base
+	v.decision = decisionAllow
 	switch {
 	case subj.kind == kindTags:
-		return verdict{decision: decisionAllow, reason: "signed tags", tags: sigs.Tags()}, nil
+		v.reason, v.tags = "signed tags"+source, sigs.Tags()
+		return v, nil
 	case subj.tag != "":
 		sig, err := sigs.Tag(subj.tag)
 		if err != nil {
-			return verdict{}, err
+			return base, err
 		}
-		return verdict{decision: decisionAllow, reason: "signed", sig: sig}, nil
+		v.reason, v.sig = "signed"+source, sig
+		return v, nil
 	}
 	root, size, ok, err := s.reachable(ctx, ref, sigs, subj.digest)
 	if err != nil {
-		return verdict{}, err
+		return base, err
 	}
 	if !ok {
-		return verdict{}, errUnreachable
+		return base, fmt.Errorf("%w%s", errUnreachable, source)
 	}
 	sig, _ := sigs.Signed(root)
 	reason := "signed as " + ref.gun + ":" + sig.Tag
 	if root != subj.digest {
 		reason = "reachable from " + ref.gun + ":" + sig.Tag + " (" + root.String() + ")"
 	}
-	return verdict{decision: decisionAllow, reason: reason, sig: sig, size: size, sized: size >= 0}, nil
+	v.reason, v.sig, v.size, v.sized = reason+source, sig, size, size >= 0
+	return v, nil
 }
 
-// verifier picks the Verifier a decision requires.
+// verifier picks the Verifier a decision requires. A frozen trust file answers for the
+// repositories it holds, in place of Notary; Notary answers for the rest.
 func (s *Server) verifier(ref repoRef, dec policy.Decision) (Verifier, error) {
+	if dec.Frozen != nil {
+		fv := s.frozen[*dec.Frozen]
+		if fv == nil {
+			return nil, fmt.Errorf("%w: frozen trust %s is not loaded", errNoVerifier, dec.Frozen.File)
+		}
+		if fv.covers(ref.gun) {
+			return fv, nil
+		}
+	}
 	if dec.Notary != nil {
 		return s.notary[ref.up.cfg.Name], nil
 	}
@@ -142,7 +172,7 @@ var trustErrors = []error{
 	resolver.ErrTagNotSigned, resolver.ErrNoTrustData,
 	resolver.ErrUnavailable, resolver.ErrExpired, resolver.ErrRollback, resolver.ErrPinMismatch,
 	resolver.ErrThreshold, resolver.ErrChecksum, resolver.ErrInvalid,
-	errNoVerifier, errUnreachable, errWalkBudget, errWalkTooLarge,
+	errNoVerifier, errUnreachable, errWalkBudget, errWalkTooLarge, frozen.ErrExpired,
 }
 
 func isTrustError(err error) bool {
@@ -183,6 +213,12 @@ func setVerdictHeaders(h http.Header, v verdict) {
 	}
 	if v.sig.Digest != "" {
 		h.Set(HeaderSignedDigest, v.sig.Digest.String())
+	}
+	if v.verifier != "" {
+		h.Set(HeaderVerifier, v.verifier)
+	}
+	if v.verifier == "frozen" && !v.sig.Expires.IsZero() {
+		h.Set(HeaderExpires, v.sig.Expires.UTC().Format(time.RFC3339))
 	}
 	if v.warning != "" {
 		setWarning(h, v.warning)

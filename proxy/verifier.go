@@ -116,6 +116,8 @@ func notaryRoles(dec policy.Decision) ([]string, bool) {
 	return dec.Notary.Roles, true
 }
 
+func (v *notaryVerifier) name() string { return "notary" }
+
 func (v *notaryVerifier) Signatures(ctx context.Context, gun string, dec policy.Decision) (Signatures, error) {
 	roles, ok := notaryRoles(dec)
 	if !ok {
