@@ -4,6 +4,7 @@
 //	trustgate demo                  run the mirror in front of an embedded, signed sample registry
 //	trustgate serve   --config F    run the mirror
 //	trustgate resolve --config F R  print the signed digest of image reference R
+//	trustgate trust freeze|show     frozen trust (trust.go)
 //	trustgate version
 package main
 
@@ -46,6 +47,8 @@ commands:
   demo     [--listen ADDR] [--check] [--log-level LEVEL]
   serve    --config FILE [--listen ADDR] [--trust-dir DIR] [--trust-ttl DUR] [--log-level LEVEL]
   resolve  --config FILE [--json] IMAGE:TAG
+  trust    freeze --config FILE --expires TIME [--out FILE] [--from server|trust-dir] PATTERN...
+  trust    show [--config FILE] [--file FILE]
   version
 `
 
@@ -61,6 +64,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runServe(ctx, args[1:], stderr)
 	case "resolve":
 		return runResolve(ctx, args[1:], stdout, stderr)
+	case "trust":
+		return runTrust(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "trustgate", version)
 		return nil

@@ -52,6 +52,10 @@ func serve(ctx context.Context, cfg *Config, stderr io.Writer, ready func(addr n
 		return err
 	}
 	sweepDebris(cfg, log)
+	fz, err := loadFrozen(pol, log)
+	if err != nil {
+		return err
+	}
 	ups, err := newUpstreams(cfg, log)
 	if err != nil {
 		return err
@@ -68,6 +72,7 @@ func serve(ctx context.Context, cfg *Config, stderr io.Writer, ready func(addr n
 		BlobSpoolBytes:    cfg.BlobSpoolBytes,
 		Metrics:           reg,
 		UpstreamTimeout:   cfg.Timeouts.Upstream,
+		Frozen:            fz,
 	})
 	if err != nil {
 		return err

@@ -62,9 +62,18 @@ func newLimiter(cfg *Config) (*resolver.Limiter, error) {
 // its own subdirectory of trust_dir, so two trust servers can never overwrite each other's pinned
 // roots or rollback versions.
 func newResolver(cfg *Config, u UpstreamConfig, lim *resolver.Limiter, log *slog.Logger) (*resolver.Client, error) {
+	rcfg, err := resolverConfig(cfg, u, lim, log)
+	if err != nil {
+		return nil, err
+	}
+	return resolver.NewClient(rcfg)
+}
+
+// resolverConfig is the resolver.Config of one upstream's Notary client.
+func resolverConfig(cfg *Config, u UpstreamConfig, lim *resolver.Limiter, log *slog.Logger) (resolver.Config, error) {
 	rt, err := u.Notary.TLS.transport()
 	if err != nil {
-		return nil, fmt.Errorf("upstreams[%s].notary.tls: %w", u.Name, err)
+		return resolver.Config{}, fmt.Errorf("upstreams[%s].notary.tls: %w", u.Name, err)
 	}
 	pin := resolver.TrustPinning{
 		Certs:       u.Notary.TrustPinning.Certs,
@@ -75,11 +84,11 @@ func newResolver(cfg *Config, u UpstreamConfig, lim *resolver.Limiter, log *slog
 	for prefix, file := range u.Notary.TrustPinning.CA {
 		pem, err := os.ReadFile(file)
 		if err != nil {
-			return nil, fmt.Errorf("upstreams[%s].notary.trust_pinning.ca[%s]: %w", u.Name, prefix, err)
+			return resolver.Config{}, fmt.Errorf("upstreams[%s].notary.trust_pinning.ca[%s]: %w", u.Name, prefix, err)
 		}
 		pin.CA[prefix] = string(pem)
 	}
-	return resolver.NewClient(resolver.Config{
+	return resolver.Config{
 		ServerURL:   u.Notary.URL,
 		Transport:   rt,
 		Username:    u.Notary.Username,
@@ -89,7 +98,7 @@ func newResolver(cfg *Config, u UpstreamConfig, lim *resolver.Limiter, log *slog
 		TrustDir:    upstreamDir(cfg, u.Name),
 		Pinning:     pin,
 		Logger:      log.With("upstream", u.Name),
-	})
+	}, nil
 }
 
 // upstreamDir is where one upstream's state lives in trust_dir: tuf/ (the resolver's verified
