@@ -76,6 +76,8 @@ type GateConfig struct {
 type GateRule struct {
 	Match, Mode string
 	Roles       []string // nil = policy default
+	// FrozenFile and FrozenSHA256 set the rule's frozen trust ("" = none).
+	FrozenFile, FrozenSHA256 string
 }
 
 // YAML renders the configuration. Strings are emitted as JSON strings, which YAML reads as
@@ -147,6 +149,9 @@ func (c GateConfig) YAML() string {
 			if r.Roles != nil {
 				rs, _ := json.Marshal(r.Roles)
 				fmt.Fprintf(&b, ", notary: {roles: %s}", rs)
+			}
+			if r.FrozenFile != "" {
+				fmt.Fprintf(&b, ", frozen: {file: %s, sha256: %s}", q(r.FrozenFile), q(r.FrozenSHA256))
 			}
 			fmt.Fprintf(&b, "}\n")
 		}
