@@ -17,7 +17,9 @@
 // TestHostileTrustServerMemory (endless root.json, concurrent first pulls, peak RSS within
 // trust_limits); TestNotaryCredentialsStayHome (no notary credentials to a redirect target or a
 // token realm on another host); TestServeOnlyWhatIsSignedNow (issue #8: revocation refuses by digest, tampered trust 503 by
-// digest); TestDigestPullAfterRestart (crane, skopeo, containerd name:tag@digest after a restart).
+// digest); TestDigestPullAfterRestart (crane, skopeo, containerd name:tag@digest after a restart);
+// TestFrozenTrust (issue #9: trust freeze, then serving from the frozen file with the notary-server
+// stopped and the frozen metadata expired).
 //
 // The fault and attack suite (issue #8) puts a recording, fault-injecting front
 // (faultfront_test.go) before the registry and the notary-server: TestFaults (down, slow,
