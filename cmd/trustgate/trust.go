@@ -185,7 +185,7 @@ func freezeTargets(cfg *Config, pats []policy.Pattern) ([]freezeTarget, error) {
 		var cached []string
 		if dir := upstreamDir(cfg, u.Name); dir != "" {
 			var err error
-			if cached, err = resolver.CachedGUNs(filepath.Join(dir)); err != nil {
+			if cached, err = resolver.CachedGUNs(dir); err != nil {
 				return nil, fmt.Errorf("trust freeze: reading trust_dir: %w", err)
 			}
 		}
