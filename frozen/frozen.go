@@ -75,9 +75,6 @@ var (
 	ErrChecksum = errors.New("frozen trust file does not match its pinned sha256")
 	// ErrExpired: the operator's expiry of the frozen trust has passed.
 	ErrExpired = errors.New("frozen trust expired")
-	// ErrNotFrozen: the tag is not among the repository's frozen bindings (a 404, like an
-	// unsigned tag).
-	ErrNotFrozen = errors.New("tag is not in the frozen trust")
 )
 
 // File is a frozen trust file.
