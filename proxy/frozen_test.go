@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
@@ -126,4 +127,60 @@ func TestFrozenNotLoaded(t *testing.T) {
 		Frozen: &policy.FrozenConfig{File: "/x.json", SHA256: strings.Repeat("ab", 32)}}}})
 	e.trust.sign("docker.io/myorg/app", "v1", img, "targets")
 	expectError(t, e.get("/v2/myorg/app/manifests/v1"), http.StatusServiceUnavailable, errcode.ErrorCodeUnavailable.String())
+}
+
+// TestFrozenSignaturesRoles: a rule's notary.roles filter the frozen bindings as they filter
+// Notary's; without them, every frozen role counts. Tags, All and Signed agree with Tag.
+func TestFrozenSignaturesRoles(t *testing.T) {
+	t0 := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	d1, d2 := digest.FromString("one"), digest.FromString("two")
+	f := &frozen.File{Version: frozen.FormatVersion, FrozenAt: t0, Expires: t0.AddDate(1, 0, 0),
+		Repositories: []frozen.Repository{{GUN: "docker.io/myorg/app", Source: frozen.SourceNotary, VerifiedAt: t0,
+			Roles: []string{"targets/releases", "targets"},
+			Tags: []frozen.Tag{
+				{Tag: "a", Digest: d1, Size: 1, Role: "targets"},
+				{Tag: "b", Digest: d2, Size: 2, Role: "targets/releases"},
+				{Tag: "c", Digest: d2, Size: 2, Role: "targets"},
+			}}}}
+	v := newFrozenVerifier("f.json", f, func() time.Time { return t0 })
+	for _, tc := range []struct {
+		roles  []string
+		tags   string
+		signed map[digest.Digest]bool
+	}{
+		{nil, "a b c", map[digest.Digest]bool{d1: true, d2: true}},
+		{[]string{"targets/releases"}, "b", map[digest.Digest]bool{d1: false, d2: true}},
+		{[]string{"targets"}, "a c", map[digest.Digest]bool{d1: true, d2: true}},
+	} {
+		dec := policy.Decision{Mode: policy.Enforce}
+		if tc.roles != nil {
+			dec.Notary = &policy.NotaryRule{Roles: tc.roles}
+		}
+		sigs, err := v.Signatures(context.Background(), "docker.io/myorg/app", dec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(sigs.Tags(), " "); got != tc.tags {
+			t.Errorf("roles %v: tags %q, want %q", tc.roles, got, tc.tags)
+		}
+		all, err := sigs.All()
+		if err != nil || len(all) != len(sigs.Tags()) {
+			t.Errorf("roles %v: All = %d, %v", tc.roles, len(all), err)
+		}
+		for _, tag := range []string{"a", "b", "c"} {
+			_, err := sigs.Tag(tag)
+			want := strings.Contains(" "+tc.tags+" ", " "+tag+" ")
+			if (err == nil) != want || (err != nil && !resolver.IsNotSigned(err)) {
+				t.Errorf("roles %v: Tag(%s) = %v, want signed=%v", tc.roles, tag, err, want)
+			}
+		}
+		for d, want := range tc.signed {
+			if _, ok := sigs.Signed(d); ok != want {
+				t.Errorf("roles %v: Signed(%s) = %v, want %v", tc.roles, d, ok, want)
+			}
+		}
+	}
+	if _, err := v.Signatures(context.Background(), "docker.io/myorg/none", policy.Decision{}); !resolver.IsNotSigned(err) {
+		t.Errorf("a repository the file does not hold: %v", err)
+	}
 }
