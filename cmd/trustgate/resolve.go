@@ -45,6 +45,9 @@ func runResolve(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if d := pol.Decide(gun); d.Notary != nil {
 		roles = d.Notary.Roles
 	}
+	if done, err := resolveFrozen(pol.Decide(gun), gun, tag, roles, *asJSON, stdout, stderr); done {
+		return err // a frozen trust file holds the repository: serve answers from it, not Notary
+	}
 	if err := openTrustDir(cfg, log); err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -445,4 +446,51 @@ func loadFrozen(pol *policy.Policy, log *slog.Logger) (map[policy.FrozenRule]*fr
 		}
 	}
 	return out, nil
+}
+
+// resolveFrozen answers `trustgate resolve` for a repository a frozen trust file holds, as serve
+// would: from the file, never from Notary. done is false when no frozen trust covers gun.
+func resolveFrozen(dec policy.Decision, gun, tag string, roles []string, asJSON bool, stdout, stderr io.Writer) (done bool, err error) {
+	if dec.Frozen == nil {
+		return false, nil
+	}
+	f, err := frozen.Load(dec.Frozen.File, dec.Frozen.SHA256)
+	if err != nil {
+		return true, fmt.Errorf("policy: frozen trust: %w", err)
+	}
+	repo, ok := f.Repository(gun)
+	if !ok {
+		return false, nil
+	}
+	source := f.Describe(dec.Frozen.File)
+	t, ok := repo.Lookup(tag)
+	switch {
+	case !time.Now().Before(f.Expires):
+		fmt.Fprintf(stderr, "trustgate: %s:%s: %v: %s\n", gun, tag, frozen.ErrExpired, source)
+		return true, exitError(1)
+	case !ok || !slices.Contains(roles, t.Role):
+		fmt.Fprintf(stderr, "trustgate: %s:%s: %v: not in the frozen trust; %s\n", gun, tag, resolver.ErrTagNotSigned, source)
+		return true, exitError(1)
+	}
+	expires := f.Expires.UTC().Format(time.RFC3339)
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return true, enc.Encode(map[string]any{
+			"gun": gun, "tag": t.Tag, "digest": t.Digest.String(), "size": t.Size,
+			"role": t.Role, "signers": t.Signers, "expires": expires,
+			"root_keys": repo.RootKeys, "verifier": "frozen", "source": source,
+		})
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "GUN\t%s\n", gun)
+	fmt.Fprintf(tw, "Tag\t%s\n", t.Tag)
+	fmt.Fprintf(tw, "Digest\t%s\n", t.Digest)
+	fmt.Fprintf(tw, "Size\t%d\n", t.Size)
+	fmt.Fprintf(tw, "Role\t%s\n", t.Role)
+	fmt.Fprintf(tw, "Signers\t%s\n", strings.Join(t.Signers, ", "))
+	fmt.Fprintf(tw, "Expires\t%s\n", expires)
+	fmt.Fprintf(tw, "Root keys\t%s\n", strings.Join(repo.RootKeys, ", "))
+	fmt.Fprintf(tw, "Source\t%s\n", source)
+	return true, tw.Flush()
 }

@@ -238,4 +238,14 @@ func TestTrustFreezeFromTrustDir(t *testing.T) {
 	if err != nil || !strings.Contains(stdout, "(no configuration given to compare with)") || !strings.Contains(stdout, digest) {
 		t.Errorf("trust show --file: %v\n%s", err, stdout)
 	}
+
+	// resolve answers as serve would: from the frozen file, with the trust server gone.
+	e.writeConfig(fmt.Sprintf("policy:\n  rules:\n    - {match: %q, mode: enforce, frozen: {file: %q, sha256: %s}}\n", gun, out, sum))
+	stdout, stderr, err = e.run("resolve", "--config", e.config, gun+":v1")
+	if err != nil || !regexp.MustCompile(`Digest\s+`+digest).MatchString(stdout) || !strings.Contains(stdout, "frozen: "+out) {
+		t.Errorf("resolve %s:v1 with frozen trust: %v\n%s%s", gun, err, stdout, stderr)
+	}
+	if _, stderr, err := e.run("resolve", "--config", e.config, gun+":v2"); err == nil || !strings.Contains(stderr, "not in the frozen trust") {
+		t.Errorf("resolve of a tag not frozen: %v\n%s", err, stderr)
+	}
 }
