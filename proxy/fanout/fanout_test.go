@@ -89,59 +89,61 @@ func TestLyingUpstream(t *testing.T) {
 		{"shorter than announced", blob, +1, int64(len(blob)) + 1},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			// Upstream pauses after a quarter of the body until every
-			// client has its response headers, so all of them are
-			// mid-body when the lie is found. (A client arriving after
-			// the verdict gets an error status instead.)
-			release := make(chan struct{})
-			up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
-				cut := len(tc.body) / 4
-				w.Header().Set("Content-Length", strconv.Itoa(len(blob)))
-				w.Write(tc.body[:cut])
-				w.(http.Flusher).Flush()
-				<-release
-				w.Write(tc.body[cut:])
-			})
-			g := newGroup(t, Options{})
-			px := proxyFor(t, g, dgst, claim(httpOpener(up.URL), tc.sizeLie))
-
-			results := make([]result, 3)
-			var headers sync.WaitGroup
-			var wg sync.WaitGroup
-			for i := range results {
-				headers.Add(1)
-				wg.Go(func() {
-					resp, err := http.Get(px.URL)
-					headers.Done()
-					if err != nil {
-						results[i].err = err
-						return
-					}
-					defer resp.Body.Close()
-					body, err := io.ReadAll(resp.Body)
-					results[i] = result{status: resp.StatusCode, header: resp.Header, body: body, err: err}
+		for _, wk := range writerKinds {
+			t.Run(tc.name+"/"+wk.name, func(t *testing.T) {
+				// Upstream pauses after a quarter of the body until every
+				// client has its response headers, so all of them are
+				// mid-body when the lie is found. (A client arriving after
+				// the verdict gets an error status instead.)
+				release := make(chan struct{})
+				up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+					cut := len(tc.body) / 4
+					w.Header().Set("Content-Length", strconv.Itoa(len(blob)))
+					w.Write(tc.body[:cut])
+					w.(http.Flusher).Flush()
+					<-release
+					w.Write(tc.body[cut:])
 				})
-			}
-			headers.Wait()
-			close(release)
-			wg.Wait()
-			for i, res := range results {
-				if res.status != 200 {
-					t.Fatalf("client %d: status %d, body %q, err %v", i, res.status, trunc(res.body), res.err)
+				g := newGroup(t, Options{})
+				px := proxyWith(t, wk, g, dgst, claim(httpOpener(up.URL), tc.sizeLie))
+
+				results := make([]result, 3)
+				var headers sync.WaitGroup
+				var wg sync.WaitGroup
+				for i := range results {
+					headers.Add(1)
+					wg.Go(func() {
+						resp, err := http.Get(px.URL)
+						headers.Done()
+						if err != nil {
+							results[i].err = err
+							return
+						}
+						defer resp.Body.Close()
+						body, err := io.ReadAll(resp.Body)
+						results[i] = result{status: resp.StatusCode, header: resp.Header, body: body, err: err}
+					})
 				}
-				if n := contentLength(t, res.header); n != tc.wantSize {
-					t.Errorf("client %d: Content-Length %d, want %d", i, n, tc.wantSize)
+				headers.Wait()
+				close(release)
+				wg.Wait()
+				for i, res := range results {
+					if res.status != 200 {
+						t.Fatalf("client %d: status %d, body %q, err %v", i, res.status, trunc(res.body), res.err)
+					}
+					if n := contentLength(t, res.header); n != tc.wantSize {
+						t.Errorf("client %d: Content-Length %d, want %d", i, n, tc.wantSize)
+					}
+					if res.err == nil || int64(len(res.body)) >= tc.wantSize {
+						t.Errorf("client %d: read %d of %d bytes with err %v; want an aborted transfer", i, len(res.body), tc.wantSize, res.err)
+					}
 				}
-				if res.err == nil || int64(len(res.body)) >= tc.wantSize {
-					t.Errorf("client %d: read %d of %d bytes with err %v; want an aborted transfer", i, len(res.body), tc.wantSize, res.err)
+				s := g.Stats()
+				if s.Fetches != 1 || s.Failures != 1 || s.Aborts != int64(len(results)) {
+					t.Errorf("stats %+v", s)
 				}
-			}
-			s := g.Stats()
-			if s.Fetches != 1 || s.Failures != 1 || s.Aborts != int64(len(results)) {
-				t.Errorf("stats %+v", s)
-			}
-		})
+			})
+		}
 	}
 }
 
@@ -304,7 +306,8 @@ func TestAllClientsGoneDownloadCompletes(t *testing.T) {
 }
 
 // Spool files are unlinked at once and their descriptors closed when the
-// download and its last reader are done (or, if retained, on eviction).
+// download and its last reader are done (or, if retained, on eviction); a
+// response's own descriptor for sendfile is closed when it ends.
 func TestSpoolLifecycle(t *testing.T) {
 	blob, dgst := randomBlob(t, 17, 4<<20)
 	for _, keep := range []int64{0, 1 << 30} {
@@ -322,8 +325,8 @@ func TestSpoolLifecycle(t *testing.T) {
 			if ents, _ := os.ReadDir(dir); len(ents) != 0 {
 				t.Errorf("spool dir has %d entries during download, want 0 (unlinked)", len(ents))
 			}
-			if n := openSpools(t, dir); n != 1 {
-				t.Errorf("%d open spools during download, want 1", n)
+			if n := spoolFiles(t, dir); n != 1 {
+				t.Errorf("%d spool files open during download, want 1", n)
 			}
 			close(release)
 			wg.Wait()

@@ -147,21 +147,43 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 	}
 }
 
-// openSpools counts this process's descriptors on files under dir.
+// openSpools counts this process's descriptors on files under dir: one per
+// download or retained spool, plus one per response sending it by sendfile.
 func openSpools(t testing.TB, dir string) int {
+	t.Helper()
+	n := 0
+	for range spoolDescriptors(t, dir) {
+		n++
+	}
+	return n
+}
+
+// spoolFiles counts the distinct files under dir this process has open.
+func spoolFiles(t testing.TB, dir string) int {
+	t.Helper()
+	files := map[string]bool{}
+	for _, target := range spoolDescriptors(t, dir) {
+		files[target] = true
+	}
+	return len(files)
+}
+
+// spoolDescriptors maps this process's descriptors on files under dir to
+// the files' paths.
+func spoolDescriptors(t testing.TB, dir string) map[string]string {
 	t.Helper()
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := 0
+	fds := map[string]string{}
 	for _, e := range ents {
 		target, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
 		if err == nil && strings.HasPrefix(target, dir+string(filepath.Separator)) {
-			n++
+			fds[e.Name()] = target
 		}
 	}
-	return n
+	return fds
 }
 
 func contentLength(t testing.TB, h http.Header) int64 {
@@ -181,3 +203,36 @@ func httptestServer(t testing.TB, h http.HandlerFunc) *httptest.Server {
 }
 
 func digestOf(s string) digest.Digest { return digest.Digest(s) }
+
+// writerKind is how a test's server hands the fan-out its ResponseWriter:
+// net/http's own, whose ReadFrom sends the spool with sendfile(2), or one
+// that hides ReadFrom, so the fan-out copies through its buffer. The
+// verification tests run on both paths.
+type writerKind struct {
+	name string
+	wrap func(http.ResponseWriter) http.ResponseWriter
+}
+
+var writerKinds = []writerKind{
+	{"sendfile", func(w http.ResponseWriter) http.ResponseWriter { return w }},
+	{"buffered", func(w http.ResponseWriter) http.ResponseWriter { return bufferedWriter{w} }},
+}
+
+// bufferedWriter hides the ReadFrom of the writer it wraps; Unwrap still
+// lets http.ResponseController reach it for deadlines and flushes.
+type bufferedWriter struct{ w http.ResponseWriter }
+
+func (b bufferedWriter) Header() http.Header         { return b.w.Header() }
+func (b bufferedWriter) Write(p []byte) (int, error) { return b.w.Write(p) }
+func (b bufferedWriter) WriteHeader(code int)        { b.w.WriteHeader(code) }
+func (b bufferedWriter) Unwrap() http.ResponseWriter { return b.w }
+
+// proxyWith is proxyFor with the writer of kind wk.
+func proxyWith(t testing.TB, wk writerKind, g *Group, dgst digest.Digest, open Opener) *httptest.Server {
+	t.Helper()
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		g.Serve(wk.wrap(w), r, dgst, open)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}

@@ -46,36 +46,38 @@ func TestHoldBackFinalByte(t *testing.T) {
 		{"honest", blob, true},
 		{"wrong last byte", wrong, false},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			gate := &eofGate{r: bytes.NewReader(tc.body), release: make(chan struct{})}
-			g := newGroup(t, Options{})
-			px := proxyFor(t, g, dgst, func(ctx context.Context, off int64) (io.ReadCloser, int64, error) {
-				return gate, int64(len(tc.body)), nil
-			})
-			resp, err := http.Get(px.URL)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			var got countingWriter
-			done := make(chan error, 1)
-			go func() { _, err := io.Copy(&got, resp.Body); done <- err }()
+		for _, wk := range writerKinds {
+			t.Run(tc.name+"/"+wk.name, func(t *testing.T) {
+				gate := &eofGate{r: bytes.NewReader(tc.body), release: make(chan struct{})}
+				g := newGroup(t, Options{})
+				px := proxyWith(t, wk, g, dgst, func(ctx context.Context, off int64) (io.ReadCloser, int64, error) {
+					return gate, int64(len(tc.body)), nil
+				})
+				resp, err := http.Get(px.URL)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				var got countingWriter
+				done := make(chan error, 1)
+				go func() { _, err := io.Copy(&got, resp.Body); done <- err }()
 
-			size := int64(len(blob))
-			waitFor(t, "client to receive all but the last byte", func() bool { return got.n.Load() >= size-1 })
-			select {
-			case err := <-done:
-				t.Fatalf("response finished before verification: %d bytes, err %v", got.n.Load(), err)
-			default:
-			}
-			if n := got.n.Load(); n != size-1 {
-				t.Fatalf("client has %d bytes before verification, want %d", n, size-1)
-			}
-			gate.Close()
-			err = <-done
-			if tc.wantOK != (err == nil) || tc.wantOK != (got.n.Load() == size) {
-				t.Fatalf("after verdict: %d of %d bytes, err %v; want ok=%v", got.n.Load(), size, err, tc.wantOK)
-			}
-		})
+				size := int64(len(blob))
+				waitFor(t, "client to receive all but the last byte", func() bool { return got.n.Load() >= size-1 })
+				select {
+				case err := <-done:
+					t.Fatalf("response finished before verification: %d bytes, err %v", got.n.Load(), err)
+				default:
+				}
+				if n := got.n.Load(); n != size-1 {
+					t.Fatalf("client has %d bytes before verification, want %d", n, size-1)
+				}
+				gate.Close()
+				err = <-done
+				if tc.wantOK != (err == nil) || tc.wantOK != (got.n.Load() == size) {
+					t.Fatalf("after verdict: %d of %d bytes, err %v; want ok=%v", got.n.Load(), size, err, tc.wantOK)
+				}
+			})
+		}
 	}
 }

@@ -37,33 +37,35 @@ func TestRangeTamperedUpstream(t *testing.T) {
 			where string
 			i     int
 		}{{"inside", (tc.start + tc.end) / 2}, {"first byte of blob", 0}, {"last byte of blob", size - 1}} {
-			t.Run(tc.name+"/flip "+flipAt.where, func(t *testing.T) {
-				wrong := bytes.Clone(blob)
-				wrong[flipAt.i] ^= 0x01
-				up := newUpstream(t, honest(wrong))
-				g := newGroup(t, Options{MaxSpoolBytes: 1 << 30})
-				px := proxyFor(t, g, dgst, httpOpener(up.URL))
+			for _, wk := range writerKinds {
+				t.Run(tc.name+"/flip "+flipAt.where+"/"+wk.name, func(t *testing.T) {
+					wrong := bytes.Clone(blob)
+					wrong[flipAt.i] ^= 0x01
+					up := newUpstream(t, honest(wrong))
+					g := newGroup(t, Options{MaxSpoolBytes: 1 << 30})
+					px := proxyWith(t, wk, g, dgst, httpOpener(up.URL))
 
-				res := get(t, px.URL, map[string]string{"Range": tc.rng})
-				if res.status == http.StatusBadGateway || (res.status == 0 && res.err != nil) {
-					// The verdict came before the headers were sent
-					// (502) or flushed (reset): no response at all.
-					return
-				}
-				if res.status != tc.status {
-					t.Fatalf("status %d, want %d or 502; body %q", res.status, tc.status, trunc(res.body))
-				}
-				want := int64(tc.end - tc.start + 1)
-				if n := contentLength(t, res.header); n != want {
-					t.Fatalf("Content-Length %d, want %d", n, want)
-				}
-				if res.err == nil || int64(len(res.body)) >= want {
-					t.Fatalf("range %s completed: %d of %d bytes, err %v; want an aborted transfer", tc.rng, len(res.body), want, res.err)
-				}
-				if s := g.Stats(); s.Fetches != 1 || s.Failures != 1 || s.Aborts != 1 || s.Retained != 0 {
-					t.Errorf("stats %+v", s)
-				}
-			})
+					res := get(t, px.URL, map[string]string{"Range": tc.rng})
+					if res.status == http.StatusBadGateway || (res.status == 0 && res.err != nil) {
+						// The verdict came before the headers were sent
+						// (502) or flushed (reset): no response at all.
+						return
+					}
+					if res.status != tc.status {
+						t.Fatalf("status %d, want %d or 502; body %q", res.status, tc.status, trunc(res.body))
+					}
+					want := int64(tc.end - tc.start + 1)
+					if n := contentLength(t, res.header); n != want {
+						t.Fatalf("Content-Length %d, want %d", n, want)
+					}
+					if res.err == nil || int64(len(res.body)) >= want {
+						t.Fatalf("range %s completed: %d of %d bytes, err %v; want an aborted transfer", tc.rng, len(res.body), want, res.err)
+					}
+					if s := g.Stats(); s.Fetches != 1 || s.Failures != 1 || s.Aborts != 1 || s.Retained != 0 {
+						t.Errorf("stats %+v", s)
+					}
+				})
+			}
 		}
 	}
 }
@@ -84,55 +86,57 @@ func TestRangeHoldsBackUntilVerified(t *testing.T) {
 		{"suffix", "bytes=-100", int64(len(blob)) - 100, int64(len(blob)) - 1},
 	} {
 		for _, honestBody := range []bool{true, false} {
-			t.Run(fmt.Sprintf("%s/honest=%v", tc.name, honestBody), func(t *testing.T) {
-				body := blob
-				if !honestBody {
-					body = wrong
-				}
-				gate := &eofGate{r: bytes.NewReader(body), release: make(chan struct{})}
-				g := newGroup(t, Options{})
-				px := proxyFor(t, g, dgst, func(ctx context.Context, off int64) (io.ReadCloser, int64, error) {
-					return gate, int64(len(body)), nil
-				})
-				req, _ := http.NewRequest(http.MethodGet, px.URL, nil)
-				req.Header.Set("Range", tc.rng)
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer resp.Body.Close()
-				if resp.StatusCode != 206 {
-					t.Fatalf("status %d", resp.StatusCode)
-				}
-				var got lockedBuffer
-				done := make(chan error, 1)
-				go func() { _, err := io.Copy(&got, resp.Body); done <- err }()
-
-				n := tc.end - tc.start + 1
-				sw := func() int64 { return int64(got.Len()) }
-				waitFor(t, "client to receive all but the last byte of the range", func() bool { return sw() >= n-1 })
-				// The whole blob is spooled; only EOF, and so the verdict, is missing.
-				waitFor(t, "upstream body read", func() bool { return g.Stats().UpstreamBytes == int64(len(body)) })
-				select {
-				case err := <-done:
-					t.Fatalf("range finished before verification: %d bytes, err %v", sw(), err)
-				default:
-				}
-				if sw() != n-1 {
-					t.Fatalf("client has %d bytes before verification, want %d", sw(), n-1)
-				}
-				gate.Close()
-				err = <-done
-				if honestBody {
-					if err != nil || !bytes.Equal(got.Bytes(), blob[tc.start:tc.end+1]) {
-						t.Fatalf("honest: %d of %d bytes, err %v", got.Len(), n, err)
+			for _, wk := range writerKinds {
+				t.Run(fmt.Sprintf("%s/honest=%v/%s", tc.name, honestBody, wk.name), func(t *testing.T) {
+					body := blob
+					if !honestBody {
+						body = wrong
 					}
-					return
-				}
-				if err == nil || int64(got.Len()) >= n {
-					t.Fatalf("tampered: %d of %d bytes, err %v; want an aborted transfer", got.Len(), n, err)
-				}
-			})
+					gate := &eofGate{r: bytes.NewReader(body), release: make(chan struct{})}
+					g := newGroup(t, Options{})
+					px := proxyWith(t, wk, g, dgst, func(ctx context.Context, off int64) (io.ReadCloser, int64, error) {
+						return gate, int64(len(body)), nil
+					})
+					req, _ := http.NewRequest(http.MethodGet, px.URL, nil)
+					req.Header.Set("Range", tc.rng)
+					resp, err := http.DefaultClient.Do(req)
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer resp.Body.Close()
+					if resp.StatusCode != 206 {
+						t.Fatalf("status %d", resp.StatusCode)
+					}
+					var got lockedBuffer
+					done := make(chan error, 1)
+					go func() { _, err := io.Copy(&got, resp.Body); done <- err }()
+
+					n := tc.end - tc.start + 1
+					sw := func() int64 { return int64(got.Len()) }
+					waitFor(t, "client to receive all but the last byte of the range", func() bool { return sw() >= n-1 })
+					// The whole blob is spooled; only EOF, and so the verdict, is missing.
+					waitFor(t, "upstream body read", func() bool { return g.Stats().UpstreamBytes == int64(len(body)) })
+					select {
+					case err := <-done:
+						t.Fatalf("range finished before verification: %d bytes, err %v", sw(), err)
+					default:
+					}
+					if sw() != n-1 {
+						t.Fatalf("client has %d bytes before verification, want %d", sw(), n-1)
+					}
+					gate.Close()
+					err = <-done
+					if honestBody {
+						if err != nil || !bytes.Equal(got.Bytes(), blob[tc.start:tc.end+1]) {
+							t.Fatalf("honest: %d of %d bytes, err %v", got.Len(), n, err)
+						}
+						return
+					}
+					if err == nil || int64(got.Len()) >= n {
+						t.Fatalf("tampered: %d of %d bytes, err %v; want an aborted transfer", got.Len(), n, err)
+					}
+				})
+			}
 		}
 	}
 }

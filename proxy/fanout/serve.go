@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 
@@ -60,7 +61,7 @@ func (g *Group) Serve(w http.ResponseWriter, r *http.Request, dgst digest.Digest
 	setBlobHeaders(w.Header(), dgst, end-start+1)
 	w.WriteHeader(status)
 
-	err = g.tail(r.Context(), w, d, start, end)
+	err = g.tail(r.Context(), w, d, start, end, zeroCopyable(w, r))
 	var failed *failedError
 	switch {
 	case errors.As(err, &failed):
@@ -73,6 +74,14 @@ func (g *Group) Serve(w http.ResponseWriter, r *http.Request, dgst digest.Digest
 	case err != nil:
 		g.log.Debug("client stopped reading blob", "digest", dgst, "err", err)
 	}
+}
+
+// zeroCopyable reports whether w can take the spool's bytes by sendfile(2):
+// HTTP/1 without TLS (TLS encrypts in user space, HTTP/2 frames), and a
+// ResponseWriter (or wrapper) that passes io.ReaderFrom on to net/http's.
+func zeroCopyable(w http.ResponseWriter, r *http.Request) bool {
+	_, ok := w.(io.ReaderFrom)
+	return ok && r.TLS == nil && r.ProtoMajor == 1
 }
 
 func (g *Group) serveHead(w http.ResponseWriter, r *http.Request, dgst digest.Digest, open Opener) {

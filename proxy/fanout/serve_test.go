@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -254,5 +256,68 @@ func TestServeOnError(t *testing.T) {
 	res := get(t, px.URL, nil)
 	if res.status != http.StatusTeapot || !strings.Contains(string(res.body), "nope") {
 		t.Fatalf("status %d body %q", res.status, res.body)
+	}
+}
+
+// sendfileRecorder passes ReadFrom to net/http's writer and records what it
+// was handed: the zero-copy path must give it the spool itself (an
+// *os.File under an io.LimitedReader, which net/http sends with sendfile),
+// never a reader that copies through user space.
+type sendfileRecorder struct {
+	http.ResponseWriter
+	mu    sync.Mutex
+	bytes int64
+	other []string // types handed to ReadFrom other than a limited *os.File
+}
+
+func (s *sendfileRecorder) ReadFrom(src io.Reader) (int64, error) {
+	lr, ok := src.(*io.LimitedReader)
+	if _, isFile := lr.R.(*os.File); !ok || !isFile {
+		s.mu.Lock()
+		s.other = append(s.other, fmt.Sprintf("%T", src))
+		s.mu.Unlock()
+	}
+	n, err := s.ResponseWriter.(io.ReaderFrom).ReadFrom(src)
+	s.mu.Lock()
+	s.bytes += n
+	s.mu.Unlock()
+	return n, err
+}
+
+func (s *sendfileRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// Cold and warm, full and ranged, every body byte of a plain HTTP/1
+// response goes to the socket by sendfile from the spool.
+func TestServeZeroCopy(t *testing.T) {
+	blob, dgst := randomBlob(t, 90, 3<<20+17)
+	up := newUpstream(t, honest(blob))
+	g := newGroup(t, Options{MaxSpoolBytes: 1 << 30})
+	var rec *sendfileRecorder
+	px := httptestServer(t, func(w http.ResponseWriter, r *http.Request) {
+		rec = &sendfileRecorder{ResponseWriter: w}
+		g.Serve(rec, r, dgst, httpOpener(up.URL))
+	})
+	for _, tc := range []struct {
+		name, rng  string
+		start, end int
+	}{
+		{"cold", "", 0, len(blob) - 1},
+		{"warm", "", 0, len(blob) - 1},
+		{"warm range", "bytes=1000-2000000", 1000, 2000000},
+	} {
+		hdr := map[string]string{}
+		if tc.rng != "" {
+			hdr["Range"] = tc.rng
+		}
+		res := get(t, px.URL, hdr)
+		if res.err != nil || !bytes.Equal(res.body, blob[tc.start:tc.end+1]) {
+			t.Fatalf("%s: status %d, %d bytes, err %v", tc.name, res.status, len(res.body), res.err)
+		}
+		if rec.bytes != int64(len(res.body)) || len(rec.other) > 0 {
+			t.Errorf("%s: %d of %d bytes by ReadFrom, other readers %v", tc.name, rec.bytes, len(res.body), rec.other)
+		}
+	}
+	if s := g.Stats(); s.Fetches != 1 || s.Hits != 2 || up.requests.Load() != 1 {
+		t.Errorf("stats %+v, upstream requests %d", s, up.requests.Load())
 	}
 }
