@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"io"
 	"net/http"
 	"strconv"
 
@@ -83,6 +84,16 @@ func (r *statusRecorder) Flush() {
 	if f, ok := r.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}
+}
+
+// ReadFrom passes net/http's ReadFrom through, so the fan-out's io.Copy from a spool file reaches
+// *net.TCPConn and goes out with sendfile instead of through a buffer.
+func (r *statusRecorder) ReadFrom(src io.Reader) (int64, error) {
+	r.wroteHeader = true
+	if rf, ok := r.ResponseWriter.(io.ReaderFrom); ok {
+		return rf.ReadFrom(src)
+	}
+	return io.Copy(struct{ io.Writer }{r.ResponseWriter}, src)
 }
 
 func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
