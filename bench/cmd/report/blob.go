@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -34,65 +36,87 @@ type BlobRow struct {
 	CachedAfterMs float64 `json:",omitempty"`
 	// MinMBps and MaxMBps are the slowest and fastest round (equal to MBps for one round).
 	MinMBps, MaxMBps float64
+	// Link names the rate-limited link between the system and the upstream registry ("" =
+	// loopback, unlimited); see linkScenario.
+	Link string `json:",omitempty"`
 
 	ended time.Time // when the last client finished
+}
+
+// spoolYAML is what the blob scenarios add to trustgate's configuration: a spool budget that
+// retains the scenario's blob (a tar a little over -blob-size; the default budget is 1 GiB), so
+// the warm rows measure serving a verified, retained spool. Left out when -gate-yaml sets it.
+func (w *world) spoolYAML() string {
+	if strings.Contains(w.gateYAML, "blob_spool_bytes") {
+		return ""
+	}
+	return fmt.Sprintf("blob_spool_bytes: %d", 2*w.big.Layers[0].Size)
+}
+
+// blobRun measures one row: n clients GET the scenario's blob from base at the same moment.
+func blobRun(root *scope, w *world, system, cache, base string, n, pid int) BlobRow {
+	layer := w.big.Layers[0]
+	client := &http.Client{Transport: bench.NewTransport(n)}
+	defer client.CloseIdleConnections()
+	// Start every row with no dirty pages from the previous one (distribution's cache fill,
+	// trustgate's spool): writeback of another row's gigabyte would be charged to this one.
+	syscall.Sync()
+	mark := w.reg.Log.Len()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	wall, fs := bench.FetchAll(ctx, client, blobURL(base, w.big.Repo, layer.Digest), n, nil)
+	ended := time.Now()
+	time.Sleep(300 * time.Millisecond) // the access log line is written after the response
+	r := BlobRow{System: system, Clients: n, Cache: cache, Rounds: 1, Seconds: wall.Seconds(), PeakRSSMiB: -1, ended: ended,
+		UpstreamBlobGETs: upstreamBlobGETs(w.reg, mark)}
+	var total int64
+	var per []float64
+	for _, f := range fs {
+		total += f.Bytes
+		if f.Err != nil {
+			r.Errors++
+			if r.FirstErr == "" {
+				r.FirstErr = f.Err.Error()
+			}
+			continue
+		}
+		per = append(per, float64(f.Bytes)/1e6/f.Elapsed.Seconds())
+	}
+	r.MBps = float64(total) / 1e6 / wall.Seconds()
+	r.MinMBps, r.MaxMBps = r.MBps, r.MBps
+	if len(per) > 0 {
+		slices.Sort(per)
+		r.PerClientMBps = per[len(per)/2]
+	}
+	if pid > 0 {
+		if rss, err := peers.PeakRSS(pid); err == nil {
+			r.PeakRSSMiB = mib(rss)
+		}
+	}
+	root.Logf("blob: %-20s %-4s %2d clients: %.2fs, %.0f MB/s, rss %.1f MiB, upstream blob GETs %d, errors %d %s",
+		system, cache, n, r.Seconds, r.MBps, r.PeakRSSMiB, r.UpstreamBlobGETs, r.Errors, r.FirstErr)
+	return r
 }
 
 func blobScenario(root *scope, w *world, rounds int, out string, prof *[]Profile) []BlobRow {
 	layer := w.big.Layers[0]
 	var rows []BlobRow
 	run := func(system, cache, base string, n, pid int) BlobRow {
-		client := &http.Client{Transport: bench.NewTransport(n)}
-		defer client.CloseIdleConnections()
-		// Start every row with no dirty pages from the previous one (distribution's cache fill,
-		// trustgate's spool): writeback of another row's gigabyte would be charged to this one.
-		syscall.Sync()
-		mark := w.reg.Log.Len()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-		defer cancel()
-		wall, fs := bench.FetchAll(ctx, client, blobURL(base, w.big.Repo, layer.Digest), n, nil)
-		ended := time.Now()
-		time.Sleep(300 * time.Millisecond) // the access log line is written after the response
-		r := BlobRow{System: system, Clients: n, Cache: cache, Rounds: 1, Seconds: wall.Seconds(), PeakRSSMiB: -1, ended: ended,
-			UpstreamBlobGETs: upstreamBlobGETs(w.reg, mark)}
-		var total int64
-		var per []float64
-		for _, f := range fs {
-			total += f.Bytes
-			if f.Err != nil {
-				r.Errors++
-				if r.FirstErr == "" {
-					r.FirstErr = f.Err.Error()
-				}
-				continue
-			}
-			per = append(per, float64(f.Bytes)/1e6/f.Elapsed.Seconds())
-		}
-		r.MBps = float64(total) / 1e6 / wall.Seconds()
-		r.MinMBps, r.MaxMBps = r.MBps, r.MBps
-		if len(per) > 0 {
-			slices.Sort(per)
-			r.PerClientMBps = per[len(per)/2]
-		}
-		if pid > 0 {
-			if rss, err := peers.PeakRSS(pid); err == nil {
-				r.PeakRSSMiB = mib(rss)
-			}
-		}
-		root.Logf("blob: %-20s %-4s %2d clients: %.2fs, %.0f MB/s, rss %.1f MiB, upstream blob GETs %d, errors %d %s",
-			system, cache, n, r.Seconds, r.MBps, r.PeakRSSMiB, r.UpstreamBlobGETs, r.Errors, r.FirstErr)
-		return r
+		return blobRun(root, w, system, cache, base, n, pid)
 	}
 
 	// Peak RSS is a high-water mark, so every trustgate row is a fresh process: the 16-client
 	// figure is not inflated (or hidden) by the 1-client run before it. distribution's cold rows
 	// are fresh processes with empty storage; its warm row follows on the same process.
-	gateRow := func(n int) BlobRow {
+	// The warm row follows on the same process, served from the spool the cold pull verified and
+	// retained.
+	gateRows := func(n int) (cold, warm BlobRow) {
 		sc := root.sub("blob-trustgate")
 		defer sc.close()
-		g := w.gate(sc, w.reg.URL, w.notCount.URL)
+		g := w.gateWith(sc, w.reg.URL, w.notCount.URL, w.spoolYAML())
 		prime(sc, g.URL, w.big)
-		return run("trustgate", "cold", g.URL, n, g.Pid())
+		cold = run("trustgate", "cold", g.URL, n, g.Pid())
+		return cold, run("trustgate", "warm", g.URL, n, g.Pid())
 	}
 	distRows := func(n int) (cold, warm BlobRow) {
 		sc := root.sub("blob-distribution")
@@ -113,7 +137,10 @@ func blobScenario(root *scope, w *world, rounds int, out string, prof *[]Profile
 	for round := range rounds {
 		steps := []func(){
 			func() { per["direct"] = append(per["direct"], run("direct", "", w.reg.URL, 1, 0)) },
-			func() { per["trustgate"] = append(per["trustgate"], gateRow(1)) },
+			func() {
+				c, wm := gateRows(1)
+				per["trustgate"], per["twarm"] = append(per["trustgate"], c), append(per["twarm"], wm)
+			},
 			func() {
 				c, wm := distRows(1)
 				per["dcold"], per["dwarm"] = append(per["dcold"], c), append(per["dwarm"], wm)
@@ -123,19 +150,20 @@ func blobScenario(root *scope, w *world, rounds int, out string, prof *[]Profile
 			steps[(i+round)%len(steps)]()
 		}
 	}
-	for _, k := range []string{"direct", "trustgate", "dcold", "dwarm"} {
+	for _, k := range []string{"direct", "trustgate", "twarm", "dcold", "dwarm"} {
 		rows = append(rows, medianBlobRow(per[k]))
 	}
 	// 16 clients × 1 GiB: one round each (a round moves 16 GiB).
 	rows = append(rows, run("direct", "", w.reg.URL, 16, 0))
-	rows = append(rows, gateRow(16))
+	tc, tw := gateRows(16)
+	rows = append(rows, tc, tw)
 	c, wm := distRows(16)
 	rows = append(rows, c, wm)
 
 	// A profiled extra round, not part of the table (perf costs a few percent).
 	sc := root.sub("blob-profile")
 	defer sc.close()
-	g := w.gate(sc, w.reg.URL, w.notCount.URL)
+	g := w.gateWith(sc, w.reg.URL, w.notCount.URL, w.spoolYAML())
 	prime(sc, g.URL, w.big)
 	pr, err := startPerf(g.Pid(), filepath.Join(out, "perf-blob-1client.data"))
 	if err != nil {
@@ -144,6 +172,47 @@ func blobScenario(root *scope, w *world, rounds int, out string, prof *[]Profile
 	}
 	run("trustgate (perf)", "cold", g.URL, 1, 0)
 	*prof = append(*prof, pr.stop("blob streaming, 1 client (scenario 1)"))
+	if pr, err = startPerf(g.Pid(), filepath.Join(out, "perf-blob-1client-warm.data")); err == nil {
+		run("trustgate (perf)", "warm", g.URL, 1, 0)
+		*prof = append(*prof, pr.stop("blob streaming, 1 client, warm (scenario 1)"))
+	}
+	return rows
+}
+
+// linkScenario is scenario 1 over a realistic link: the upstream registry behind a rate-limited
+// loopback link (bench.Link) of each rate, 1 client, direct and trustgate (cold, a fresh process
+// per round) through the same link, interleaved rounds, median reported.
+func linkScenario(root *scope, w *world, rounds int, rates []float64) []BlobRow {
+	var rows []BlobRow
+	for _, bits := range rates {
+		l, err := bench.StartLink(w.reg.Host, bits)
+		if err != nil {
+			root.Fatal(err)
+		}
+		name := fmt.Sprintf("%g Gbit/s", bits/1e9)
+		var direct, gate []BlobRow
+		for round := range rounds {
+			steps := []func(){
+				func() { direct = append(direct, blobRun(root, w, "direct", "", l.URL, 1, 0)) },
+				func() {
+					sc := root.sub("link-trustgate")
+					defer sc.close()
+					g := w.gateWith(sc, l.URL, w.notCount.URL, w.spoolYAML())
+					prime(sc, g.URL, w.big)
+					gate = append(gate, blobRun(root, w, "trustgate", "cold", g.URL, 1, g.Pid()))
+				},
+			}
+			for i := range steps {
+				steps[(i+round)%len(steps)]()
+			}
+		}
+		_ = l.Close()
+		for _, rs := range [][]BlobRow{direct, gate} {
+			r := medianBlobRow(rs)
+			r.Link = name
+			rows = append(rows, r)
+		}
+	}
 	return rows
 }
 

@@ -45,17 +45,21 @@ func (r *Report) limits() []string {
 		const b = "blob streaming"
 		s += fmt.Sprintf(" In trustgate's profile the download (fanout fill: read upstream, write the spool) is %s of its CPU, SHA-256 %s and the spool pwrite %s;",
 			pct(b, "proxy/fanout.(*Group).fill"), pct(b, "crypto/internal/fips140/sha256.blockSHANI.abi0"), pct(b, "syscall.pwrite"))
-		s += fmt.Sprintf(" serving the client (fanout tail) is %s, of which socket writes %s", pct(b, "proxy/fanout.(*Group).tail"), pct(b, "syscall.write"))
-		if v, ok := share(b, "syscall.pread"); ok && v > 0 {
-			s += fmt.Sprintf(" and spool reads %.0f%%: every byte goes socket → buffer → spool file → buffer → socket, where direct sends from page cache with sendfile.", v)
-		} else {
-			s += "."
-		}
+		s += fmt.Sprintf(" serving the client (fanout tail) is %s, of which sendfile from the spool %s, socket writes %s and spool reads %s.",
+			pct(b, "proxy/fanout.(*Group).tail"), pct(b, "internal/poll.SendFile"), pct(b, "syscall.write"), pct(b, "syscall.pread"))
 		s += " The spool is a real file: each cold pull writes the whole blob through the page cache (ext4), so its speed also depends on the filesystem and writeback, a likely source of the spread between rounds."
 		out = append(out, s)
 	}
 	if missed("blob, 16 client") {
 		out = append(out, "blob, 16 clients: see the 1-client note; with 16 readers the spool is read from page cache 16 times, and the 2 cores are shared with 16 client connections and the upstream.")
+	}
+	if missed("blob, 1 client(s), warm") || missed("blob, 16 client(s), warm") {
+		const b = "blob streaming, 1 client, warm"
+		out = append(out, fmt.Sprintf("blob, warm: in the profile of a warm 1-client pull, sendfile from the retained spool is %s of trustgate's CPU and socket writes %s; the rest is the client and the upstream-free request path, on cores shared with the client.",
+			pct(b, "internal/poll.SendFile"), pct(b, "syscall.write")))
+	}
+	if missed("blob over a") {
+		out = append(out, "blob over a link: trustgate adds a hop (upstream → link → trustgate → client) whose CPU — the hash, the spool write and the send — shares the 2 cores with the link, the upstream and the client.")
 	}
 	if missed("peak RSS") {
 		out = append(out, "peak RSS: above 100 MiB at 16 clients; the fan-out's per-client buffers or the HTTP transport's are the first suspects (not profiled for memory here).")

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -34,6 +35,8 @@ type config struct {
 	only        string
 	render      string
 	gateYAML    string
+	linkRates   string
+	linkRounds  int
 }
 
 func main() {
@@ -49,7 +52,9 @@ func main() {
 	flag.IntVar(&cfg.pullRepeats, "pull-repeats", 2, "pulls after the first in scenario 5")
 	flag.StringVar(&cfg.micro, "micro", "", "file with `go test -bench` output to include")
 	flag.StringVar(&cfg.microCPU, "micro-cpu", "", "comma-separated files with pprof -top output to include")
-	flag.StringVar(&cfg.only, "only", "", "comma-separated scenarios to run (blob,tag,cold,herd,pull); empty = all")
+	flag.StringVar(&cfg.only, "only", "", "comma-separated scenarios to run (blob,link,tag,cold,herd,pull); empty = all")
+	flag.StringVar(&cfg.linkRates, "link-rates", "1e9,10e9", "comma-separated rates (bit/s) of the rate-limited links of the link scenario")
+	flag.IntVar(&cfg.linkRounds, "link-rounds", 3, "interleaved rounds per link of the link scenario (the median is reported)")
 	flag.StringVar(&cfg.gateYAML, "gate-yaml", "", "extra top-level YAML appended to trustgate's configuration, e.g. 'blob_spool_bytes: 0'")
 	flag.StringVar(&cfg.render, "render", "", "re-render latest.md and latest.svg from this latest.json (no measuring)")
 	flag.Parse()
@@ -91,6 +96,7 @@ func run(cfg config) (code int) {
 		"coldRuns":    fmt.Sprint(cfg.coldRuns),
 		"herd":        fmt.Sprint(cfg.herd),
 		"pullRepeats": fmt.Sprint(cfg.pullRepeats),
+		"linkRounds":  fmt.Sprint(cfg.linkRounds),
 	}}
 	w := newWorld(root, cfg)
 	log.Info("world ready", "elapsed", time.Since(start).Round(time.Second))
@@ -122,6 +128,17 @@ func run(cfg config) (code int) {
 	try("herd", func(sc *scope) { rep.Herd = herdScenario(sc, w, cfg.herd) })
 	try("pull", func(sc *scope) { rep.Pull = pullScenario(sc, w, cfg.pullRepeats) })
 	try("blob", func(sc *scope) { rep.Blob = blobScenario(sc, w, cfg.rounds, cfg.out, &rep.Profiles) })
+	try("link", func(sc *scope) {
+		var rates []float64
+		for _, f := range strings.Split(cfg.linkRates, ",") {
+			v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+			if err != nil || v <= 0 {
+				sc.Fatalf("-link-rates: %q is not a rate in bit/s", f)
+			}
+			rates = append(rates, v)
+		}
+		rep.Link = linkScenario(sc, w, cfg.linkRounds, rates)
+	})
 
 	rep.Checks = checkTargets(rep)
 	if cfg.micro != "" {

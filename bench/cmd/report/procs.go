@@ -116,6 +116,11 @@ func tail(path string) string {
 // the e2e tests use. upstream and notaryURL choose whether it talks to the peers directly or
 // through the counting proxies.
 func (w *world) gate(tb *scope, upstream, notaryURL string) *server {
+	return w.gateWith(tb, upstream, notaryURL, "")
+}
+
+// gateWith is gate with more top-level YAML in the configuration.
+func (w *world) gateWith(tb *scope, upstream, notaryURL, extraYAML string) *server {
 	dir := tb.TempDir()
 	cfg := peers.GateConfig{
 		RegistryURL: upstream,
@@ -125,8 +130,10 @@ func (w *world) gate(tb *scope, upstream, notaryURL string) *server {
 	}
 	path := filepath.Join(dir, "trustgate.yaml")
 	yaml := cfg.YAML()
-	if w.gateYAML != "" {
-		yaml += w.gateYAML + "\n"
+	for _, y := range []string{w.gateYAML, extraYAML} {
+		if y != "" {
+			yaml += y + "\n"
+		}
 	}
 	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
 		tb.Fatal(err)

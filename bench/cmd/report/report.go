@@ -17,6 +17,7 @@ type Report struct {
 	Config   map[string]string
 	Elapsed  string
 	Blob     []BlobRow
+	Link     []BlobRow // scenario 1 through rate-limited links
 	Tag      []TagRow
 	Cold     []ColdRow
 	Herd     []HerdRow
@@ -47,7 +48,7 @@ func (r *Report) markdown(w io.Writer) {
 		p("\n")
 	}
 
-	p("## Targets (issue #4)\n\n| target | measured | met |\n|---|---|---|\n")
+	p("## Targets (issues #4 and #12)\n\n| target | measured | met |\n|---|---|---|\n")
 	for _, c := range r.Checks {
 		p("| %s | %s | %s |\n", c.Target, c.Measured, c.Met)
 	}
@@ -66,18 +67,23 @@ func (r *Report) markdown(w io.Writer) {
 	if d, ok := findBlob(r.Blob, "direct", "", 1); ok && m.SHA256MBps > 0 {
 		p("Ceiling: SHA-256 on one core of this machine runs at %.0f MB/s (measured at the start of the run). A proxy that verifies the digest while streaming hashes every byte in order, so with one client it cannot pass %.2f× of direct's %.0f MB/s (the upstream serves from page cache with sendfile and hashes nothing).\n", m.SHA256MBps, m.SHA256MBps/d.MBps, d.MBps)
 	}
+	p("trustgate warm = the same process again right after its cold row, served from the spool it verified and retained (blob_spool_bytes is set to hold the blob).\n")
+	p("limit = the most the row's system can deliver here: direct to as many clients; for a cold proxy also no more than clients × one core's SHA-256 rate, since it hashes every byte in order (trustgate hashes once for all its clients).\n")
 	p("1-client rows: median of %s interleaved rounds (each system in turn, a fresh process per round), so background load hits all alike; 16-client rows: one round.\n\n", r.Config["rounds"])
-	p("| system | clients | cache | rounds | wall s | MB/s (aggregate) | rounds' range MB/s | MB/s per client (median) | peak RSS MiB | upstream blob GETs (per round) | errors |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
-	for _, b := range r.Blob {
-		p("| %s | %d | %s | %d | %.2f | %.0f | %.0f–%.0f | %.0f | %s | %d | %s |\n", b.System, b.Clients, dash(b.Cache), b.Rounds, b.Seconds, b.MBps,
-			b.MinMBps, b.MaxMBps, b.PerClientMBps, rss(b.PeakRSSMiB), b.UpstreamBlobGETs, errs(b.Errors, b.FirstErr))
-	}
+	r.blobTable(w, r.Blob, false)
 	for _, b := range r.Blob {
 		if b.CachedAfterMs > 0 {
 			p("\ndistribution proxy, %d client(s): the blob was found in its storage %.0f ms after the cold pull ended (median; polled from 300 ms on).", b.Clients, b.CachedAfterMs)
 		}
 	}
 	p("\n")
+
+	if len(r.Link) > 0 {
+		p("\n## 1b. Blob streaming over a rate-limited link\n\n")
+		p("The upstream registry behind a loopback link of the given rate (bench.Link: a TCP proxy whose downstream direction shares one token bucket, moving bytes with splice), as a registry on the internet is. ")
+		p("1 client, cold; direct and trustgate (a fresh process per round) take turns through the same link; median of %s rounds.\n\n", r.Config["linkRounds"])
+		r.blobTable(w, r.Link, true)
+	}
 
 	p("\n## 2. Warm manifest by signed tag\n\n")
 	p("Closed loop, one shared http.Transport (MaxIdleConnsPerHost ≥ 32), docker's Accept list. Each row is %s interleaved rounds of %s at 32 clients (half that at 1 client):\n", r.Config["rounds"], r.Config["tagDuration"])
@@ -176,6 +182,28 @@ func errs(n int, first string) string {
 		first = first[:160] + "…"
 	}
 	return fmt.Sprintf("%d (%s)", n, first)
+}
+
+// blobTable writes blob rows with their limit (see blobLimit) and the share of it they reached.
+func (r *Report) blobTable(w io.Writer, rows []BlobRow, link bool) {
+	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
+	first := ""
+	if link {
+		first = "link | "
+	}
+	p("| %ssystem | clients | cache | rounds | wall s | MB/s (aggregate) | limit MB/s | ÷ limit | rounds' range MB/s | MB/s per client (median) | peak RSS MiB | upstream blob GETs (per round) | errors |\n", first)
+	p("|%s---|---|---|---|---|---|---|---|---|---|---|---|---|\n", strings.Repeat("---|", len(first)/len("link | ")))
+	for _, b := range rows {
+		lim, share := "–", "–"
+		if l := blobLimit(rows, r.Machine.SHA256MBps, b); l > 0 {
+			lim, share = fmt.Sprintf("%.0f", l), fmt.Sprintf("%.2f", b.MBps/l)
+		}
+		if link {
+			p("| %s ", b.Link)
+		}
+		p("| %s | %d | %s | %d | %.2f | %.0f | %s | %s | %.0f–%.0f | %.0f | %s | %d | %s |\n", b.System, b.Clients, dash(b.Cache), b.Rounds, b.Seconds, b.MBps,
+			lim, share, b.MinMBps, b.MaxMBps, b.PerClientMBps, rss(b.PeakRSSMiB), b.UpstreamBlobGETs, errs(b.Errors, b.FirstErr))
+	}
 }
 
 // chart draws the headline figures: one group per measurement, bars for the three systems.
