@@ -29,7 +29,7 @@ type Link struct {
 	ln     net.Listener
 	target string
 	lim    *rate.Limiter
-	chunk  int // most bytes moved per token wait: the bucket's depth
+	chunk  int // most bytes moved per token wait (a pipe's capacity at most)
 	ctx    context.Context
 	cancel context.CancelFunc
 
@@ -39,8 +39,10 @@ type Link struct {
 }
 
 // StartLink listens on a free loopback port and forwards every connection to target (host:port)
-// at bitsPerSecond downstream. The bucket holds 1 ms of the rate (at least 64 KiB, at most 1 MiB,
-// a pipe's capacity), so bursts stay short.
+// at bitsPerSecond downstream. The bucket holds 20 ms of the rate (at least 1 MiB): deep enough
+// that a pump goroutine woken late on a busy machine catches up instead of losing the time, which
+// would make the link slower whenever the system behind it uses more CPU — a real link's rate
+// does not depend on the CPU of the hosts it connects.
 func StartLink(target string, bitsPerSecond float64) (*Link, error) {
 	if bitsPerSecond <= 0 {
 		return nil, fmt.Errorf("link rate %v bit/s", bitsPerSecond)
@@ -50,11 +52,11 @@ func StartLink(target string, bitsPerSecond float64) (*Link, error) {
 		return nil, fmt.Errorf("link: %w", err)
 	}
 	bytesPerSec := bitsPerSecond / 8
-	chunk := min(max(int(bytesPerSec/1000), 64<<10), 1<<20)
+	burst := max(int(bytesPerSec/50), 1<<20)
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &Link{
 		URL: "http://" + ln.Addr().String(), Host: ln.Addr().String(), BitsPerSecond: bitsPerSecond,
-		ln: ln, target: target, lim: rate.NewLimiter(rate.Limit(bytesPerSec), chunk), chunk: chunk,
+		ln: ln, target: target, lim: rate.NewLimiter(rate.Limit(bytesPerSec), burst), chunk: 1 << 20,
 		ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{},
 	}
 	l.wg.Go(l.accept)

@@ -16,7 +16,7 @@ import (
 // waiting for more, and never faster than its rate: a lower bound on the time, which load on
 // the machine can only lengthen, not a speed assertion.
 func TestLink(t *testing.T) {
-	big := make([]byte, 3<<20)
+	big := make([]byte, 4<<20)
 	rand.NewChaCha8([32]byte{1}).Read(big)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/small" {
@@ -59,8 +59,8 @@ func TestLink(t *testing.T) {
 	if b := get("/big"); !bytes.Equal(b, big) {
 		t.Fatalf("big response: %d bytes, not what the server sent", len(b))
 	}
-	// The bucket starts full (one chunk); everything else waits for tokens.
-	floor := time.Duration(float64(len(big)-l.chunk) / (bits / 8) * float64(time.Second))
+	// The bucket starts full; everything else waits for tokens.
+	floor := time.Duration(float64(len(big)-l.lim.Burst()) / (bits / 8) * float64(time.Second))
 	if took := time.Since(t0); took < floor {
 		t.Errorf("%d bytes took %v through a %v bit/s link, faster than its rate allows (%v)", len(big), took, bits, floor)
 	}
