@@ -22,11 +22,12 @@ import (
 // response sends per write deadline (see tail), zero-copy or not.
 const tailBufSize = 256 << 10
 
-// headWriteSize is the write size of a response that keeps up with the
-// download. There the bytes arrive one upstream read at a time and the client
-// waits for each; smaller writes let it start on the first piece while the
-// next is read and written, a pipeline across cores that whole-buffer writes
-// broke: they cost the 1-client row of make bench about 10%.
+// headWriteSize is the write size of a buffered response that keeps up with
+// the download. There the bytes arrive one upstream read at a time and the
+// client waits for each; smaller writes let it start on the first piece while
+// the next is read and written, a pipeline across cores that whole-buffer
+// writes broke: they cost the 1-client row of make bench about 10%. A
+// zero-copy response has no copy to pipeline and sends what is there.
 const headWriteSize = 64 << 10
 
 // tail copies bytes [start, end] of the spool to w as they become readable,
@@ -81,7 +82,7 @@ func (g *Group) tail(ctx context.Context, w http.ResponseWriter, d *download, st
 		}
 		for stop := min(avail, end+1); pos < stop; {
 			n := min(tailBufSize, stop-pos)
-			if avail-pos <= copyBufSize {
+			if src == nil && avail-pos <= copyBufSize {
 				n = min(n, headWriteSize)
 			}
 			// A client that accepts nothing for IdleTimeout would
@@ -106,7 +107,14 @@ func (g *Group) tail(ctx context.Context, w http.ResponseWriter, d *download, st
 			pos += n
 		}
 	}
-	return d.verified(ctx)
+	if err := d.verified(ctx); err != nil {
+		return err
+	}
+	// Out with the last bytes now, not after the handler returns: releasing
+	// the download may close the spool, and the kernel frees its page cache
+	// (a gigabyte for a large layer) inside that close.
+	_ = rc.Flush()
+	return nil
 }
 
 // spoolReader is one response's own file description on the spool (see
