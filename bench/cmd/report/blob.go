@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -36,6 +39,12 @@ type BlobRow struct {
 	CachedAfterMs float64 `json:",omitempty"`
 	// MinMBps and MaxMBps are the slowest and fastest round (equal to MBps for one round).
 	MinMBps, MaxMBps float64
+	// CPUSeconds is the CPU time (user + system) the serving process used during the row: the
+	// upstream registry for direct rows, the proxy otherwise; 0 if unknown. Unlike MB/s it
+	// hardly depends on what else the machine runs, so it compares runs on a busy machine.
+	CPUSeconds float64 `json:",omitempty"`
+	// GB is the bytes the clients received, in 10^9.
+	GB float64 `json:",omitempty"`
 	// Link names the rate-limited link between the system and the upstream registry ("" =
 	// loopback, unlimited); see linkScenario.
 	Link string `json:",omitempty"`
@@ -64,8 +73,14 @@ func blobRun(root *scope, w *world, system, cache, base string, n, pid int) Blob
 	mark := w.reg.Log.Len()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
+	cpuPid := pid
+	if cpuPid == 0 {
+		cpuPid = w.reg.Pid()
+	}
+	cpu0, cpuErr := cpuTime(cpuPid)
 	wall, fs := bench.FetchAll(ctx, client, blobURL(base, w.big.Repo, layer.Digest), n, nil)
 	ended := time.Now()
+	cpu1, cpuErr1 := cpuTime(cpuPid)
 	time.Sleep(300 * time.Millisecond) // the access log line is written after the response
 	r := BlobRow{System: system, Clients: n, Cache: cache, Rounds: 1, Seconds: wall.Seconds(), PeakRSSMiB: -1, ended: ended,
 		UpstreamBlobGETs: upstreamBlobGETs(w.reg, mark)}
@@ -83,6 +98,10 @@ func blobRun(root *scope, w *world, system, cache, base string, n, pid int) Blob
 		per = append(per, float64(f.Bytes)/1e6/f.Elapsed.Seconds())
 	}
 	r.MBps = float64(total) / 1e6 / wall.Seconds()
+	r.GB = float64(total) / 1e9
+	if cpuErr == nil && cpuErr1 == nil {
+		r.CPUSeconds = cpu1 - cpu0
+	}
 	r.MinMBps, r.MaxMBps = r.MBps, r.MBps
 	if len(per) > 0 {
 		slices.Sort(per)
@@ -98,7 +117,7 @@ func blobRun(root *scope, w *world, system, cache, base string, n, pid int) Blob
 	return r
 }
 
-func blobScenario(root *scope, w *world, rounds int, out string, prof *[]Profile) []BlobRow {
+func blobScenario(root *scope, w *world, rounds int, out string, prof *[]Profile, sha *[]float64) []BlobRow {
 	layer := w.big.Layers[0]
 	var rows []BlobRow
 	run := func(system, cache, base string, n, pid int) BlobRow {
@@ -145,6 +164,8 @@ func blobScenario(root *scope, w *world, rounds int, out string, prof *[]Profile
 				c, wm := distRows(1)
 				per["dcold"], per["dwarm"] = append(per["dcold"], c), append(per["dwarm"], wm)
 			},
+			// The hashing limit, measured between the rows it bounds, under the same load.
+			func() { *sha = append(*sha, sha256Speed(500*time.Millisecond)) },
 		}
 		for i := range steps {
 			steps[(i+round)%len(steps)]()
@@ -182,7 +203,7 @@ func blobScenario(root *scope, w *world, rounds int, out string, prof *[]Profile
 // linkScenario is scenario 1 over a realistic link: the upstream registry behind a rate-limited
 // loopback link (bench.Link) of each rate, 1 client, direct and trustgate (cold, a fresh process
 // per round) through the same link, interleaved rounds, median reported.
-func linkScenario(root *scope, w *world, rounds int, rates []float64) []BlobRow {
+func linkScenario(root *scope, w *world, rounds int, rates []float64, sha *[]float64) []BlobRow {
 	var rows []BlobRow
 	for _, bits := range rates {
 		l, err := bench.StartLink(w.reg.Host, bits)
@@ -201,6 +222,7 @@ func linkScenario(root *scope, w *world, rounds int, rates []float64) []BlobRow 
 					prime(sc, g.URL, w.big)
 					gate = append(gate, blobRun(root, w, "trustgate", "cold", g.URL, 1, g.Pid()))
 				},
+				func() { *sha = append(*sha, sha256Speed(500*time.Millisecond)) },
 			}
 			for i := range steps {
 				steps[(i+round)%len(steps)]()
@@ -225,7 +247,7 @@ func medianBlobRow(rs []BlobRow) BlobRow {
 	out := rs[0]
 	out.Rounds = len(rs)
 	out.Errors, out.UpstreamBlobGETs = 0, 0
-	var sec, mbps, per, cached []float64
+	var sec, mbps, per, cached, cpu []float64
 	for _, r := range rs {
 		cached = append(cached, r.CachedAfterMs)
 		out.Errors += r.Errors
@@ -235,8 +257,35 @@ func medianBlobRow(rs []BlobRow) BlobRow {
 			out.FirstErr = r.FirstErr
 		}
 		sec, mbps, per = append(sec, r.Seconds), append(mbps, r.MBps), append(per, r.PerClientMBps)
+		cpu = append(cpu, r.CPUSeconds)
 	}
+	out.CPUSeconds = median(cpu)
 	out.Seconds, out.MBps, out.PerClientMBps, out.CachedAfterMs = median(sec), median(mbps), median(per), median(cached)
 	out.MinMBps, out.MaxMBps = slices.Min(mbps), slices.Max(mbps)
 	return out
+}
+
+// cpuTime is the CPU time (user + system, seconds) process pid has used so far, from
+// /proc/<pid>/stat (utime and stime, in USER_HZ = 100 ticks per second on Linux).
+func cpuTime(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name, field 2, is in parentheses and may contain spaces.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f)+2)
+	}
+	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: utime %q stime %q", pid, f[11], f[12])
+	}
+	return float64(utime+stime) / 100, nil
 }

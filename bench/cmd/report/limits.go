@@ -38,9 +38,9 @@ func (r *Report) limits() []string {
 	}
 	if missed("blob, 1 client") {
 		s := "blob, 1 client:"
-		if d, ok := findBlob(r.Blob, "direct", "", 1); ok && r.Machine.SHA256MBps > 0 {
+		if d, ok := findBlob(r.Blob, "direct", "", 1); ok && r.sha256Limit() > 0 {
 			s += fmt.Sprintf(" hashing alone caps a verifying proxy at %.2f× direct here (SHA-256 %.0f MB/s on one core vs direct %.0f MB/s).",
-				r.Machine.SHA256MBps/d.MBps, r.Machine.SHA256MBps, d.MBps)
+				r.sha256Limit()/d.MBps, r.sha256Limit(), d.MBps)
 		}
 		const b = "blob streaming"
 		s += fmt.Sprintf(" In trustgate's profile the download (fanout fill: read upstream, write the spool) is %s of its CPU, SHA-256 %s and the spool pwrite %s;",

@@ -127,7 +127,7 @@ func run(cfg config) (code int) {
 	try("cold", func(sc *scope) { rep.Cold = coldScenario(sc, w, cfg.coldRuns) })
 	try("herd", func(sc *scope) { rep.Herd = herdScenario(sc, w, cfg.herd) })
 	try("pull", func(sc *scope) { rep.Pull = pullScenario(sc, w, cfg.pullRepeats) })
-	try("blob", func(sc *scope) { rep.Blob = blobScenario(sc, w, cfg.rounds, cfg.out, &rep.Profiles) })
+	try("blob", func(sc *scope) { rep.Blob = blobScenario(sc, w, cfg.rounds, cfg.out, &rep.Profiles, &rep.SHA256Rounds) })
 	try("link", func(sc *scope) {
 		var rates []float64
 		for _, f := range strings.Split(cfg.linkRates, ",") {
@@ -137,7 +137,7 @@ func run(cfg config) (code int) {
 			}
 			rates = append(rates, v)
 		}
-		rep.Link = linkScenario(sc, w, cfg.linkRounds, rates)
+		rep.Link = linkScenario(sc, w, cfg.linkRounds, rates, &rep.SHA256Rounds)
 	})
 
 	rep.Checks = checkTargets(rep)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -13,20 +14,23 @@ import (
 // Report is everything one `make bench` run measured; it is written as markdown (for people),
 // JSON (for tools and diffs between runs) and SVG (a chart).
 type Report struct {
-	Machine  Machine
-	Config   map[string]string
-	Elapsed  string
-	Blob     []BlobRow
-	Link     []BlobRow // scenario 1 through rate-limited links
-	Tag      []TagRow
-	Cold     []ColdRow
-	Herd     []HerdRow
-	Pull     []PullRow
-	Checks   []Check
-	Profiles []Profile
-	Micro    string   `json:",omitempty"` // `go test -bench` output of the packages' micro-benchmarks
-	MicroCPU []string `json:",omitempty"` // pprof -top of their CPU profiles
-	Failures []string `json:",omitempty"` // scenarios that could not run
+	Machine Machine
+	Config  map[string]string
+	Elapsed string
+	Blob    []BlobRow
+	Link    []BlobRow // scenario 1 through rate-limited links
+	// SHA256Rounds are one core's SHA-256 rate (MB/s) measured between the rounds of the blob
+	// scenarios, under the load they ran in; their median is the hashing limit (see sha256Limit).
+	SHA256Rounds []float64 `json:",omitempty"`
+	Tag          []TagRow
+	Cold         []ColdRow
+	Herd         []HerdRow
+	Pull         []PullRow
+	Checks       []Check
+	Profiles     []Profile
+	Micro        string   `json:",omitempty"` // `go test -bench` output of the packages' micro-benchmarks
+	MicroCPU     []string `json:",omitempty"` // pprof -top of their CPU profiles
+	Failures     []string `json:",omitempty"` // scenarios that could not run
 }
 
 func (r *Report) markdown(w io.Writer) {
@@ -37,7 +41,11 @@ func (r *Report) markdown(w io.Writer) {
 	p("direct, trustgate and distribution's proxy mode were measured side by side against the same upstream.\n\n")
 	p("Machine: %d CPUs (%s), %s RAM, Linux %s, %s. trustgate at %s.\n", m.CPUs, m.CPUModel, m.MemTotal, m.Kernel, m.Go, m.Commit)
 	p("Peers: distribution `registry` %q, notary-server/notary v0.7.0 (%q), crane %q.\n", m.Peers["registry"], m.Peers["notary-server"], m.Peers["crane"])
-	p("SHA-256 (crypto/sha256, one core): %.0f MB/s.\n", m.SHA256MBps)
+	p("SHA-256 (crypto/sha256, one core): %.0f MB/s at the start", m.SHA256MBps)
+	if len(r.SHA256Rounds) > 0 {
+		p("; between the blob scenarios' rounds %.0f MB/s (median of %d, range %.0f–%.0f), the figure the limit column uses", r.sha256Limit(), len(r.SHA256Rounds), slices.Min(r.SHA256Rounds), slices.Max(r.SHA256Rounds))
+	}
+	p(".\n")
 	p("Load average (1/5/15 min) at start: %s; at end: %s — other processes on the machine take cores from every system alike.\n", m.LoadBefore, m.LoadAfter)
 	p("Everything (clients, trustgate, distribution, the upstream registry, notary-server) shares these cores over loopback.\n\n")
 	if len(r.Failures) > 0 {
@@ -64,10 +72,11 @@ func (r *Report) markdown(w io.Writer) {
 	p("n clients GET the same blob at the same moment and read it to the end (bytes counted, not hashed by the client).\n")
 	p("MB/s is all bytes / wall time (1 MB = 10^6 B). trustgate rows are fresh processes (cold: whatever it may keep in its blob spool, blob_spool_bytes, starts empty, so the pull streams from upstream through its hashing fan-out).\n")
 	p("distribution proxy: cold = fresh storage, warm = the same process again once the blob is in its storage (it verifies and commits a proxied blob only after the client has every byte; a pull right after the first still goes upstream). Peak RSS is VmHWM from /proc/<pid>/status at the end of the row.\n")
-	if d, ok := findBlob(r.Blob, "direct", "", 1); ok && m.SHA256MBps > 0 {
-		p("Ceiling: SHA-256 on one core of this machine runs at %.0f MB/s (measured at the start of the run). A proxy that verifies the digest while streaming hashes every byte in order, so with one client it cannot pass %.2f× of direct's %.0f MB/s (the upstream serves from page cache with sendfile and hashes nothing).\n", m.SHA256MBps, m.SHA256MBps/d.MBps, d.MBps)
+	if d, ok := findBlob(r.Blob, "direct", "", 1); ok && r.sha256Limit() > 0 {
+		p("Ceiling: SHA-256 on one core of this machine runs at %.0f MB/s (measured between the rounds). A proxy that verifies the digest while streaming hashes every byte in order, so with one client it cannot pass %.2f× of direct's %.0f MB/s (the upstream serves from page cache with sendfile and hashes nothing).\n", r.sha256Limit(), r.sha256Limit()/d.MBps, d.MBps)
 	}
 	p("trustgate warm = the same process again right after its cold row, served from the spool it verified and retained (blob_spool_bytes is set to hold the blob).\n")
+	p("server CPU s per GB = CPU time (user + system, /proc/<pid>/stat) of the serving process during the row per GB its clients received — the upstream registry for direct, the proxy otherwise (not the upstream behind it); it barely depends on other load on the machine, unlike MB/s.\n")
 	p("limit = the most the row's system can deliver here: direct to as many clients; for a cold proxy also no more than clients × one core's SHA-256 rate, since it hashes every byte in order (trustgate hashes once for all its clients).\n")
 	p("1-client rows: median of %s interleaved rounds (each system in turn, a fresh process per round), so background load hits all alike; 16-client rows: one round.\n\n", r.Config["rounds"])
 	r.blobTable(w, r.Blob, false)
@@ -184,6 +193,15 @@ func errs(n int, first string) string {
 	return fmt.Sprintf("%d (%s)", n, first)
 }
 
+// sha256Limit is one core's SHA-256 rate as the limit column uses it: the median of the rates
+// measured between the blob rounds, or the one at the start for a run without them.
+func (r *Report) sha256Limit() float64 {
+	if len(r.SHA256Rounds) > 0 {
+		return median(r.SHA256Rounds)
+	}
+	return r.Machine.SHA256MBps
+}
+
 // blobTable writes blob rows with their limit (see blobLimit) and the share of it they reached.
 func (r *Report) blobTable(w io.Writer, rows []BlobRow, link bool) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
@@ -191,18 +209,22 @@ func (r *Report) blobTable(w io.Writer, rows []BlobRow, link bool) {
 	if link {
 		first = "link | "
 	}
-	p("| %ssystem | clients | cache | rounds | wall s | MB/s (aggregate) | limit MB/s | ÷ limit | rounds' range MB/s | MB/s per client (median) | peak RSS MiB | upstream blob GETs (per round) | errors |\n", first)
-	p("|%s---|---|---|---|---|---|---|---|---|---|---|---|---|\n", strings.Repeat("---|", len(first)/len("link | ")))
+	p("| %ssystem | clients | cache | rounds | wall s | MB/s (aggregate) | limit MB/s | ÷ limit | rounds' range MB/s | MB/s per client (median) | server CPU s per GB | peak RSS MiB | upstream blob GETs (per round) | errors |\n", first)
+	p("|%s---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n", strings.Repeat("---|", len(first)/len("link | ")))
 	for _, b := range rows {
 		lim, share := "–", "–"
-		if l := blobLimit(rows, r.Machine.SHA256MBps, b); l > 0 {
+		if l := blobLimit(rows, r.sha256Limit(), b); l > 0 {
 			lim, share = fmt.Sprintf("%.0f", l), fmt.Sprintf("%.2f", b.MBps/l)
 		}
 		if link {
 			p("| %s ", b.Link)
 		}
-		p("| %s | %d | %s | %d | %.2f | %.0f | %s | %s | %.0f–%.0f | %.0f | %s | %d | %s |\n", b.System, b.Clients, dash(b.Cache), b.Rounds, b.Seconds, b.MBps,
-			lim, share, b.MinMBps, b.MaxMBps, b.PerClientMBps, rss(b.PeakRSSMiB), b.UpstreamBlobGETs, errs(b.Errors, b.FirstErr))
+		cpu := "–"
+		if b.CPUSeconds > 0 && b.GB > 0 {
+			cpu = fmt.Sprintf("%.2f", b.CPUSeconds/b.GB)
+		}
+		p("| %s | %d | %s | %d | %.2f | %.0f | %s | %s | %.0f–%.0f | %.0f | %s | %s | %d | %s |\n", b.System, b.Clients, dash(b.Cache), b.Rounds, b.Seconds, b.MBps,
+			lim, share, b.MinMBps, b.MaxMBps, b.PerClientMBps, cpu, rss(b.PeakRSSMiB), b.UpstreamBlobGETs, errs(b.Errors, b.FirstErr))
 	}
 }
 

@@ -57,7 +57,7 @@ func blobLimit(rows []BlobRow, sha256MBps float64, b BlobRow) float64 {
 
 func checkTargets(rep *Report) []Check {
 	var cs []Check
-	sha := rep.Machine.SHA256MBps
+	sha := rep.sha256Limit()
 	if t, ok := findBlob(rep.Blob, "trustgate", "cold", 1); !ok {
 		cs = append(cs, Check{"blob, 1 client, cold: trustgate ≥ 0.80 × min(direct, one core's SHA-256)", "not measured (missing or failed row)", "n/a"})
 	} else if lim := blobLimit(rep.Blob, sha, t); lim > 0 {
