@@ -7,9 +7,12 @@
 // The first request for a digest starts a download: a goroutine copies the
 // upstream body into an unlinked spool file and publishes how many bytes it
 // has written, while a second one hashes the same buffers. Every request (the
-// first one included) tails the spool up to the published offset through one
-// buffer of fixed size. Requests for the same digest while the download runs
-// join it instead of going upstream.
+// first one included) tails the spool up to the published offset: over plain
+// HTTP/1 with sendfile(2) from a file description of its own (io.Copy of an
+// io.LimitedReader of the spool to the ResponseWriter, whose ReadFrom hands
+// it to *net.TCPConn), otherwise (TLS, HTTP/2) through one buffer of fixed
+// size. Requests for the same digest while the download runs join it instead
+// of going upstream.
 //
 // # Verification
 //
