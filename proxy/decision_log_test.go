@@ -70,7 +70,7 @@ func TestOneDecisionPerVerdict(t *testing.T) {
 			if c.midStream && (status != http.StatusOK || complete) {
 				t.Fatalf("%d, complete=%v: not aborted mid-stream, the case tests nothing", status, complete)
 			}
-			recs := e.decisions()[before:]
+			recs := e.decisionsSince(before)
 			if len(recs) != 1 {
 				t.Fatalf("%d decision records, want 1: %v", len(recs), recs)
 			}

@@ -189,6 +189,20 @@ func (e *env) decisions() []map[string]any {
 	return out
 }
 
+// decisionsSince returns the decision records after the first before of them. A handler logs
+// its record once its response is out (a blob's body may complete by sendfile before the
+// handler returns), so this waits for one to arrive, then a moment more for any second one a
+// request would wrongly log. The bounds guard against a hang; they assert no speed.
+func (e *env) decisionsSince(before int) []map[string]any {
+	e.t.Helper()
+	give := time.Now().Add(10 * time.Second)
+	for len(e.decisions()) <= before && time.Now().Before(give) {
+		time.Sleep(2 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	return e.decisions()[before:]
+}
+
 type response struct {
 	status int
 	header http.Header
