@@ -40,8 +40,8 @@ type BlobRow struct {
 	// MinMBps and MaxMBps are the slowest and fastest round (equal to MBps for one round).
 	MinMBps, MaxMBps float64
 	// CPUSeconds is the CPU time (user + system) the serving process used during the row: the
-	// upstream registry for direct rows, the proxy otherwise; 0 if unknown. Unlike MB/s it
-	// hardly depends on what else the machine runs, so it compares runs on a busy machine.
+	// upstream registry for direct rows, the proxy otherwise; 0 if unknown. It moves less than
+	// MB/s with what else the machine runs (not nothing: a busy host slows each core too).
 	CPUSeconds float64 `json:",omitempty"`
 	// GB is the bytes the clients received, in 10^9.
 	GB float64 `json:",omitempty"`

@@ -76,7 +76,7 @@ func (r *Report) markdown(w io.Writer) {
 		p("Ceiling: SHA-256 on one core of this machine runs at %.0f MB/s (measured between the rounds). A proxy that verifies the digest while streaming hashes every byte in order, so with one client it cannot pass %.2f× of direct's %.0f MB/s (the upstream serves from page cache with sendfile and hashes nothing).\n", r.sha256Limit(), r.sha256Limit()/d.MBps, d.MBps)
 	}
 	p("trustgate warm = the same process again right after its cold row, served from the spool it verified and retained (blob_spool_bytes is set to hold the blob).\n")
-	p("server CPU s per GB = CPU time (user + system, /proc/<pid>/stat) of the serving process during the row per GB its clients received — the upstream registry for direct, the proxy otherwise (not the upstream behind it); it barely depends on other load on the machine, unlike MB/s.\n")
+	p("server CPU s per GB = CPU time (user + system, /proc/<pid>/stat) of the serving process during the row per GB its clients received — the upstream registry for direct, the proxy otherwise (not the upstream behind it). It moves less with other load than MB/s does, but does move: on a busy shared VM each core is slower too.\n")
 	p("limit = the most the row's system can deliver here: direct to as many clients; for a cold proxy also no more than clients × one core's SHA-256 rate, since it hashes every byte in order (trustgate hashes once for all its clients).\n")
 	p("1-client rows: median of %s interleaved rounds (each system in turn, a fresh process per round), so background load hits all alike; 16-client rows: one round.\n\n", r.Config["rounds"])
 	r.blobTable(w, r.Blob, false)
