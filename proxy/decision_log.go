@@ -27,9 +27,14 @@ const (
 	// HeaderSignedDigest is the digest the tag is signed to (sent even when serving fails, so a
 	// "signed digest missing upstream" error says which digest).
 	HeaderSignedDigest = "X-Trustgate-Signed-Digest"
-	// HeaderVerifier names what answered: notary, or frozen (a frozen trust file).
+	// HeaderVerifier names what answered: notary, frozen (a frozen trust file), cosign,
+	// notation, or several joined with "+" under require: all.
 	HeaderVerifier = "X-Trustgate-Verifier"
-	// HeaderExpires is when a frozen trust file stops answering (RFC 3339).
+	// HeaderSigner is who signed, in the verifier's terms: a Notary role, a cosign key ID
+	// (sha256:<hex>) or certificate identity, a Notation certificate subject.
+	HeaderSigner = "X-Trustgate-Signer"
+	// HeaderExpires is when the verdict stops counting without verifying again (RFC 3339): a
+	// frozen trust file's expiry, a cosign or Notation result's trust_ttl or certificate expiry.
 	HeaderExpires = "X-Trustgate-Expires"
 )
 
@@ -43,6 +48,9 @@ type decisionRecord struct {
 	tag      string
 	digest   digest.Digest
 	role     string
+	verifier string
+	signer   string
+	expires  time.Time
 	decision string
 	reason   string
 }
@@ -57,17 +65,24 @@ func (s *Server) logDecision(ctx context.Context, rec *decisionRecord, level slo
 	case decisionWarn, decisionError:
 		level = slog.LevelWarn
 	}
-	s.log.LogAttrs(ctx, level, "decision",
+	attrs := []slog.Attr{
 		slog.String("repo", rec.repo),
 		slog.String("tag", rec.tag),
 		slog.String("digest", rec.digest.String()),
 		slog.String("role", rec.role),
+	}
+	if rec.verifier != "" {
+		attrs = append(attrs, slog.String("verifier", rec.verifier), slog.String("signer", rec.signer),
+			slog.Time("expires", rec.expires))
+	}
+	attrs = append(attrs,
 		slog.String("decision", rec.decision),
 		slog.String("reason", rec.reason),
 		slog.Duration("latency", time.Since(rec.start)),
 		slog.String("upstream", rec.upstream),
 		slog.String("method", rec.method),
 	)
+	s.log.LogAttrs(ctx, level, "decision", attrs...)
 }
 
 // setWarning adds an RFC 7234 Warning that clients such as containerd surface to users. The text

@@ -72,6 +72,7 @@ import (
 	"github.com/trustgate/trustgate/frozen"
 	"github.com/trustgate/trustgate/policy"
 	"github.com/trustgate/trustgate/proxy/fanout"
+	"github.com/trustgate/trustgate/sigverify/binding"
 )
 
 // Policy maps a full repository name (the GUN) to what trustgate must do with it.
@@ -125,6 +126,12 @@ type Options struct {
 	// checked against their pinned sha256 by the caller. A rule naming a file missing here
 	// fails closed (503).
 	Frozen map[policy.FrozenRule]*frozen.File
+	// TrustTTL is how long a cosign or Notation verification of a digest (and a tag's resolution
+	// to it) is reused before it is done again; 0 = 5m.
+	TrustTTL time.Duration
+	// Bindings persists the tag bindings of cosign and Notation (package binding); nil keeps them
+	// in memory only.
+	Bindings binding.Store
 	// UpstreamTimeout bounds a manifest, tag-list or referrers round trip, and the wait for a blob's
 	// response headers (the blob body itself is bounded by the fan-out). 0 = 30s.
 	UpstreamTimeout time.Duration
@@ -139,6 +146,8 @@ type Server struct {
 	manifests *manifestCache
 	reach     *reachability
 	notary    map[string]Verifier   // per upstream
+	cosign    map[string]Verifier   // per upstream
+	notation  map[string]Verifier   // per upstream
 	graph     map[string]*edgeCache // per upstream
 	frozen    map[policy.FrozenRule]*frozenVerifier
 	metrics   *metrics
@@ -158,6 +167,8 @@ func New(opts Options) (*Server, error) {
 	s := &Server{
 		upstreams: map[string]*upstream{},
 		notary:    map[string]Verifier{},
+		cosign:    map[string]Verifier{},
+		notation:  map[string]Verifier{},
 		graph:     map[string]*edgeCache{},
 		policy:    opts.Policy,
 		log:       opts.Logger,
@@ -205,6 +216,26 @@ func New(opts Options) (*Server, error) {
 			return nil, fmt.Errorf("proxy: frozen trust %s: no file", rule.File)
 		}
 		s.frozen[rule] = newFrozenVerifier(rule.File, f, s.now)
+	}
+	ttl := opts.TrustTTL
+	if ttl <= 0 {
+		ttl = 5 * time.Minute
+	}
+	store := opts.Bindings
+	if store == nil {
+		store = &binding.MemStore{}
+	}
+	binder := binding.NewBinder(store, s.now)
+	for name, up := range s.upstreams {
+		var err error
+		if s.cosign[name], err = newDigestVerifier("cosign", func(d policy.Decision) *policy.DigestRule { return d.Cosign },
+			s, up, ttl, binder, size); err != nil {
+			return nil, err
+		}
+		if s.notation[name], err = newDigestVerifier("notation", func(d policy.Decision) *policy.DigestRule { return d.Notation },
+			s, up, ttl, binder, size); err != nil {
+			return nil, err
+		}
 	}
 	if opts.Default != "" {
 		s.def = s.upstreams[opts.Default]

@@ -103,15 +103,8 @@ func (s *Server) judge(ctx context.Context, ref repoRef, subj subject) (out verd
 
 // verify answers subj from the repository's verified signatures (enforce and warn modes).
 func (s *Server) verify(ctx context.Context, ref repoRef, dec policy.Decision, subj subject) (verdict, error) {
-	ver, err := s.verifier(ref, dec)
-	if err != nil {
-		return verdict{}, err
-	}
-	base := verdict{}
-	if n, ok := ver.(interface{ name() string }); ok {
-		base.verifier = n.name()
-	}
-	sigs, err := ver.Signatures(ctx, ref.gun, dec)
+	sigs, name, err := s.signatures(ctx, ref, dec)
+	base := verdict{verifier: name}
 	if err != nil {
 		return base, err
 	}
@@ -133,6 +126,18 @@ func (s *Server) verify(ctx context.Context, ref repoRef, dec policy.Decision, s
 		v.reason, v.sig = "signed"+source, sig
 		return v, nil
 	}
+	if dc, ok := sigs.(digestChecker); ok && subj.kind == kindManifest {
+		// A system that signs digests may have signed this one; if not, it may still be
+		// reachable from one that is.
+		sig, err := dc.SignedDigest(ctx, subj.digest)
+		if err == nil {
+			v.reason, v.sig = "signed digest ("+sig.Verifier+")"+source, sig
+			return v, nil
+		}
+		if !resolver.IsNotSigned(err) {
+			return base, err
+		}
+	}
 	root, size, ok, err := s.reachable(ctx, ref, sigs, subj.digest)
 	if err != nil {
 		return base, err
@@ -141,9 +146,13 @@ func (s *Server) verify(ctx context.Context, ref repoRef, dec policy.Decision, s
 		return base, fmt.Errorf("%w%s", errUnreachable, source)
 	}
 	sig, _ := sigs.Signed(root)
-	reason := "signed as " + ref.gun + ":" + sig.Tag
+	as := ref.gun + ":" + sig.Tag
+	if sig.Tag == "" {
+		as = ref.gun + "@" + root.String() // signed by digest
+	}
+	reason := "signed as " + as
 	if root != subj.digest {
-		reason = "reachable from " + ref.gun + ":" + sig.Tag + " (" + root.String() + ")"
+		reason = "reachable from " + as + " (" + root.String() + ")"
 	}
 	v.reason, v.sig, v.size, v.sized = reason+source, sig, size, size >= 0
 	return v, nil
@@ -208,16 +217,23 @@ func trustReason(err error) string {
 // setVerdictHeaders explains the verdict in the response headers.
 func setVerdictHeaders(h http.Header, v verdict) {
 	h.Set(HeaderDecision, v.decision)
-	if v.sig.Signer != "" {
+	byDigest := v.sig.Verifier != "" && v.sig.Verifier != "notary" // cosign, notation, or several
+	if v.sig.Signer != "" && !byDigest {
 		h.Set(HeaderRole, v.sig.Signer)
+	}
+	if v.sig.Signer != "" {
+		h.Set(HeaderSigner, v.sig.Signer)
 	}
 	if v.sig.Digest != "" {
 		h.Set(HeaderSignedDigest, v.sig.Digest.String())
 	}
-	if v.verifier != "" {
+	switch {
+	case v.sig.Verifier != "":
+		h.Set(HeaderVerifier, v.sig.Verifier) // the one whose signature is served
+	case v.verifier != "":
 		h.Set(HeaderVerifier, v.verifier)
 	}
-	if v.verifier == "frozen" && !v.sig.Expires.IsZero() {
+	if (byDigest || v.verifier == "frozen") && !v.sig.Expires.IsZero() {
 		h.Set(HeaderExpires, v.sig.Expires.UTC().Format(time.RFC3339))
 	}
 	if v.warning != "" {

@@ -19,10 +19,25 @@ type Signature struct {
 	Tag    string        // the tag the signature binds to the digest
 	Digest digest.Digest // the signed manifest (or index)
 	Size   int64         // the signed length of its bytes
-	// Signer says who signed, in the verifier's terms (for Notary: the role).
+	// Signer says who signed, in the verifier's terms (for Notary: the role; cosign: the key ID
+	// or certificate identity; Notation: the signing certificate's subject).
 	Signer string
 	// Expires is when the signature stops counting unless the trust data is refreshed.
 	Expires time.Time
+	// Verifier is the system that verified it: notary, cosign or notation ("" means notary).
+	Verifier string
+	// SignedAt is the signature's time as the verifier established it, and TimeSource who
+	// vouches for it (see package binding); zero for Notary.
+	SignedAt   time.Time
+	TimeSource string
+}
+
+// digestChecker is implemented by the Signatures of systems that sign digests: a manifest asked
+// for by digest may be signed itself, which no tag needs to be resolved for.
+type digestChecker interface {
+	// SignedDigest returns the verified signature of manifest d, or an error for which
+	// resolver.IsNotSigned holds if d has none.
+	SignedDigest(ctx context.Context, d digest.Digest) (Signature, error)
 }
 
 // Signatures is one verified view of what is signed in a repository. A value is immutable: when
@@ -161,7 +176,7 @@ func (s *notarySignatures) Tag(tag string) (Signature, error) {
 		// and keeps a stale cache entry from being served.
 		return Signature{}, fmt.Errorf("%w at %s", resolver.ErrExpired, tgt.Expires.UTC().Format(time.RFC3339))
 	}
-	return Signature{Tag: tag, Digest: tgt.Digest, Size: tgt.Size, Signer: tgt.Role, Expires: tgt.Expires}, nil
+	return Signature{Tag: tag, Digest: tgt.Digest, Size: tgt.Size, Signer: tgt.Role, Expires: tgt.Expires, Verifier: "notary"}, nil
 }
 
 func (s *notarySignatures) Tags() []string { return s.state.Tags(s.roles) }

@@ -337,7 +337,7 @@ func (c *Config) validate() error {
 	if c.DefaultUpstream != "" && !names[c.DefaultUpstream] {
 		bad("default_upstream", "%q is not the name of a configured upstream", c.DefaultUpstream)
 	}
-	if _, err := policy.New(c.Policy); err != nil {
+	if _, err := newPolicy(c); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

@@ -5,6 +5,7 @@
 //	trustgate serve   --config F    run the mirror
 //	trustgate resolve --config F R  print the signed digest of image reference R
 //	trustgate trust freeze|show     frozen trust (trust.go)
+//	trustgate trust accept --config F R:T D  let tag R:T move back to digest D (cosign, Notation)
 //	trustgate version
 package main
 
@@ -49,6 +50,7 @@ commands:
   resolve  --config FILE [--json] IMAGE:TAG
   trust    freeze --config FILE --expires TIME [--out FILE] [--from server|trust-dir] PATTERN...
   trust    show [--config FILE] [--file FILE]
+  trust accept --config FILE REPOSITORY:TAG DIGEST   accept a cosign/Notation tag rollback
   version
 `
 

@@ -37,7 +37,7 @@ func runResolve(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	pol, err := policy.New(cfg.Policy)
+	pol, err := newPolicy(cfg)
 	if err != nil {
 		return err
 	}

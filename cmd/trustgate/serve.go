@@ -16,7 +16,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/pflag"
 
-	"github.com/trustgate/trustgate/policy"
 	"github.com/trustgate/trustgate/proxy"
 )
 
@@ -44,7 +43,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 func serve(ctx context.Context, cfg *Config, stderr io.Writer, ready func(addr net.Addr)) error {
 	log := newLogger(cfg.Log, stderr)
 
-	pol, err := policy.New(cfg.Policy)
+	pol, err := newPolicy(cfg)
 	if err != nil {
 		return err
 	}
@@ -53,6 +52,10 @@ func serve(ctx context.Context, cfg *Config, stderr io.Writer, ready func(addr n
 	}
 	sweepDebris(cfg, log)
 	fz, err := loadFrozen(pol, log)
+	if err != nil {
+		return err
+	}
+	bindings, err := newBindings(cfg, log)
 	if err != nil {
 		return err
 	}
@@ -73,6 +76,8 @@ func serve(ctx context.Context, cfg *Config, stderr io.Writer, ready func(addr n
 		Metrics:           reg,
 		UpstreamTimeout:   cfg.Timeouts.Upstream,
 		Frozen:            fz,
+		TrustTTL:          cfg.TrustTTL,
+		Bindings:          bindings,
 	})
 	if err != nil {
 		return err

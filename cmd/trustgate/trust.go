@@ -33,6 +33,8 @@ commands:
          PATTERN (policy pattern syntax) into a frozen trust file
   show   [--config FILE] [--file FILE]
          list what a frozen trust file holds and whether it matches the configuration's pin
+  accept --config FILE REPOSITORY:TAG DIGEST
+         let a cosign/Notation tag move back to an older signed digest (trust_accept.go)
 `
 
 // runTrust runs the trust state subcommands.
@@ -46,6 +48,8 @@ func runTrust(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return runFreeze(ctx, args[1:], stdout, stderr)
 	case "show":
 		return runShow(args[1:], stdout, stderr)
+	case "accept":
+		return runTrustAccept(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, trustUsage)
 		return nil
