@@ -53,6 +53,8 @@ func StartRegistry(tb testing.TB) *Registry {
 	cmd.Dir = dir
 	// The registry reads REGISTRY_* overrides from the environment; a developer's shell must not leak in.
 	cmd.Env = cleanEnv("REGISTRY_")
+	// registry v3 exports traces to localhost:4318 unless told not to.
+	cmd.Env = append(cmd.Env, "OTEL_TRACES_EXPORTER=none", "OTEL_SDK_DISABLED=true")
 	p := StartProcess(tb, "registry", dir, cmd)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

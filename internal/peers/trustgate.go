@@ -78,6 +78,9 @@ type GateRule struct {
 	Roles       []string // nil = policy default
 	// FrozenFile and FrozenSHA256 set the rule's frozen trust ("" = none).
 	FrozenFile, FrozenSHA256 string
+	// Verifiers is the rule's verifiers block as a YAML flow mapping, e.g.
+	// `{require: any, cosign: {keys: ["/k.pub"]}}`; "" leaves it out.
+	Verifiers string
 }
 
 // YAML renders the configuration. Strings are emitted as JSON strings, which YAML reads as
@@ -153,6 +156,9 @@ func (c GateConfig) YAML() string {
 			if r.FrozenFile != "" {
 				fmt.Fprintf(&b, ", frozen: {file: %s, sha256: %s}", q(r.FrozenFile), q(r.FrozenSHA256))
 			}
+			if r.Verifiers != "" {
+				fmt.Fprintf(&b, ", verifiers: %s", r.Verifiers)
+			}
 			fmt.Fprintf(&b, "}\n")
 		}
 	}
@@ -204,6 +210,8 @@ type Decision struct {
 	Tag      string `json:"tag"`
 	Digest   string `json:"digest"`
 	Role     string `json:"role"`
+	Verifier string `json:"verifier"`
+	Signer   string `json:"signer"`
 	Decision string `json:"decision"`
 	Reason   string `json:"reason"`
 	Upstream string `json:"upstream"`
