@@ -104,8 +104,15 @@ func expectRefused(t *testing.T, g *peers.Trustgate, repo, tag string, code int,
 // expectReason asserts the last decision logged for repo:tag is decision, with reason containing want.
 func expectReason(t *testing.T, g *peers.Trustgate, repo, tag, decision, want string) {
 	t.Helper()
-	ds := findDecision(g, repo, tag)
-	if len(ds) == 0 || ds[len(ds)-1].Decision != decision || !strings.Contains(ds[len(ds)-1].Reason, want) {
+	var ds []peers.Decision
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		// The decision is logged just after the response: wait for it.
+		ds = findDecision(g, repo, tag)
+		if len(ds) > 0 && ds[len(ds)-1].Decision == decision && strings.Contains(ds[len(ds)-1].Reason, want) {
+			return
+		}
+	}
+	{
 		t.Errorf("decision log for %s:%s, want %s with %q:\n%s", repo, tag, decision, want, decisionsString(ds))
 	}
 }
