@@ -182,3 +182,42 @@ func TestCosign(t *testing.T) {
 		expectServed(t, g, repo, "rel", r1.Digest, "cosign")
 	})
 }
+
+// TestCosignV2 is issue #9 with cosign v2.6.5 by key, offline: its legacy default, its bundle
+// format (whose index entry says application/vnd.oci.empty.v1+json, so discovery reads the
+// manifest), and the legacy signature stored as an OCI 1.1 referrer (found through the tag schema's
+// index, the registry having no referrers API).
+func TestCosignV2(t *testing.T) {
+	w := newWorld(t)
+	cs := newSigner(t, "cosign2")
+	cs.run(t, "generate-key-pair")
+	key, pub := filepath.Join(cs.dir, "cosign.key"), filepath.Join(cs.dir, "cosign.pub")
+	other := newSigner(t, "cosign2")
+	other.run(t, "generate-key-pair")
+
+	const repo = "team/v2"
+	leg := w.push(t, repo, "legacy")
+	cosignSign(t, cs, w.reg, key, leg)
+	bundle := w.push(t, repo, "bundle")
+	cosignSign(t, cs, w.reg, key, bundle, "--new-bundle-format=true")
+	ref := w.push(t, repo, "referrer")
+	cs.env = append(cs.env, "COSIGN_EXPERIMENTAL=1")
+	cosignSign(t, cs, w.reg, key, ref, "--registry-referrers-mode=oci-1-1")
+	wrong := w.push(t, repo, "wrong")
+	cosignSign(t, other, w.reg, filepath.Join(other.dir, "cosign.key"), wrong)
+	unsigned := w.push(t, repo, "unsigned")
+
+	// The referrer-mode signature is in the tag schema's index, not under the .sig tag.
+	if r := get(t, http.MethodGet, w.reg.URL+"/v2/"+repo+"/manifests/"+sigTag(ref.Digest)); r.code != http.StatusNotFound {
+		t.Fatalf("referrer-mode signature also under the .sig tag: %d", r.code)
+	}
+	rawManifest(t, w.reg, repo, indexTag(ref.Digest))
+
+	g := w.gate(t, peers.GateConfig{Rules: []peers.GateRule{cosignRule("docker.io/team/**", pub)}})
+	expectServed(t, g, repo, "legacy", leg.Digest, "cosign")
+	expectServed(t, g, repo, "bundle", bundle.Digest, "cosign")
+	expectServed(t, g, repo, "referrer", ref.Digest, "cosign")
+	expectRefused(t, g, repo, "wrong", http.StatusNotFound, wrong.Digest)
+	expectReason(t, g, gun(repo), "wrong", "refuse", "no configured key verifies it")
+	expectRefused(t, g, repo, "unsigned", http.StatusNotFound, unsigned.Digest)
+}
