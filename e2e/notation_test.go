@@ -139,3 +139,56 @@ func TestNotation(t *testing.T) {
 		expectReason(t, g, gun("sig/rel"), "rel", "error", "signer")
 	})
 }
+
+// TestVerifiersCombined is a rule naming several verifiers: require any (Docker Content Trust and
+// cosign side by side in one repository, as during a migration) and require all (cosign and
+// Notation must both sign the digest).
+func TestVerifiersCombined(t *testing.T) {
+	w := newWorld(t)
+	cs := newSigner(t, "cosign")
+	cs.run(t, "generate-key-pair")
+	key, pub := filepath.Join(cs.dir, "cosign.key"), filepath.Join(cs.dir, "cosign.pub")
+	ns := newSigner(t, "notation")
+	ns.run(t, "cert", "generate-test", "--default", "demo.io")
+	store := filepath.Join(ns.dir, ".config", "notation", "truststore")
+	b, _ := json.Marshal(map[string]any{"version": "1.0", "trustPolicies": []any{map[string]any{
+		"name": "all", "registryScopes": []string{"*"}, "signatureVerification": map[string]string{"level": "strict"},
+		"trustStores": []string{"ca:demo.io"}, "trustedIdentities": []string{"*"}}}})
+	policyFile := filepath.Join(t.TempDir(), "trustpolicy.json")
+	must(t, os.WriteFile(policyFile, b, 0o644))
+
+	dct := w.pushSigned(t, "mix/app", "dct")
+	cos := w.push(t, "mix/app", "cosign")
+	cosignSign(t, cs, w.reg, key, cos)
+	none := w.push(t, "mix/app", "none")
+	both := w.push(t, "both/app", "both")
+	cosignSign(t, cs, w.reg, key, both)
+	notationSign(t, ns, w.reg, "demo.io", "", both)
+	half := w.push(t, "both/app", "half")
+	cosignSign(t, cs, w.reg, key, half)
+
+	g := w.gate(t, peers.GateConfig{Rules: []peers.GateRule{
+		{Match: "docker.io/mix/**", Mode: "enforce", Verifiers: "{require: any, notary: {}, cosign: {keys: [" + q(pub) + "]}}"},
+		{Match: "docker.io/both/**", Mode: "enforce", Verifiers: "{require: all, cosign: {keys: [" + q(pub) + "]}, notation: {trust_policy: " +
+			q(policyFile) + ", trust_store: " + q(store) + "}}"},
+	}})
+	t.Run("any: a DCT-signed tag", func(t *testing.T) {
+		expectServed(t, g, "mix/app", "dct", dct.Digest, "notary")
+		if r := getManifest(t, g, "mix/app", "dct"); r.header.Get("X-Trustgate-Role") != "targets" {
+			t.Errorf("X-Trustgate-Role = %q", r.header.Get("X-Trustgate-Role"))
+		}
+	})
+	t.Run("any: a cosign-signed tag in the same repository", func(t *testing.T) {
+		expectServed(t, g, "mix/app", "cosign", cos.Digest, "cosign")
+	})
+	t.Run("any: neither", func(t *testing.T) {
+		expectRefused(t, g, "mix/app", "none", http.StatusNotFound, none.Digest)
+	})
+	t.Run("all: signed by both", func(t *testing.T) {
+		expectServed(t, g, "both/app", "both", both.Digest, "cosign+notation")
+	})
+	t.Run("all: cosign only", func(t *testing.T) {
+		expectRefused(t, g, "both/app", "half", http.StatusNotFound, half.Digest)
+		expectReason(t, g, gun("both/app"), "half", "refuse", "no Notation signature")
+	})
+}
