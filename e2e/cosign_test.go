@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -15,14 +17,14 @@ import (
 )
 
 // cosignSign signs p by key with a cosign CLI, offline (no Rekor, no signing config, no TUF).
-func cosignSign(t *testing.T, s *signer, reg *peers.Registry, key string, p peers.Pushed, extra ...string) {
+func cosignSign(t *testing.T, s *signer, host, key string, p peers.Pushed, extra ...string) {
 	t.Helper()
 	args := []string{"sign", "--key", key, "--allow-http-registry", "--tlog-upload=false", "-y"}
 	if filepath.Base(s.bin) == "cosign" {
 		args = append(args, "--use-signing-config=false")
 	}
 	args = append(args, extra...)
-	s.run(t, append(args, reg.Host+"/"+p.Repo+"@"+p.Digest)...)
+	s.run(t, append(args, host+"/"+p.Repo+"@"+p.Digest)...)
 }
 
 // cosignRule is a rule trusting cosign signatures by the given public keys.
@@ -49,19 +51,19 @@ func TestCosign(t *testing.T) {
 
 	const repo = "team/app"
 	bundle := w.push(t, repo, "bundle")
-	cosignSign(t, cs, w.reg, key, bundle)
+	cosignSign(t, cs, w.reg.Host, key, bundle)
 	leg := w.push(t, repo, "legacy")
-	cosignSign(t, cs, w.reg, key, leg, legacy)
+	cosignSign(t, cs, w.reg.Host, key, leg, legacy)
 	unsigned := w.push(t, repo, "unsigned")
 	wrongB := w.push(t, repo, "wrong-bundle")
-	cosignSign(t, other, w.reg, badKey, wrongB)
+	cosignSign(t, other, w.reg.Host, badKey, wrongB)
 	wrongL := w.push(t, repo, "wrong-legacy")
-	cosignSign(t, other, w.reg, badKey, wrongL, legacy)
+	cosignSign(t, other, w.reg.Host, badKey, wrongL, legacy)
 	tampered := w.push(t, repo, "tampered")
-	cosignSign(t, cs, w.reg, key, tampered, legacy)
+	cosignSign(t, cs, w.reg.Host, key, tampered, legacy)
 	transplant := w.push(t, repo, "transplant")
 	plain := w.push(t, "plain/app", "signed")
-	cosignSign(t, cs, w.reg, key, plain)
+	cosignSign(t, cs, w.reg.Host, key, plain)
 	open := w.push(t, "open/app", "unsigned")
 
 	// tampered: one byte of the legacy signature flipped, pushed back under the .sig tag.
@@ -155,10 +157,10 @@ func TestCosign(t *testing.T) {
 
 	t.Run("tag moved to an older signed digest is refused until accepted", func(t *testing.T) {
 		r1 := w.push(t, repo, "rel")
-		cosignSign(t, cs, w.reg, key, r1)
+		cosignSign(t, cs, w.reg.Host, key, r1)
 		expectServed(t, g, repo, "rel", r1.Digest, "cosign")
 		r2 := w.push(t, repo, "rel")
-		cosignSign(t, cs, w.reg, key, r2, legacy)
+		cosignSign(t, cs, w.reg.Host, key, r2, legacy)
 		eventually(t, 10*time.Second, "rel moves forward to r2", func() (bool, string) {
 			r := getManifest(t, g, repo, "rel")
 			return r.code == 200 && r.digest() == r2.Digest, r.digest()
@@ -197,14 +199,14 @@ func TestCosignV2(t *testing.T) {
 
 	const repo = "team/v2"
 	leg := w.push(t, repo, "legacy")
-	cosignSign(t, cs, w.reg, key, leg)
+	cosignSign(t, cs, w.reg.Host, key, leg)
 	bundle := w.push(t, repo, "bundle")
-	cosignSign(t, cs, w.reg, key, bundle, "--new-bundle-format=true")
+	cosignSign(t, cs, w.reg.Host, key, bundle, "--new-bundle-format=true")
 	ref := w.push(t, repo, "referrer")
 	cs.env = append(cs.env, "COSIGN_EXPERIMENTAL=1")
-	cosignSign(t, cs, w.reg, key, ref, "--registry-referrers-mode=oci-1-1")
+	cosignSign(t, cs, w.reg.Host, key, ref, "--registry-referrers-mode=oci-1-1")
 	wrong := w.push(t, repo, "wrong")
-	cosignSign(t, other, w.reg, filepath.Join(other.dir, "cosign.key"), wrong)
+	cosignSign(t, other, w.reg.Host, filepath.Join(other.dir, "cosign.key"), wrong)
 	unsigned := w.push(t, repo, "unsigned")
 
 	// The referrer-mode signature is in the tag schema's index, not under the .sig tag.
@@ -220,4 +222,59 @@ func TestCosignV2(t *testing.T) {
 	expectRefused(t, g, repo, "wrong", http.StatusNotFound, wrong.Digest)
 	expectReason(t, g, gun(repo), "wrong", "refuse", "no configured key verifies it")
 	expectRefused(t, g, repo, "unsigned", http.StatusNotFound, unsigned.Digest)
+}
+
+// TestCosignSignatureStoreDown: when the signatures can't be read (the registry fails the
+// signature tag or the signature's blob), a tag is 503, never 404 and never served.
+func TestCosignSignatureStoreDown(t *testing.T) {
+	w := newWorld(t)
+	front := startFront(t, w.reg.URL)
+	cs := newSigner(t, "cosign")
+	cs.run(t, "generate-key-pair")
+	key, pub := filepath.Join(cs.dir, "cosign.key"), filepath.Join(cs.dir, "cosign.pub")
+	// Signed through the front, so the legacy payload names the host trustgate pulls from.
+	leg := w.push(t, "team/app", "legacy")
+	cosignSign(t, cs, front.Host, key, leg, "--new-bundle-format=false")
+	bun := w.push(t, "team/app", "bundle")
+	cosignSign(t, cs, front.Host, key, bun)
+
+	g := peers.StartTrustgate(t, trustgateBin, peers.GateConfig{RegistryURL: front.URL, NotaryURL: w.notary.URL,
+		TrustTTL: time.Second, Rules: []peers.GateRule{cosignRule("docker.io/team/**", pub)}})
+	expectServed(t, g, "team/app", "legacy", leg.Digest, "cosign")
+	expectServed(t, g, "team/app", "bundle", bun.Digest, "cosign")
+
+	var payload string
+	var sigm struct {
+		Layers []struct {
+			Digest string `json:"digest"`
+		} `json:"layers"`
+	}
+	must(t, json.Unmarshal(rawManifest(t, w.reg, "team/app", sigTag(leg.Digest)), &sigm))
+	payload = sigm.Layers[0].Digest
+	for _, c := range []struct {
+		what, tag, path string
+		kind            faultKind
+	}{
+		{"legacy signature tag answers 500", "legacy", `/manifests/sha256-[0-9a-f]+\.sig$`, statusOnly},
+		{"legacy payload blob answers 500", "legacy", `/blobs/` + payload + `$`, statusOnly},
+		{"bundle index tag connection reset", "bundle", `/manifests/sha256-[0-9a-f]+$`, hangup},
+	} {
+		t.Run(c.what, func(t *testing.T) {
+			ft := front.inject(&fault{path: regexp.MustCompile(c.path), kind: c.kind, status: http.StatusInternalServerError})
+			defer front.clear()
+			var last response
+			eventually(t, 10*time.Second, "503 once the verified result expires", func() (bool, string) {
+				last = getManifest(t, g, "team/app", c.tag)
+				return last.code == http.StatusServiceUnavailable, fmt.Sprint(last.code, " ", string(last.body))
+			})
+			if front.hits(ft) == 0 {
+				t.Error("the fault was never hit")
+			}
+			if last.digest() == leg.Digest || last.digest() == bun.Digest {
+				t.Error("manifest served while its signature could not be read")
+			}
+			expectReason(t, g, gun("team/app"), c.tag, "error", "signature store unavailable")
+		})
+	}
+	expectServed(t, g, "team/app", "legacy", leg.Digest, "cosign")
 }

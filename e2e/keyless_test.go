@@ -97,7 +97,7 @@ func TestCosignKeyless(t *testing.T) {
 		key, cert := ca.leaf(t, dir, email, issuer)
 		cs.dir = dir
 		cs.run(t, "import-key-pair", "--key", key)
-		cosignSign(t, cs, w.reg, filepath.Join(dir, "import-cosign.key"), p, "--certificate", cert)
+		cosignSign(t, cs, w.reg.Host, filepath.Join(dir, "import-cosign.key"), p, "--certificate", cert)
 	}
 	good := w.push(t, "kl/app", "good")
 	sign(ca, good)

@@ -159,13 +159,13 @@ func TestVerifiersCombined(t *testing.T) {
 
 	dct := w.pushSigned(t, "mix/app", "dct")
 	cos := w.push(t, "mix/app", "cosign")
-	cosignSign(t, cs, w.reg, key, cos)
+	cosignSign(t, cs, w.reg.Host, key, cos)
 	none := w.push(t, "mix/app", "none")
 	both := w.push(t, "both/app", "both")
-	cosignSign(t, cs, w.reg, key, both)
+	cosignSign(t, cs, w.reg.Host, key, both)
 	notationSign(t, ns, w.reg, "demo.io", "", both)
 	half := w.push(t, "both/app", "half")
-	cosignSign(t, cs, w.reg, key, half)
+	cosignSign(t, cs, w.reg.Host, key, half)
 
 	g := w.gate(t, peers.GateConfig{Rules: []peers.GateRule{
 		{Match: "docker.io/mix/**", Mode: "enforce", Verifiers: "{require: any, notary: {}, cosign: {keys: [" + q(pub) + "]}}"},
