@@ -147,14 +147,14 @@ func TestParseManifest(t *testing.T) {
 		t.Errorf("ParseManifest = %+v, %v", a, err)
 	}
 	for name, b := range map[string]string{
-		"not json":       "{",
-		"schema 1":       `{"schemaVersion":1}`,
-		"an index":       `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","layers":[]}`,
-		"no layers":      `{"schemaVersion":2,"config":{"digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"},"layers":[]}`,
-		"bad layer":      `{"schemaVersion":2,"config":{"digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"},"layers":[{"digest":"md5:x"}]}`,
-		"bad subject":    `{"schemaVersion":2,"config":{"digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"},"layers":[{"digest":"sha256:2222222222222222222222222222222222222222222222222222222222222222"}],"subject":{"digest":"x"}}`,
-		"bad config":     `{"schemaVersion":2,"layers":[{"digest":"sha256:2222222222222222222222222222222222222222222222222222222222222222"}]}`,
-		"negative size":  `{"schemaVersion":2,"config":{"digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"},"layers":[{"digest":"sha256:2222222222222222222222222222222222222222222222222222222222222222","size":-1}]}`,
+		"not json":      "{",
+		"schema 1":      `{"schemaVersion":1}`,
+		"an index":      `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","layers":[]}`,
+		"no layers":     `{"schemaVersion":2,"config":{"digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"},"layers":[]}`,
+		"bad layer":     `{"schemaVersion":2,"config":{"digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"},"layers":[{"digest":"md5:x"}]}`,
+		"bad subject":   `{"schemaVersion":2,"config":{"digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"},"layers":[{"digest":"sha256:2222222222222222222222222222222222222222222222222222222222222222"}],"subject":{"digest":"x"}}`,
+		"bad config":    `{"schemaVersion":2,"layers":[{"digest":"sha256:2222222222222222222222222222222222222222222222222222222222222222"}]}`,
+		"negative size": `{"schemaVersion":2,"config":{"digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"},"layers":[{"digest":"sha256:2222222222222222222222222222222222222222222222222222222222222222","size":-1}]}`,
 	} {
 		if _, err := ParseManifest([]byte(b)); err == nil {
 			t.Errorf("%s: accepted", name)

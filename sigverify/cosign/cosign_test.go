@@ -145,10 +145,18 @@ func TestVerifyLegacy(t *testing.T) {
 		art    func(registry) sigverify.Artifact
 		reason string // "" = verifies
 	}{
-		{"signed", func(r registry) sigverify.Artifact { return legacyArtifact(t, r, sv, payload("127.0.0.1:5000/team/app", image)) }, ""},
-		{"other key", func(r registry) sigverify.Artifact { return legacyArtifact(t, r, other, payload("127.0.0.1:5000/team/app", image)) }, "no configured key"},
-		{"other digest", func(r registry) sigverify.Artifact { return legacyArtifact(t, r, sv, payload("127.0.0.1:5000/team/app", other2)) }, "signs " + string(other2)},
-		{"other repository", func(r registry) sigverify.Artifact { return legacyArtifact(t, r, sv, payload("127.0.0.1:5000/team/evil", image)) }, "names repository"},
+		{"signed", func(r registry) sigverify.Artifact {
+			return legacyArtifact(t, r, sv, payload("127.0.0.1:5000/team/app", image))
+		}, ""},
+		{"other key", func(r registry) sigverify.Artifact {
+			return legacyArtifact(t, r, other, payload("127.0.0.1:5000/team/app", image))
+		}, "no configured key"},
+		{"other digest", func(r registry) sigverify.Artifact {
+			return legacyArtifact(t, r, sv, payload("127.0.0.1:5000/team/app", other2))
+		}, "signs " + string(other2)},
+		{"other repository", func(r registry) sigverify.Artifact {
+			return legacyArtifact(t, r, sv, payload("127.0.0.1:5000/team/evil", image))
+		}, "names repository"},
 		{"payload missing", func(r registry) sigverify.Artifact {
 			a := legacyArtifact(t, r, sv, payload("127.0.0.1:5000/team/app", image))
 			delete(r, a.Layers[0].Digest)
