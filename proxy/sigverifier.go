@@ -15,6 +15,7 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/trustgate/trustgate/policy"
 	"github.com/trustgate/trustgate/resolver"
@@ -42,6 +43,7 @@ type digestVerifier struct {
 	bind *binding.Binder
 
 	results *lru.Cache[string, verifiedDigest]   // rule, gun, digest → result
+	flights singleflight.Group                   // concurrent verifications of one digest share one
 	tags    *lru.Cache[string, Signature]        // rule, gun, tag → signature
 	repos   *lru.Cache[string, *verifiedDigests] // rule, gun → verified digests
 }
@@ -186,14 +188,35 @@ func (s *digestSignatures) verify(m *manifest) (Signature, error) {
 	if c, ok := v.results.Get(key); ok && now.Before(c.sig.Expires) {
 		return c.sig, nil
 	}
+	// Concurrent requests for one digest share one discovery and verification, detached from any
+	// one client (bounded by the upstream timeout per fetch) so a disconnect fails no other.
+	ch := v.flights.DoChan(key, func() (any, error) {
+		if c, ok := v.results.Get(key); ok && v.srv.now().Before(c.sig.Expires) {
+			return c.sig, nil
+		}
+		return s.verifyNow(context.WithoutCancel(s.ctx), m, key)
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return Signature{}, res.Err
+		}
+		return res.Val.(Signature), nil
+	case <-s.ctx.Done():
+		return Signature{}, s.ctx.Err()
+	}
+}
+
+func (s *digestSignatures) verifyNow(ctx context.Context, m *manifest, key string) (Signature, error) {
+	v := s.v
 	f := &sigFetcher{srv: v.srv, up: v.up, repo: s.repo}
 	subj := sigverify.Subject{
 		Descriptor: ocispec.Descriptor{MediaType: m.mediaType, Digest: m.digest, Size: int64(len(m.body))},
 		Names:      []string{s.gun, v.up.cfg.URL.Host + "/" + s.repo},
 		Reference:  s.gun,
 	}
-	arts, derr := sigverify.Discover(s.ctx, f, m.digest)
-	res, err := s.check.Verify(s.ctx, f, subj, arts)
+	arts, derr := sigverify.Discover(ctx, f, m.digest)
+	res, err := s.check.Verify(ctx, f, subj, arts)
 	switch {
 	case err == nil:
 	case errors.Is(err, sigverify.ErrUnavailable):
@@ -205,6 +228,7 @@ func (s *digestSignatures) verify(m *manifest) (Signature, error) {
 	default:
 		return Signature{}, fmt.Errorf("%w: %s: %w", resolver.ErrTagNotSigned, v.kind, err)
 	}
+	now := v.srv.now()
 	exp := now.Add(v.ttl)
 	if !res.NotAfter.IsZero() && res.NotAfter.Before(exp) && res.TimeSource != "tlog" && res.TimeSource != "tsa" {
 		exp = res.NotAfter // checked at the current time: valid only until then

@@ -80,15 +80,20 @@ func New(cfg Config) (*Verifier, error) {
 	}
 	v := &Verifier{}
 	for i, f := range cfg.KeyFiles {
-		k, err := loadKey(f, cfg)
+		k, err := loadKey(f)
 		if err != nil {
 			return nil, fmt.Errorf("keys[%d] (%s): %w", i, f, err)
 		}
 		v.keys = append(v.keys, k)
 	}
 	if len(cfg.Identities) == 0 {
-		if cfg.TrustedRoot != "" {
+		switch {
+		case cfg.TrustedRoot != "":
 			return nil, errors.New("trusted_root is only used with identities")
+		case cfg.RequireTlog || cfg.RequireTimestamp:
+			// Not silently ignored: a key's signature carries no certificate for a log entry or
+			// timestamp to anchor, and this verifier checks them for identities only.
+			return nil, errors.New("require_tlog and require_timestamp apply to identities (keyless), not to keys")
 		}
 		return v, nil
 	}
@@ -123,7 +128,7 @@ func New(cfg Config) (*Verifier, error) {
 	return v, nil
 }
 
-func loadKey(file string, cfg Config) (key, error) {
+func loadKey(file string) (key, error) {
 	b, err := os.ReadFile(file)
 	if err != nil {
 		return key{}, err
@@ -150,7 +155,6 @@ func loadKey(file string, cfg Config) (key, error) {
 	if err != nil {
 		return key{}, err
 	}
-	_ = cfg
 	return key{id: "sha256:" + hex.EncodeToString(sum[:]), legacy: sv, verifier: bv}, nil
 }
 

@@ -207,6 +207,7 @@ func (failing) Blob(context.Context, digest.Digest, int64) ([]byte, error) {
 }
 
 func TestNewErrorsNameTheEntry(t *testing.T) {
+	_, good := newKey(t)
 	bad := filepath.Join(t.TempDir(), "bad.pub")
 	_ = os.WriteFile(bad, []byte("not pem"), 0o644)
 	for _, c := range []struct {
@@ -214,6 +215,7 @@ func TestNewErrorsNameTheEntry(t *testing.T) {
 		want string
 	}{
 		{Config{}, "needs keys or identities"},
+		{Config{KeyFiles: []string{good}, RequireTlog: true}, "apply to identities"},
 		{Config{KeyFiles: []string{"/nonexistent.pub"}}, "keys[0] (/nonexistent.pub)"},
 		{Config{KeyFiles: []string{bad}}, "not a PEM public key"},
 		{Config{Identities: []Identity{{Issuer: "i", Subject: "s"}}}, "trusted_root"},
