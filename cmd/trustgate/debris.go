@@ -34,4 +34,7 @@ func sweepDebris(cfg *Config, log *slog.Logger) {
 			sweep(filepath.Join(dir, "tuf"), true, debris.Temp)
 		}
 	}
+	if cfg.TrustDir != memoryTrustDir {
+		sweep(bindingsDir(cfg), false, debris.Temp) // binding.FileStore's interrupted writes
+	}
 }

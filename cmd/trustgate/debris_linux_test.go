@@ -51,6 +51,7 @@ func TestStartRemovesCrashDebris(t *testing.T) {
 		plant(filepath.Join(gunDir, ".tmp-versions.json-98765"), old),
 		plant(filepath.Join(gunDir, "metadata", ".tmp-root.json-55"), old),
 		plant(filepath.Join(trust, "docker.io", "graph", "sha256", "ab", ".tmp-4242"), old),
+		plant(filepath.Join(trust, "bindings", ".tmp-binding-1234"), old),
 	}
 	kept := []string{
 		// Young: another trustgate may be writing them right now.
@@ -62,6 +63,8 @@ func TestStartRemovesCrashDebris(t *testing.T) {
 		plant(filepath.Join(spool, "other-1234"), old),
 		plant(filepath.Join(spool, "sub", "fanout-spool-1"), old),
 		plant(filepath.Join(gunDir, "versions.json"), old),
+		plant(filepath.Join(trust, "bindings", "0123abcd.json"), old),
+		plant(filepath.Join(trust, "bindings", ".tmp-binding-77"), time.Now()),
 		plant(filepath.Join(trust, "docker.io", "graph", "sha256", "ab", "ab12.json"), old),
 		// Behind symbolic links, which are never followed.
 		plant(filepath.Join(outside, ".tmp-victim-1"), old),

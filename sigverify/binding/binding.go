@@ -105,7 +105,7 @@ func (s *FileStore) Put(_ context.Context, b Binding) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(s.dir, ".binding-*")
+	tmp, err := os.CreateTemp(s.dir, ".tmp-binding-*")
 	if err != nil {
 		return fmt.Errorf("bindings: %w", err)
 	}

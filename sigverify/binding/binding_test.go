@@ -119,7 +119,7 @@ func TestFileStore(t *testing.T) {
 	}
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), ".binding-") {
+		if strings.HasPrefix(e.Name(), ".tmp-") {
 			t.Errorf("temporary file left: %s", e.Name())
 		}
 	}
