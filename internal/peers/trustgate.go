@@ -212,6 +212,7 @@ type Decision struct {
 	Role     string `json:"role"`
 	Verifier string `json:"verifier"`
 	Signer   string `json:"signer"`
+	Latency  int64  `json:"latency"` // nanoseconds
 	Decision string `json:"decision"`
 	Reason   string `json:"reason"`
 	Upstream string `json:"upstream"`

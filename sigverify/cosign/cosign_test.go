@@ -95,7 +95,7 @@ func (r registry) Blob(_ context.Context, d digest.Digest, _ int64) ([]byte, err
 	return nil, sigverify.ErrNotFound
 }
 
-func newKey(t *testing.T) (signature.SignerVerifier, string) {
+func newKey(t testing.TB) (signature.SignerVerifier, string) {
 	t.Helper()
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -117,7 +117,7 @@ func newKey(t *testing.T) (signature.SignerVerifier, string) {
 }
 
 // legacyArtifact is a legacy signature of p by sv, as cosign lays it out.
-func legacyArtifact(t *testing.T, reg registry, sv signature.Signer, p []byte) sigverify.Artifact {
+func legacyArtifact(t testing.TB, reg registry, sv signature.Signer, p []byte) sigverify.Artifact {
 	t.Helper()
 	sig, err := sv.SignMessage(bytes.NewReader(p))
 	if err != nil {
@@ -223,6 +223,25 @@ func TestNewErrorsNameTheEntry(t *testing.T) {
 	} {
 		if _, err := New(c.cfg); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("New(%+v) = %v; want %q", c.cfg, err, c.want)
+		}
+	}
+}
+
+// BenchmarkVerifyLegacy is the in-process cost of checking one legacy signature by key (payload
+// already fetched): parse, ECDSA P-256 verify, payload checks.
+func BenchmarkVerifyLegacy(b *testing.B) {
+	sv, pub := newKey(b)
+	v, err := New(Config{KeyFiles: []string{pub}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	reg := registry{}
+	arts := []sigverify.Artifact{legacyArtifact(b, reg, sv, payload("127.0.0.1:5000/team/app", image))}
+	subj := sigverify.Subject{Descriptor: ocispec.Descriptor{Digest: image}, Names: []string{"127.0.0.1:5000/team/app"}}
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := v.Verify(context.Background(), reg, subj, arts); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
