@@ -39,7 +39,8 @@ func (s *Server) handleBlob(w http.ResponseWriter, r *http.Request) {
 	subj := subject{gun: ref.gun, upstream: ref.up.cfg.Name, kind: kindBlob, digest: d}
 	v := s.judge(r.Context(), ref, subj)
 	setVerdictHeaders(w.Header(), v)
-	rec.decision, rec.reason, rec.role = v.decision, v.reason, v.sig.Signer
+	rec.decision, rec.reason = v.decision, v.reason
+	rec.signedBy(v.sig)
 	// Logged however the request ends, an aborted stream (a panic) included.
 	defer func() {
 		p := recover()

@@ -55,6 +55,15 @@ type decisionRecord struct {
 	reason   string
 }
 
+// signedBy records the signature a verdict rests on: the Notary role as role, and for every
+// verifier its name, signer and expiry.
+func (rec *decisionRecord) signedBy(sig Signature) {
+	if sig.Verifier == "" || sig.Verifier == "notary" {
+		rec.role = sig.Signer
+	}
+	rec.verifier, rec.signer, rec.expires = sig.Verifier, sig.Signer, sig.Expires
+}
+
 func (s *Server) logDecision(ctx context.Context, rec *decisionRecord, level slog.Level) {
 	s.metrics.decisions.WithLabelValues(rec.decision).Inc()
 	// level is the caller's choice for allows (blob allows are debug: one per layer is noise);

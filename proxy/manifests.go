@@ -65,10 +65,7 @@ func (s *Server) handleManifest(w http.ResponseWriter, r *http.Request) {
 
 	setVerdictHeaders(w.Header(), v)
 	rec.decision, rec.reason = v.decision, v.reason
-	if v.sig.Verifier == "" || v.sig.Verifier == "notary" {
-		rec.role = v.sig.Signer
-	}
-	rec.verifier, rec.signer, rec.expires = v.sig.Verifier, v.sig.Signer, v.sig.Expires
+	rec.signedBy(v.sig)
 	if m != nil {
 		rec.digest = m.digest
 	} else if v.sig.Digest != "" {

@@ -49,10 +49,16 @@
 //   - Blob HEAD: answered from a verified spool on disk when there is one, else by an upstream
 //     HEAD; never a download.
 //
+// cosign and Notation (docs/signatures.md): a tag resolves through the upstream to a digest whose
+// signatures, discovered by digest, must verify under the rule; the tag's binding refuses moves to
+// older signed digests (503). By digest, a manifest signed itself is served, and anything a recently
+// verified digest reaches.
+//
 // Response headers: X-Trustgate-Decision (allow, refuse, warn, error), X-Trustgate-Role (the Notary
 // role that signed), X-Trustgate-Signed-Digest (the digest a tag is signed to, or the signed
-// manifest a digest is reached from) and X-Trustgate-Verifier (notary, or frozen when a frozen
-// trust file answered; then X-Trustgate-Expires is its expiry). Every request judge decides
+// manifest a digest is reached from), X-Trustgate-Verifier (notary; frozen when a frozen trust file
+// answered; cosign, notation), X-Trustgate-Signer (who signed) and X-Trustgate-Expires (a frozen
+// file's expiry, or until when a cosign or Notation verdict holds). Every request judge decides
 // (manifests, blobs, tag lists, referrers) is logged as exactly one slog record with msg
 // "decision" naming repository, tag or digest, decision and reason (blob allows at debug level);
 // a blob download that fails, before its headers or after (the response aborted), makes it

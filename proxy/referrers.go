@@ -43,7 +43,8 @@ func (s *Server) handleReferrers(w http.ResponseWriter, r *http.Request) {
 	subj := subject{gun: ref.gun, upstream: ref.up.cfg.Name, kind: kindReferrers, digest: d}
 	v := s.judge(r.Context(), ref, subj)
 	setVerdictHeaders(w.Header(), v)
-	rec.decision, rec.reason, rec.role = v.decision, v.reason, v.sig.Signer
+	rec.decision, rec.reason = v.decision, v.reason
+	rec.signedBy(v.sig)
 	defer s.logDecision(r.Context(), rec, slog.LevelInfo)
 	if v.err != nil {
 		writeError(w, r, v.err)

@@ -57,8 +57,9 @@ type Signatures interface {
 	Signed(d digest.Digest) (Signature, bool)
 }
 
-// Verifier establishes what is signed in a repository. Notary (Docker Content Trust) is the one
-// implementation today; other signature systems plug in here and are chosen by policy.Decision.
+// Verifier establishes what is signed in a repository. The implementations are Notary (Docker
+// Content Trust, notaryVerifier) and the digest-signing systems cosign and Notation
+// (digestVerifier); policy.Decision chooses them, and Server.signatures combines several.
 type Verifier interface {
 	// Signatures returns gun's currently verified signatures under dec. An error for which
 	// resolver.IsNotSigned holds means the repository verifiably has none (404); any other
