@@ -106,3 +106,33 @@ func TestVerifiersInvalid(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifiersFrozen: a frozen trust file answers in place of Notary, so it goes with rules that
+// require Notary (inherited only by those) and is an error beside verifiers that do not name it.
+func TestVerifiersFrozen(t *testing.T) {
+	fz := &FrozenConfig{File: "frozen.json", SHA256: strings.Repeat("ab", 32)}
+	cos := &CosignConfig{Keys: []string{"k.pub"}}
+	p, err := NewWith(Config{
+		Default: RuleConfig{Mode: Enforce, Frozen: fz},
+		Rules: []RuleConfig{
+			{Match: "a/**", Mode: Enforce, Verifiers: &VerifiersConfig{Cosign: cos}},
+			{Match: "b/**", Mode: Enforce, Verifiers: &VerifiersConfig{Notary: &NotaryConfig{}, Cosign: cos}},
+		},
+	}, stubLoaders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := p.Decide("a/x"); d.Frozen != nil || d.Notary != nil {
+		t.Errorf("cosign-only rule got %+v", d)
+	}
+	if d := p.Decide("b/x"); d.Frozen == nil || d.Notary == nil || d.Cosign == nil {
+		t.Errorf("notary+cosign rule got %+v", d)
+	}
+	if d := p.Decide("c/x"); d.Frozen == nil || d.Notary == nil {
+		t.Errorf("default got %+v", d)
+	}
+	_, err = NewWith(Config{Rules: []RuleConfig{{Match: "a/**", Mode: Enforce, Frozen: fz, Verifiers: &VerifiersConfig{Cosign: cos}}}}, stubLoaders)
+	if err == nil || !strings.Contains(err.Error(), "frozen: answers in place of notary") {
+		t.Errorf("frozen beside cosign only: %v", err)
+	}
+}
