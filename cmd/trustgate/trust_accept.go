@@ -77,7 +77,7 @@ func splitRepoTag(s string) (repo, tag string, ok bool) {
 		return "", "", false
 	}
 	repo, tag = s[:i], s[i+1:]
-	if !reference.TagRegexp.MatchString(tag) || reference.TagRegexp.FindString(tag) != tag || repo == "" {
+	if tag == "" || reference.TagRegexp.FindString(tag) != tag || repo == "" || reference.NameRegexp.FindString(repo) != repo {
 		return "", "", false
 	}
 	return repo, tag, true
