@@ -61,6 +61,8 @@ func TestCosign(t *testing.T) {
 	cosignSign(t, other, w.reg.Host, badKey, wrongL, legacy)
 	tampered := w.push(t, repo, "tampered")
 	cosignSign(t, cs, w.reg.Host, key, tampered, legacy)
+	tamperedB := w.push(t, repo, "tampered-bundle")
+	cosignSign(t, cs, w.reg.Host, key, tamperedB)
 	transplant := w.push(t, repo, "transplant")
 	plain := w.push(t, "plain/app", "signed")
 	cosignSign(t, cs, w.reg.Host, key, plain)
@@ -76,6 +78,33 @@ func TestCosign(t *testing.T) {
 	ann["dev.cosignproject.cosign/signature"] = base64.StdEncoding.EncodeToString(raw)
 	b, _ := json.Marshal(sigm)
 	putRaw(t, w.reg, repo, sigTag(tampered.Digest), sigm["mediaType"].(string), b)
+	// tampered-bundle: one byte of the DSSE signature flipped in a new bundle blob, the referrer
+	// manifest and the sha256-<hex> index rewritten to it (all by digest, as an attacker can).
+	var idx map[string]any
+	must(t, json.Unmarshal(rawManifest(t, w.reg, repo, indexTag(tamperedB.Digest)), &idx))
+	entry := idx["manifests"].([]any)[0].(map[string]any)
+	var bm map[string]any
+	must(t, json.Unmarshal(rawManifest(t, w.reg, repo, entry["digest"].(string)), &bm))
+	layer := bm["layers"].([]any)[0].(map[string]any)
+	bundleBytes := get(t, http.MethodGet, w.reg.URL+"/v2/"+repo+"/blobs/"+layer["digest"].(string)).body
+	var bj map[string]any
+	must(t, json.Unmarshal(bundleBytes, &bj))
+	env := bj["dsseEnvelope"].(map[string]any)
+	sig0 := env["signatures"].([]any)[0].(map[string]any)
+	raw, err = base64.StdEncoding.DecodeString(sig0["sig"].(string))
+	must(t, err)
+	raw[len(raw)/2] ^= 1
+	sig0["sig"] = base64.StdEncoding.EncodeToString(raw)
+	nb, _ := json.Marshal(bj)
+	blob, err := peers.UploadBlob(t.Context(), w.reg.URL, repo, bytes.NewReader(nb))
+	must(t, err)
+	layer["digest"], layer["size"] = blob.Digest, blob.Size
+	nm, _ := json.Marshal(bm)
+	md, err := peers.PutManifest(t.Context(), w.reg.URL, repo, "", "application/vnd.oci.image.manifest.v1+json", nm)
+	must(t, err)
+	entry["digest"], entry["size"] = md, len(nm)
+	ni, _ := json.Marshal(idx)
+	putRaw(t, w.reg, repo, indexTag(tamperedB.Digest), "application/vnd.oci.image.index.v1+json", ni)
 	// transplant: leg's valid signature copied to another image's .sig tag (payload names leg).
 	legSig := rawManifest(t, w.reg, repo, sigTag(leg.Digest))
 	putRaw(t, w.reg, repo, sigTag(transplant.Digest), "application/vnd.oci.image.manifest.v1+json", legSig)
@@ -137,6 +166,7 @@ func TestCosign(t *testing.T) {
 		{"wrong-bundle", wrongB.Digest, "bundle by another key", "verifies"},
 		{"wrong-legacy", wrongL.Digest, "legacy by another key", "no configured key verifies it"},
 		{"tampered", tampered.Digest, "legacy signature with a flipped byte", "no configured key verifies it"},
+		{"tampered-bundle", tamperedB.Digest, "bundle signature with a flipped byte", "could not verify envelope"},
 		{"transplant", transplant.Digest, "another image's valid legacy signature", "legacy payload signs " + leg.Digest},
 	} {
 		t.Run("refused: "+c.why, func(t *testing.T) {
