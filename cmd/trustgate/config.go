@@ -40,6 +40,16 @@ type Config struct {
 	Upstreams       []UpstreamConfig `mapstructure:"upstreams"`
 	Policy          policy.Config    `mapstructure:"policy"`
 	Timeouts        TimeoutConfig    `mapstructure:"timeouts"`
+	Health          HealthConfig     `mapstructure:"health"`
+}
+
+// HealthConfig configures /healthz and /readyz, which are always served on the metrics listener.
+type HealthConfig struct {
+	// MainListener also serves them on the registry listener, for setups with no metrics port.
+	MainListener bool `mapstructure:"main_listener"`
+	// ProbeInterval is how often a dependency that real traffic has not reached within the
+	// interval is probed (GET /v2/ on an upstream, /_notary_server/health on a trust server).
+	ProbeInterval time.Duration `mapstructure:"probe_interval"`
 }
 
 // TimeoutConfig bounds how long trustgate waits on its clients and its peers. Defaults are in
@@ -172,6 +182,8 @@ func configDefaults() map[string]any {
 		"timeouts.read_header":   "10s",
 		"timeouts.upstream":      "30s",
 		"timeouts.trust":         "30s",
+		"health.main_listener":   false,
+		"health.probe_interval":  "10s",
 
 		// the resolver's own defaults, so the library and the binary cannot drift apart
 		"trust_limits.max_metadata_bytes":        int64(resolver.DefaultMaxMetadataBytes),
@@ -292,7 +304,12 @@ func (c *Config) validate() error {
 		bad("blob_spool_bytes", "must not be negative (got %d)", c.BlobSpoolBytes)
 	}
 	if len(c.Upstreams) == 0 {
-		bad("upstreams", "at least one upstream is required")
+		bad("upstreams", "none configured: trustgate has nothing to pull from and no trust server to verify with, "+
+			"and it does not guess one. Give a configuration file with --config (see configs/trustgate.yaml), "+
+			"or run `trustgate demo` for a self-contained offline example")
+	}
+	if c.Health.ProbeInterval < time.Second || c.Health.ProbeInterval > 5*time.Minute {
+		bad("health.probe_interval", "must be between 1s and 5m (got %s)", c.Health.ProbeInterval)
 	}
 	names := map[string]bool{}
 	for i, u := range c.Upstreams {

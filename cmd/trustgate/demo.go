@@ -89,7 +89,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			fmt.Fprintln(stdout, "Ctrl-C stops the demo.")
 		}()
 	}
-	err = serve(ctx, cfg, stderr, ready)
+	err = serve(ctx, cfg, stderr, serveOptions{ready: ready, source: "trustgate demo"})
 	cancel()
 	if started {
 		<-checked

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -78,5 +79,49 @@ default_upstream: docker.io
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("serve did not stop after its context was cancelled")
+	}
+}
+
+// TestServeWithoutConfig: with nothing configured, serve refuses to start rather than run a mirror
+// that pulls from a guessed registry or verifies nothing, and says what to do instead.
+func TestServeWithoutConfig(t *testing.T) {
+	t.Chdir(t.TempDir())
+	var logs bytes.Buffer
+	err := runServe(context.Background(), nil, &logs)
+	if err == nil {
+		t.Fatal("serve started with no configuration")
+	}
+	for _, want := range []string{"upstreams: none configured", "--config", "configs/trustgate.yaml", "trustgate demo"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+}
+
+// TestServeSaysWhatItDoes: the start-up log names each upstream, its trust server and how roots
+// are trusted, where trust state lives and what the policy enforces, and warns about a default
+// that does not enforce.
+func TestServeSaysWhatItDoes(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "trust")
+	cfg, err := parseConfig([]byte(minimalConfig+"listen: 127.0.0.1:0\ntrust_dir: "+dir+"\npolicy: {default: {mode: warn}, rules: [{match: 'docker.io/library/*', mode: enforce}]}\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := startServe(t, cfg)
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(g.logs.String(), "trustgate serving") && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	out := g.logs.String()
+	for _, want := range []string{
+		`"msg":"upstream","name":"docker.io","url":"http://127.0.0.1:1"`,
+		`"trust_server":"http://127.0.0.1:1","roots":"trust on first use"`,
+		`"msg":"trust state","dir":"` + dir,
+		`"msg":"policy","default":"warn","rules":"docker.io/library/*=enforce"`,
+		`"level":"WARN","msg":"policy: repositories no rule matches are served WITHOUT enforcing signatures"`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("start-up log lacks %s:\n%s", want, out)
+		}
 	}
 }
