@@ -7,10 +7,18 @@ GOBIN    ?= $(shell $(GO) env GOPATH)/bin
 CONFIG   ?=
 export PATH := $(GOBIN):$(PATH)
 
-.PHONY: run build deps test lint unit oracle fuzz bench clean
+.PHONY: run build image deps test lint unit oracle fuzz bench clean
 
 build:
 	$(GO) build -o bin/trustgate ./cmd/trustgate
+
+# The container image, built without pulling a base image (internal/image): a static binary on an
+# empty base, as a tarball for `docker load -i bin/trustgate-image.tar`. The Dockerfile builds the
+# same image where a registry is reachable.
+IMAGE ?= trustgate:dev
+image:
+	CGO_ENABLED=0 GOOS=linux $(GO) build -trimpath -ldflags "-s -w" -o bin/trustgate-linux ./cmd/trustgate
+	$(GO) run ./internal/image/mkimage --binary bin/trustgate-linux --tag $(IMAGE) --out bin/trustgate-image.tar
 
 run: build
 ifeq ($(CONFIG),)
