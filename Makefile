@@ -7,7 +7,7 @@ GOBIN    ?= $(shell $(GO) env GOPATH)/bin
 CONFIG   ?=
 export PATH := $(GOBIN):$(PATH)
 
-.PHONY: run build image deps test lint unit oracle fuzz bench clean
+.PHONY: run build image deps test lint unit oracle deploy fuzz bench clean
 
 build:
 	$(GO) build -o bin/trustgate ./cmd/trustgate
@@ -36,6 +36,7 @@ lint:
 	$(GO) vet ./...
 	staticcheck ./...
 	cd oracle && $(GO) mod tidy -diff && $(GO) vet ./...
+	cd deploy && $(GO) mod tidy -diff && $(GO) vet ./...
 
 # unit + real-peer e2e tests of the main module (fuzz seed corpora run as ordinary tests).
 unit:
@@ -45,7 +46,12 @@ unit:
 oracle:
 	cd oracle && $(GO) test -count=1 -timeout 10m ./...
 
-test: deps lint unit oracle
+# deploy/kubernetes and the Helm chart: strict decoding into the k8s.io/api types, helm lint and
+# helm template; a module of its own, so the Kubernetes types stay out of trustgate's.
+deploy:
+	cd deploy && $(GO) test -count=1 ./...
+
+test: deps lint unit oracle deploy
 
 # Not part of `make test`: each fuzz target for FUZZTIME (default 20s).
 FUZZTIME ?= 20s

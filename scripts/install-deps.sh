@@ -19,6 +19,7 @@ need_go registry      github.com/distribution/distribution/v3/cmd/registry@v3.1.
 need_go notary-server github.com/theupdateframework/notary/cmd/notary-server@v0.7.0
 need_go notary        github.com/theupdateframework/notary/cmd/notary@v0.7.0
 need_go crane         github.com/google/go-containerregistry/cmd/crane@v0.22.1
+need_go helm          helm.sh/helm/v4/cmd/helm@v4.3.2
 need_go staticcheck   honnef.co/go/tools/cmd/staticcheck@latest
 
 # docker.io brings dockerd, the docker CLI (/usr/bin/docker) and containerd (+ ctr, runc); the e2e
