@@ -195,13 +195,57 @@ func FuzzParseConfig(f *testing.F) {
 	})
 }
 
-// The shipped examples must stay loadable: they are what a new user copies first.
+// The shipped examples must stay loadable: they are what a new user copies first. That includes
+// the configuration in the Kubernetes ConfigMap and the Helm chart's default values.
 func TestExampleConfigsLoad(t *testing.T) {
 	for _, f := range []string{"../../configs/trustgate.yaml", "../../configs/local-dev.yaml"} {
 		if _, err := loadConfig(f, nil); err != nil {
 			t.Errorf("%s: %v", f, err)
 		}
 	}
+	for _, e := range []struct{ file, key string }{
+		{"../../deploy/kubernetes/configmap.yaml", "  trustgate.yaml: |"},
+		{"../../deploy/helm/trustgate/values.yaml", "config:"},
+	} {
+		b, err := os.ReadFile(e.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		doc := embeddedBlock(string(b), e.key)
+		if !strings.Contains(doc, "upstreams:") {
+			t.Fatalf("%s: no configuration under %q", e.file, e.key)
+		}
+		if _, err := parseConfig([]byte(doc), nil); err != nil {
+			t.Errorf("%s %s: %v\n%s", e.file, e.key, err, doc)
+		}
+	}
+}
+
+// embeddedBlock returns the lines indented under the line key, de-indented.
+func embeddedBlock(doc, key string) string {
+	lines := strings.Split(doc, "\n")
+	var out []string
+	indent := -1
+	for i, l := range lines {
+		if l != key {
+			continue
+		}
+		for _, l := range lines[i+1:] {
+			if strings.TrimSpace(l) == "" {
+				continue
+			}
+			n := len(l) - len(strings.TrimLeft(l, " "))
+			if indent < 0 {
+				indent = n
+			}
+			if n < indent {
+				break
+			}
+			out = append(out, l[indent:])
+		}
+		break
+	}
+	return strings.Join(out, "\n") + "\n"
 }
 
 func TestParseConfigEveryRoot(t *testing.T) {
