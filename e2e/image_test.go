@@ -133,6 +133,11 @@ upstreams:
 	if r := peers.Crane(t, "digest", listen+"/library/alpine:unsigned"); r.Err == nil {
 		t.Errorf("unsigned tag served through the container: %s", r.Stdout)
 	}
+	// The offline demo runs in the image as the README says, as its non-root user.
+	out, err := d.Docker(ctx, "run", "--rm", "--network", "host", "trustgate:e2e", "demo", "--check", "--listen", "127.0.0.1:0")
+	if err != nil || !strings.Contains(out, "Self-check passed.") {
+		t.Errorf("demo --check in the image: %v\n%s", err, out)
+	}
 	// Trust state went to the image's volume, written by the non-root user.
 	if logs := containerLog(t, d, "tg"); !strings.Contains(logs, `"dir":"`+image.TrustDir+`"`) {
 		t.Errorf("container log does not show trust state in %s:\n%s", image.TrustDir, logs)
