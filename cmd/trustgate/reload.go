@@ -83,13 +83,18 @@ type runtime struct {
 	source    string     // where configurations come from, for /readyz
 }
 
-// ServeHTTP runs the request on the current generation.
+// ServeHTTP runs the request on the current generation. A generation closed while it is still
+// current means serve is stopping: the request gets 503.
 func (rt *runtime) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for {
 		g := rt.cur.Load()
 		if g.acquire() {
 			defer g.release()
 			g.srv.ServeHTTP(w, r)
+			return
+		}
+		if rt.cur.Load() == g {
+			http.Error(w, "trustgate is stopping", http.StatusServiceUnavailable)
 			return
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -151,5 +152,42 @@ func TestReloadInProcess(t *testing.T) {
 	}
 	if !strings.Contains(r.Checks[0].Detail, "generation 2") || strings.Contains(body, "rejected") {
 		t.Errorf("/readyz after a good reload: %s", body)
+	}
+}
+
+// TestGenerationDrain: a retired generation is closed only when its last request returns, and a
+// request never runs on a closed one.
+func TestGenerationDrain(t *testing.T) {
+	cfg, err := parseConfig([]byte(minimalConfig+"trust_dir: \":memory:\"\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := build(cfg, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := 0
+	b.stop = func() { closed++ }
+	g := &generation{built: b}
+	for range 2 {
+		if !g.acquire() {
+			t.Fatal("acquire on an open generation failed")
+		}
+	}
+	g.retire()
+	g.release()
+	if closed != 0 {
+		t.Fatal("closed with a request still running")
+	}
+	if !g.acquire() { // a request that loaded the pointer just before the swap still runs
+		t.Fatal("acquire on a retired, draining generation failed")
+	}
+	g.release()
+	g.release()
+	if closed != 1 {
+		t.Fatalf("closed %d times after the last request, want 1", closed)
+	}
+	if g.acquire() {
+		t.Error("acquire on a closed generation succeeded")
 	}
 }
