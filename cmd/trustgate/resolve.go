@@ -24,7 +24,7 @@ func runResolve(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.SetOutput(stderr)
 	file := fs.String("config", "", "configuration file (YAML)")
 	asJSON := fs.Bool("json", false, "print JSON")
-	fs.String("trust-dir", "", "directory for verified trust state, or :memory: (overrides trust_dir; default ./trust)")
+	fs.String("trust-dir", "", fmt.Sprintf("directory for verified trust state, or %s (overrides trust_dir; default %s)", memoryTrustDir, defaultTrustDir))
 	if err := fs.Parse(args); err != nil || fs.NArg() != 1 {
 		fmt.Fprintln(stderr, "usage: trustgate resolve --config FILE [--json] IMAGE:TAG")
 		return exitError(2)
