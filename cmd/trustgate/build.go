@@ -51,7 +51,8 @@ func build(cfg *Config, log *slog.Logger, metrics prometheus.Registerer) (*built
 	if err != nil {
 		return nil, err
 	}
-	b.health = &health{trustDir: cfg.TrustDir, interval: cfg.Health.ProbeInterval}
+	b.health = &health{trustDir: cfg.TrustDir, interval: cfg.Health.ProbeInterval,
+		optional: map[string]bool{"trust_server": !cfg.Health.RequireTrustServers}}
 	if b.ups, err = newUpstreams(cfg, log, b.health); err != nil {
 		return nil, err
 	}

@@ -71,6 +71,8 @@ type health struct {
 	deps     []*dependency
 	trustDir string // "" or memoryTrustDir: nothing to check on disk
 	interval time.Duration
+	// optional lists the dependency kinds whose failure is reported but leaves the mirror ready.
+	optional map[string]bool
 }
 
 // watch returns rt wrapped so that traffic through it updates a new dependency of kind for
@@ -136,6 +138,8 @@ type check struct {
 	Name   string `json:"name"`
 	OK     bool   `json:"ok"`
 	Detail string `json:"detail,omitempty"`
+	// Optional checks are reported but do not decide readiness (health.require_trust_servers: false).
+	Optional bool `json:"optional,omitempty"`
 	// For dependencies: the peer, and when the outcome shown was observed.
 	Kind      string     `json:"kind,omitempty"`
 	URL       string     `json:"url,omitempty"`
@@ -167,7 +171,7 @@ func (h *health) ready() []check {
 	stale := 3 * h.interval
 	for _, d := range h.deps {
 		at, ok, detail := d.last()
-		c := check{Name: d.Kind + " " + d.Name, Kind: d.Kind, URL: d.URL, OK: ok, Detail: detail}
+		c := check{Name: d.Kind + " " + d.Name, Kind: d.Kind, URL: d.URL, OK: ok, Detail: detail, Optional: h.optional[d.Kind]}
 		switch {
 		case at.IsZero():
 			c.OK, c.Detail = false, "not reached yet"

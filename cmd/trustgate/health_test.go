@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -109,5 +111,49 @@ func TestReadyzUnreachable(t *testing.T) {
 	}
 	if code, _ := g.status(t, "/healthz"); code != 200 {
 		t.Errorf("/healthz = %d", code)
+	}
+}
+
+// TestReadyzOptionalTrustServer: an unreachable trust server makes the mirror unready, unless
+// health.require_trust_servers is false: then it is still reported, but only as optional.
+func TestReadyzOptionalTrustServer(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusUnauthorized) // a registry's /v2/ to an anonymous client
+	}))
+	defer up.Close()
+	for _, tc := range []struct {
+		require bool
+		code    int
+	}{{true, http.StatusServiceUnavailable}, {false, http.StatusOK}} {
+		doc := fmt.Sprintf(`listen: 127.0.0.1:0
+trust_dir: %q
+health: {main_listener: true, probe_interval: 1s, require_trust_servers: %t}
+upstreams:
+  - name: docker.io
+    url: %s
+    gun_prefix: docker.io
+    notary: {url: "http://127.0.0.1:1"}
+`, filepath.Join(t.TempDir(), "t"), tc.require, up.URL)
+		cfg, err := parseConfig([]byte(doc), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := startServe(t, cfg)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			code, r := readyz(t, g)
+			ts, _ := checkNamed(r, "trust_server docker.io")
+			u, _ := checkNamed(r, "upstream docker.io")
+			if ts.LastCheck != nil && u.LastCheck != nil {
+				if code != tc.code || ts.OK || ts.Optional == tc.require || !u.OK {
+					t.Errorf("require_trust_servers %t: /readyz %d, trust server %+v, upstream %+v; want %d", tc.require, code, ts, u, tc.code)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no probe outcome: %+v", r)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 	}
 }

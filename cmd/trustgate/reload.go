@@ -179,7 +179,7 @@ func (rt *runtime) readiness() readiness {
 	rt.mu.Unlock()
 	r := readiness{Ready: true, Checks: append([]check{cfgCheck}, g.health.ready()...)}
 	for _, c := range r.Checks {
-		r.Ready = r.Ready && c.OK
+		r.Ready = r.Ready && (c.OK || c.Optional)
 	}
 	return r
 }
