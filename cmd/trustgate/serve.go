@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -29,10 +31,16 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.String("trust-dir", "", fmt.Sprintf("directory for verified trust state, or %s (overrides trust_dir; default %s)", memoryTrustDir, defaultTrustDir))
 	fs.Duration("trust-ttl", 0, "how long verified trust state is used before re-checking (overrides trust_ttl)")
 	fs.String("log-level", "", "debug, info, warn or error (overrides log.level)")
+	watch := fs.Duration("watch-config", 0, "also reload when the configuration file's content changes, checking this often (0: SIGHUP only)")
 	if err := fs.Parse(args); err != nil {
 		return exitError(2)
 	}
+	if *watch < 0 || (*watch > 0 && *file == "") {
+		fmt.Fprintln(stderr, "trustgate serve: --watch-config needs --config and a positive interval")
+		return exitError(2)
+	}
 	flags := changedFlags(fs)
+	seen := fileSum(*file) // before loading: a change while loading is seen by the first check
 	load := func() (*Config, error) { return loadConfig(*file, flags) }
 	cfg, err := load()
 	if err != nil {
@@ -41,6 +49,11 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	if *watch > 0 {
+		wctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go watchFile(wctx, *file, *watch, seen, hup)
+	}
 	source := *file
 	if source == "" {
 		source = "flags and environment"
@@ -186,4 +199,37 @@ func changedFlags(fs *pflag.FlagSet) *pflag.FlagSet {
 	out := pflag.NewFlagSet(fs.Name(), pflag.ContinueOnError)
 	fs.Visit(func(f *pflag.Flag) { out.AddFlag(f) })
 	return out
+}
+
+// fileSum is the sha256 of file's content, or "" when it cannot be read.
+func fileSum(file string) string {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return ""
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// watchFile sends SIGHUP on reload whenever file's content differs from the last content seen,
+// checking every interval until ctx ends. It compares content rather than modification times or
+// inotify events, so a Kubernetes ConfigMap update (a symbolic link swapped to a new directory)
+// is seen like an edit in place. A file that cannot be read is a change too: the reload says why.
+func watchFile(ctx context.Context, file string, interval time.Duration, seen string, reload chan<- os.Signal) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if sum := fileSum(file); sum != seen {
+			seen = sum
+			select {
+			case reload <- syscall.SIGHUP:
+			default: // a reload is already pending
+			}
+		}
+	}
 }

@@ -125,3 +125,48 @@ func TestServeSaysWhatItDoes(t *testing.T) {
 		}
 	}
 }
+
+// TestServeWatchConfig: with --watch-config, an edited configuration file is reloaded without a
+// signal, and a broken edit is rejected naming its key.
+func TestServeWatchConfig(t *testing.T) {
+	listen := freePort(t)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "c.yaml")
+	base := minimalConfig + "listen: " + listen + "\ntrust_dir: " + filepath.Join(dir, "trust") + "\nhealth: {main_listener: true}\n"
+	if err := os.WriteFile(file, []byte(base), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- runServe(ctx, []string{"--config", file, "--watch-config", "50ms"}, logs) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	}()
+	waitLog := func(want string, mark int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(logs.String()[mark:], want) {
+			if time.Now().After(deadline) {
+				t.Fatalf("log lacks %q:\n%s", want, logs.String()[mark:])
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitLog("trustgate serving", 0)
+	mark := len(logs.String())
+	if err := os.WriteFile(file, []byte(base+"policy: {default: {mode: deny}}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(`"msg":"configuration reloaded","generation":2`, mark)
+	waitLog(`"msg":"policy","default":"deny"`, mark)
+	mark = len(logs.String())
+	if err := os.WriteFile(file, []byte(base+"trust_ttl: 0s\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitLog("reload rejected", mark)
+	waitLog("trust_ttl: must be positive", mark)
+}
