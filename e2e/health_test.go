@@ -107,10 +107,10 @@ func TestReadyzFollowsTrustServer(t *testing.T) {
 }
 
 // TestReloadDuringBlobStream: SIGHUP with a broken configuration keeps the old one serving (the
-// log names the key); SIGHUP with a new policy changes a decision at once, while a 256 MiB layer
+// log names the key); SIGHUP with a new policy changes a decision at once, while a 1 GiB layer
 // that started streaming before both reloads completes with its digest intact.
 func TestReloadDuringBlobStream(t *testing.T) {
-	const layerSize = 256 << 20
+	const layerSize = 1 << 30
 	w := newWorld(t)
 	big := peers.PushBigImage(t, w.reg, "library/big", "v1", layerSize, 7)
 	w.sign(t, "library/big", "v1", big)
