@@ -8,11 +8,12 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 RUN CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags "-s -w" -o /out/trustgate-linux ./cmd/trustgate
-RUN go run ./internal/image/mkimage --binary /out/trustgate-linux --rootfs /out/rootfs
+RUN go run ./internal/image/mkimage --binary /out/trustgate-linux --rootfs /out/image
 
 FROM scratch
-COPY --from=build /out/rootfs/ /
-COPY --from=build --chown=65532:65532 /out/rootfs/var/lib/trustgate/ /var/lib/trustgate/
+COPY --from=build /out/image/rootfs/ /
+# COPY keeps no ownership: the trust dir, which the user owns, comes apart, as a new entry.
+COPY --from=build --chown=65532:65532 /out/image/owned/var/lib/trustgate/ /var/lib/trustgate/
 USER 65532:65532
 WORKDIR /var/lib/trustgate
 ENV TRUSTGATE_LISTEN=0.0.0.0:5000 TRUSTGATE_METRICS_LISTEN=0.0.0.0:9090 TRUSTGATE_TRUST_DIR=/var/lib/trustgate/trust TMPDIR=/tmp

@@ -99,7 +99,7 @@ func entries(in Inputs) ([]entry, error) {
 		{path: "tmp", mode: 0o1777, dir: true},
 		{path: "var", mode: 0o755, dir: true},
 		{path: "var/lib", mode: 0o755, dir: true},
-		{path: "var/lib/trustgate", mode: 0o700, uid: UID, dir: true},
+		{path: "var/lib/trustgate", mode: 0o755, dir: true},
 		{path: TrustDir[1:], mode: 0o700, uid: UID, dir: true},
 	}
 	sort.Slice(es, func(i, j int) bool { return es[i].path < es[j].path })
@@ -169,15 +169,20 @@ func Build(in Inputs, arch string) (v1.Image, error) {
 	return mutate.ConfigFile(img, cf)
 }
 
-// WriteRootFS lays the image's files out under dir, for the Dockerfile to copy (ownership is set
-// there: COPY does not keep it).
+// WriteRootFS lays the image's files out for the Dockerfile, which cannot keep ownership through
+// COPY: what root owns under dir/rootfs, and what the user owns under dir/owned (only the trust
+// dir), each at its path in the image. The Dockerfile copies dir/rootfs to / and the contents of
+// dir/owned/var/lib/trustgate with --chown, so that the trust dir is a new entry of that COPY.
 func WriteRootFS(in Inputs, dir string) error {
 	es, err := entries(in)
 	if err != nil {
 		return err
 	}
 	for _, e := range es {
-		p := filepath.Join(dir, e.path)
+		p := filepath.Join(dir, "rootfs", e.path)
+		if e.uid != 0 {
+			p = filepath.Join(dir, "owned", e.path)
+		}
 		if e.dir {
 			if err := os.MkdirAll(p, 0o755); err != nil {
 				return err

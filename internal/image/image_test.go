@@ -57,7 +57,7 @@ func TestBuild(t *testing.T) {
 		"etc/trustgate/trustgate.yaml":      "644 0:0",
 		"etc/ssl/certs/ca-certificates.crt": "644 0:0",
 		"etc/passwd":                        "644 0:0",
-		"var/lib/trustgate":                 "700 65532:65532",
+		"var/lib/trustgate":                 "755 0:0",
 		"var/lib/trustgate/trust":           "700 65532:65532",
 		"tmp":                               "1777 0:0",
 	} {
@@ -94,10 +94,10 @@ func TestDockerfileMatches(t *testing.T) {
 	js := func(v []string) string { s, _ := json.Marshal(v); return strings.ReplaceAll(string(s), ",", ", ") }
 	for _, want := range []string{
 		`CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags "-s -w"`,
-		"go run ./internal/image/mkimage --binary /out/trustgate-linux --rootfs /out/rootfs",
+		"go run ./internal/image/mkimage --binary /out/trustgate-linux --rootfs /out/image",
 		"FROM scratch\n",
-		"COPY --from=build /out/rootfs/ /\n",
-		fmt.Sprintf("COPY --from=build --chown=%d:%d /out/rootfs/var/lib/trustgate/ /var/lib/trustgate/\n", UID, UID),
+		"COPY --from=build /out/image/rootfs/ /\n",
+		fmt.Sprintf("COPY --from=build --chown=%d:%d /out/image/owned/var/lib/trustgate/ /var/lib/trustgate/\n", UID, UID),
 		fmt.Sprintf("USER %d:%d\n", UID, UID),
 		"WORKDIR /var/lib/trustgate\n",
 		"ENV " + strings.Join(Env, " ") + "\n",
@@ -110,15 +110,20 @@ func TestDockerfileMatches(t *testing.T) {
 			t.Errorf("Dockerfile lacks %q", want)
 		}
 	}
-	// WriteRootFS lays out what the layer holds.
+	// WriteRootFS lays out what the layer holds, the user's trust dir apart, and nothing else
+	// under owned/.
 	dir := t.TempDir()
 	if err := WriteRootFS(inputs(t), dir); err != nil {
 		t.Fatal(err)
 	}
-	for p, mode := range map[string]os.FileMode{"trustgate": 0o755, "tmp": 0o777 | os.ModeSticky | os.ModeDir, "var/lib/trustgate/trust": 0o700 | os.ModeDir} {
+	for p, mode := range map[string]os.FileMode{"rootfs/trustgate": 0o755, "rootfs/tmp": 0o777 | os.ModeSticky | os.ModeDir,
+		"rootfs/var/lib/trustgate": 0o755 | os.ModeDir, "owned/var/lib/trustgate/trust": 0o700 | os.ModeDir} {
 		fi, err := os.Stat(filepath.Join(dir, p))
 		if err != nil || fi.Mode() != mode {
 			t.Errorf("rootfs %s: %v %v, want %v", p, fi.Mode(), err, mode)
 		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "rootfs/var/lib/trustgate/trust")); !os.IsNotExist(err) {
+		t.Errorf("the trust dir is in rootfs/ too (COPY would leave it root's): %v", err)
 	}
 }

@@ -23,7 +23,7 @@ func main() {
 	arch := flag.String("arch", runtime.GOARCH, "architecture of the binary")
 	tag := flag.String("tag", "trustgate:dev", "image name the tarball carries")
 	out := flag.String("out", "bin/trustgate-image.tar", "docker-loadable tarball to write")
-	rootfs := flag.String("rootfs", "", "write the image's files under this directory instead of a tarball")
+	rootfs := flag.String("rootfs", "", "write the image's files under this directory (rootfs/ and owned/, for the Dockerfile) instead of a tarball")
 	flag.Parse()
 	if err := run(in, *arch, *tag, *out, *rootfs); err != nil {
 		fmt.Fprintln(os.Stderr, "mkimage:", err)
