@@ -92,8 +92,8 @@ func serve(ctx context.Context, cfg *Config, stderr io.Writer, opts serveOptions
 	// blob downloads still running stop and their spools are removed.
 	defer func() { rt.cur.Load().retire() }()
 	rt.cur.Load().describe()
-	// What a killed trustgate left behind goes now, before any request: on reload the spools in
-	// temp_dir belong to the configuration still draining.
+	// What a killed trustgate left behind goes once, at start, before any request; a reload has
+	// no crash to clean up after.
 	sweepDebris(rt.cur.Load().cfg, log)
 
 	ln, err := net.Listen("tcp", cfg.Listen)
