@@ -7,10 +7,18 @@ GOBIN    ?= $(shell $(GO) env GOPATH)/bin
 CONFIG   ?=
 export PATH := $(GOBIN):$(PATH)
 
-.PHONY: run build deps test lint unit oracle fuzz bench clean
+.PHONY: run build image deps test lint unit oracle deploy fuzz bench clean
 
 build:
 	$(GO) build -o bin/trustgate ./cmd/trustgate
+
+# The container image, built without pulling a base image (internal/image): a static binary on an
+# empty base, as a tarball for `docker load -i bin/trustgate-image.tar`. The Dockerfile builds the
+# same image where a registry is reachable.
+IMAGE ?= trustgate:dev
+image:
+	CGO_ENABLED=0 GOOS=linux $(GO) build -trimpath -ldflags "-s -w" -o bin/trustgate-linux ./cmd/trustgate
+	$(GO) run ./internal/image/mkimage --binary bin/trustgate-linux --tag $(IMAGE) --out bin/trustgate-image.tar
 
 run: build
 ifeq ($(CONFIG),)
@@ -28,6 +36,7 @@ lint:
 	$(GO) vet ./...
 	staticcheck ./...
 	cd oracle && $(GO) mod tidy -diff && $(GO) vet ./...
+	cd deploy && $(GO) mod tidy -diff && $(GO) vet ./...
 
 # unit + real-peer e2e tests of the main module (fuzz seed corpora run as ordinary tests).
 unit:
@@ -37,7 +46,12 @@ unit:
 oracle:
 	cd oracle && $(GO) test -count=1 -timeout 10m ./...
 
-test: deps lint unit oracle
+# deploy/kubernetes and the Helm chart: strict decoding into the k8s.io/api types, helm lint and
+# helm template; a module of its own, so the Kubernetes types stay out of trustgate's.
+deploy:
+	cd deploy && $(GO) test -count=1 ./...
+
+test: deps lint unit oracle deploy
 
 # Not part of `make test`: each fuzz target for FUZZTIME (default 20s).
 FUZZTIME ?= 20s

@@ -21,6 +21,11 @@
 // TestFrozenTrust (issue #9: trust freeze, then serving from the frozen file with the notary-server
 // stopped and the frozen metadata expired).
 //
+// Operations (issue #11): TestReadyzFollowsTrustServer (/readyz 503 while the real notary-server
+// is down, 200 when it is back); TestReloadDuringBlobStream (SIGHUP: a broken config rejected
+// naming its key, a new policy applied, a 1 GiB layer streaming across both); TestImageRunsUnderDockerd
+// (the image `make image` builds, run by the real dockerd as uid 65532: health, a signed pull, the demo).
+//
 // The fault and attack suite (issue #8) puts a recording, fault-injecting front
 // (faultfront_test.go) before the registry and the notary-server: TestFaults (down, slow,
 // trickling, reset, garbage, oversized, altered bytes → 503 naming the repository, never 404,

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -32,13 +33,19 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.decisions, m.upstreamBytes} {
-		if err := reg.Register(c); err != nil {
+	// Servers sharing a Registerer (one per configuration, reloads) share the counters, so
+	// they continue across a reload.
+	for _, c := range []**prometheus.CounterVec{&m.requests, &m.decisions, &m.upstreamBytes} {
+		if err := reg.Register(*c); err != nil {
 			var are prometheus.AlreadyRegisteredError
-			if errors.As(err, &are) {
-				return nil, errors.New("proxy: metrics already registered (one Server per Registerer)")
+			if !errors.As(err, &are) {
+				return nil, err
 			}
-			return nil, err
+			existing, ok := are.ExistingCollector.(*prometheus.CounterVec)
+			if !ok {
+				return nil, fmt.Errorf("proxy: metrics: %w", err)
+			}
+			*c = existing
 		}
 	}
 	return m, nil

@@ -43,10 +43,22 @@ func TestMetrics(t *testing.T) {
 	if mfs, err := pr.Gather(); err != nil || len(mfs) != 3 {
 		t.Errorf("gather: %d families, %v", len(mfs), err)
 	}
-	// A second Server on the same registry is a configuration error, not a panic.
+	// A second Server on the same registry (a reloaded configuration) continues the counters.
 	u := &Upstream{Name: "r", URL: e.srv.def.cfg.URL, Trust: newFakeTrust()}
-	if _, err := New(Options{Upstreams: []*Upstream{u}, Policy: mustPolicy(t), Metrics: pr}); err == nil {
-		t.Error("second registration succeeded")
+	s2, err := New(Options{Upstreams: []*Upstream{u}, Policy: mustPolicy(t), Metrics: pr})
+	if err != nil {
+		t.Fatalf("second Server on the same registry: %v", err)
+	}
+	defer s2.Close()
+	s2.metrics.decisions.WithLabelValues("allow").Inc()
+	if got := value(t, m.decisions.WithLabelValues("allow")); got != 3 {
+		t.Errorf("allow after the second Server counted one = %v, want 3", got)
+	}
+	// A collector of another type under a counter's name is still an error.
+	pr2 := prometheus.NewRegistry()
+	pr2.MustRegister(prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "trustgate_proxy_requests_total", Help: "x"}, []string{"route", "method", "code"}))
+	if _, err := New(Options{Upstreams: []*Upstream{u}, Policy: mustPolicy(t), Metrics: pr2}); err == nil {
+		t.Error("a gauge registered under a counter's name was accepted")
 	}
 }
 

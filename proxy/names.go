@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 
@@ -81,4 +82,19 @@ func (s *Server) upstreamNames() string {
 	}
 	slices.Sort(names)
 	return strings.Join(names, ", ")
+}
+
+// Locate maps a repository name as a client sends it, with containerd's ns ("" for none), to the
+// upstream's name, the repository there and the GUN, exactly as a request is mapped. It is for
+// tools that must agree with the proxy on names (trustgate resolve).
+func (s *Server) Locate(ns, name string) (upstream, repo, gun string, err error) {
+	r := &http.Request{URL: &url.URL{}}
+	if ns != "" {
+		r.URL.RawQuery = url.Values{"ns": {ns}}.Encode()
+	}
+	ref, err := s.locate(r, name)
+	if err != nil {
+		return "", "", "", err
+	}
+	return ref.up.cfg.Name, ref.repo, ref.gun, nil
 }

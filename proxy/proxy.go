@@ -125,7 +125,7 @@ type Options struct {
 	// BlobSpoolBytes bounds, per upstream, verified blobs kept on disk after their download for later pulls;
 	// 0 keeps none (each cold pull streams from upstream, concurrent ones still share one download).
 	BlobSpoolBytes int64
-	Metrics        prometheus.Registerer // nil = no metrics
+	Metrics        prometheus.Registerer // nil = no metrics; Servers given the same one share its counters
 	// Now is the clock a signed target's expiry is checked against; nil = time.Now.
 	Now func() time.Time
 	// Frozen holds the frozen trust files the policy names (policy.FrozenRule), loaded and

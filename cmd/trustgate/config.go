@@ -40,6 +40,20 @@ type Config struct {
 	Upstreams       []UpstreamConfig `mapstructure:"upstreams"`
 	Policy          policy.Config    `mapstructure:"policy"`
 	Timeouts        TimeoutConfig    `mapstructure:"timeouts"`
+	Health          HealthConfig     `mapstructure:"health"`
+}
+
+// HealthConfig configures /healthz and /readyz, which are always served on the metrics listener.
+type HealthConfig struct {
+	// MainListener also serves them on the registry listener, for setups with no metrics port.
+	MainListener bool `mapstructure:"main_listener"`
+	// ProbeInterval is how often a dependency that real traffic has not reached within the
+	// interval is probed (GET /v2/ on an upstream, /_notary_server/health on a trust server).
+	ProbeInterval time.Duration `mapstructure:"probe_interval"`
+	// RequireTrustServers makes an unreachable trust server fail /readyz (the default: pulls of
+	// the repositories it holds answer 503). false still reports it but keeps the mirror ready,
+	// for a trust server that is gone for good while frozen trust files serve what matters.
+	RequireTrustServers bool `mapstructure:"require_trust_servers"`
 }
 
 // TimeoutConfig bounds how long trustgate waits on its clients and its peers. Defaults are in
@@ -155,23 +169,26 @@ const (
 // for keys it knows.
 func configDefaults() map[string]any {
 	return map[string]any{
-		"listen":                 "127.0.0.1:5000",
-		"tls.cert_file":          "",
-		"tls.key_file":           "",
-		"log.level":              "info",
-		"log.format":             "json",
-		"metrics.listen":         "",
-		"metrics.pprof":          false,
-		"trust_dir":              defaultTrustDir,
-		"trust_ttl":              "30s",
-		"cache.trust_entries":    1024,
-		"cache.manifest_entries": 4096,
-		"temp_dir":               "",
-		"blob_spool_bytes":       int64(1 << 30),
-		"default_upstream":       "",
-		"timeouts.read_header":   "10s",
-		"timeouts.upstream":      "30s",
-		"timeouts.trust":         "30s",
+		"listen":                       "127.0.0.1:5000",
+		"tls.cert_file":                "",
+		"tls.key_file":                 "",
+		"log.level":                    "info",
+		"log.format":                   "json",
+		"metrics.listen":               "",
+		"metrics.pprof":                false,
+		"trust_dir":                    defaultTrustDir,
+		"trust_ttl":                    "30s",
+		"cache.trust_entries":          1024,
+		"cache.manifest_entries":       4096,
+		"temp_dir":                     "",
+		"blob_spool_bytes":             int64(1 << 30),
+		"default_upstream":             "",
+		"timeouts.read_header":         "10s",
+		"timeouts.upstream":            "30s",
+		"timeouts.trust":               "30s",
+		"health.main_listener":         false,
+		"health.probe_interval":        "10s",
+		"health.require_trust_servers": true,
 
 		// the resolver's own defaults, so the library and the binary cannot drift apart
 		"trust_limits.max_metadata_bytes":        int64(resolver.DefaultMaxMetadataBytes),
@@ -292,7 +309,12 @@ func (c *Config) validate() error {
 		bad("blob_spool_bytes", "must not be negative (got %d)", c.BlobSpoolBytes)
 	}
 	if len(c.Upstreams) == 0 {
-		bad("upstreams", "at least one upstream is required")
+		bad("upstreams", "none configured: trustgate has nothing to pull from and no trust server to verify with, "+
+			"and it does not guess one. Give a configuration file with --config (see configs/trustgate.yaml), "+
+			"or run `trustgate demo` for a self-contained offline example")
+	}
+	if c.Health.ProbeInterval < time.Second || c.Health.ProbeInterval > 5*time.Minute {
+		bad("health.probe_interval", "must be between 1s and 5m (got %s)", c.Health.ProbeInterval)
 	}
 	names := map[string]bool{}
 	for i, u := range c.Upstreams {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -109,7 +110,7 @@ func TestParseConfigErrorsNameTheKey(t *testing.T) {
 		{"zero timeout", base + "timeouts: {upstream: 0s}\n", "timeouts.upstream: must be positive"},
 		{"bad log level", base + "log: {level: loud}\n", "log.level"},
 		{"missing ca file", strings.Replace(base, "gun_prefix: docker.io", "gun_prefix: docker.io\n    tls: {ca_file: /nonexistent/ca.pem}", 1), "upstreams[0].tls.ca_file"},
-		{"no upstreams", "listen: 127.0.0.1:1\n", "upstreams: at least one"},
+		{"no upstreams", "listen: 127.0.0.1:1\n", "upstreams: none configured"},
 		{"pprof without listener", base + "metrics: {pprof: true}\n", "metrics.pprof: needs metrics.listen"},
 		{"not yaml", "upstreams: [\n", "config:"},
 		{"token realm with a path", strings.Replace(base, "token_realms: [https://auth.example.com]", "token_realms: [https://auth.example.com/token]", 1), "upstreams[0].token_realms"},
@@ -144,7 +145,9 @@ func TestLoadConfigNamesFile(t *testing.T) {
 	}
 }
 
-func TestPickUpstream(t *testing.T) {
+// TestLocateReference: resolve maps a reference to an upstream and GUN through the proxy's own
+// name mapping (docker.io's library/ included).
+func TestLocateReference(t *testing.T) {
 	cfg, err := parseConfig([]byte(strings.Replace(validConfig, "policy:", `  - name: registry.example.com
     url: https://registry.example.com
     gun_prefix: registry.example.com
@@ -153,6 +156,12 @@ policy:`, 1)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg.TrustDir = memoryTrustDir
+	b, err := build(cfg, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.close()
 	tests := []struct{ ref, upstream, gun, tag, err string }{
 		{"alpine", "docker.io", "docker.io/library/alpine", "latest", ""},
 		{"alpine:3.20", "docker.io", "docker.io/library/alpine", "3.20", ""},
@@ -163,7 +172,7 @@ policy:`, 1)), nil)
 		{"not a ref!", "", "", "", "invalid reference format"},
 	}
 	for _, tt := range tests {
-		u, gun, tag, err := pickUpstream(cfg, tt.ref)
+		u, gun, tag, err := b.locate(tt.ref)
 		if tt.err != "" {
 			if err == nil || !strings.Contains(err.Error(), tt.err) {
 				t.Errorf("%s: err = %v, want %q", tt.ref, err, tt.err)
@@ -171,7 +180,7 @@ policy:`, 1)), nil)
 			continue
 		}
 		if err != nil || u.Name != tt.upstream || gun != tt.gun || tag != tt.tag {
-			t.Errorf("%s: got (%s, %s, %s, %v)", tt.ref, u.Name, gun, tag, err)
+			t.Errorf("%s: got (%v, %s, %s, %v)", tt.ref, u, gun, tag, err)
 		}
 	}
 }
@@ -186,13 +195,57 @@ func FuzzParseConfig(f *testing.F) {
 	})
 }
 
-// The shipped examples must stay loadable: they are what a new user copies first.
+// The shipped examples must stay loadable: they are what a new user copies first. That includes
+// the configuration in the Kubernetes ConfigMap and the Helm chart's default values.
 func TestExampleConfigsLoad(t *testing.T) {
 	for _, f := range []string{"../../configs/trustgate.yaml", "../../configs/local-dev.yaml"} {
 		if _, err := loadConfig(f, nil); err != nil {
 			t.Errorf("%s: %v", f, err)
 		}
 	}
+	for _, e := range []struct{ file, key string }{
+		{"../../deploy/kubernetes/configmap.yaml", "  trustgate.yaml: |"},
+		{"../../deploy/helm/trustgate/values.yaml", "config:"},
+	} {
+		b, err := os.ReadFile(e.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		doc := embeddedBlock(string(b), e.key)
+		if !strings.Contains(doc, "upstreams:") {
+			t.Fatalf("%s: no configuration under %q", e.file, e.key)
+		}
+		if _, err := parseConfig([]byte(doc), nil); err != nil {
+			t.Errorf("%s %s: %v\n%s", e.file, e.key, err, doc)
+		}
+	}
+}
+
+// embeddedBlock returns the lines indented under the line key, de-indented.
+func embeddedBlock(doc, key string) string {
+	lines := strings.Split(doc, "\n")
+	var out []string
+	indent := -1
+	for i, l := range lines {
+		if l != key {
+			continue
+		}
+		for _, l := range lines[i+1:] {
+			if strings.TrimSpace(l) == "" {
+				continue
+			}
+			n := len(l) - len(strings.TrimLeft(l, " "))
+			if indent < 0 {
+				indent = n
+			}
+			if n < indent {
+				break
+			}
+			out = append(out, l[indent:])
+		}
+		break
+	}
+	return strings.Join(out, "\n") + "\n"
 }
 
 func TestParseConfigEveryRoot(t *testing.T) {

@@ -29,7 +29,7 @@ import (
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := pflag.NewFlagSet("demo", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
-	listen := fs.String("listen", "127.0.0.1:5000", "address trustgate serves on, host:port (port 0: any free port)")
+	listen := fs.String("listen", configDefaults()["listen"].(string), "address trustgate serves on, host:port (port 0: any free port)")
 	checkOnly := fs.Bool("check", false, "run the self-check, then exit with its status (for tests and CI)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -89,7 +89,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			fmt.Fprintln(stdout, "Ctrl-C stops the demo.")
 		}()
 	}
-	err = serve(ctx, cfg, stderr, ready)
+	err = serve(ctx, cfg, stderr, serveOptions{ready: ready, source: "trustgate demo"})
 	cancel()
 	if started {
 		<-checked

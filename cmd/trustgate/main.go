@@ -46,7 +46,8 @@ const usage = `usage: trustgate <command> [flags]
 
 commands:
   demo     [--listen ADDR] [--check] [--log-level LEVEL]
-  serve    --config FILE [--listen ADDR] [--trust-dir DIR] [--trust-ttl DUR] [--log-level LEVEL]
+  serve    --config FILE [--watch-config DUR] [--listen ADDR] [--trust-dir DIR] [--trust-ttl DUR] [--log-level LEVEL]
+           (SIGHUP re-reads the configuration)
   resolve  --config FILE [--json] IMAGE:TAG
   trust    freeze --config FILE --expires TIME [--out FILE] [--from server|trust-dir] PATTERN...
   trust    show [--config FILE] [--file FILE]

@@ -13,6 +13,8 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/trustgate/trustgate/policy"
+	"github.com/trustgate/trustgate/proxy"
+	"github.com/trustgate/trustgate/resolver"
 )
 
 // runResolve prints what `docker trust inspect` would: the signed digest of one tag. It uses the
@@ -22,7 +24,7 @@ func runResolve(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.SetOutput(stderr)
 	file := fs.String("config", "", "configuration file (YAML)")
 	asJSON := fs.Bool("json", false, "print JSON")
-	fs.String("trust-dir", "", "directory for verified trust state, or :memory: (overrides trust_dir; default ./trust)")
+	fs.String("trust-dir", "", fmt.Sprintf("directory for verified trust state, or %s (overrides trust_dir; default %s)", memoryTrustDir, defaultTrustDir))
 	if err := fs.Parse(args); err != nil || fs.NArg() != 1 {
 		fmt.Fprintln(stderr, "usage: trustgate resolve --config FILE [--json] IMAGE:TAG")
 		return exitError(2)
@@ -32,39 +34,32 @@ func runResolve(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	log := newLogger(cfg.Log, stderr)
-
-	up, gun, tag, err := pickUpstream(cfg, fs.Arg(0))
+	b, err := build(cfg, log, nil)
 	if err != nil {
 		return err
 	}
-	pol, err := newPolicy(cfg)
+	defer b.close()
+	up, gun, tag, err := b.locate(fs.Arg(0))
 	if err != nil {
 		return err
 	}
 	roles := policy.DefaultRoles()
-	if d := pol.Decide(gun); d.Notary != nil {
+	if d := b.pol.Decide(gun); d.Notary != nil {
 		roles = d.Notary.Roles
 	}
-	if done, err := resolveFrozen(pol.Decide(gun), gun, tag, roles, *asJSON, stdout, stderr); done {
+	if done, err := resolveFrozen(b.pol.Decide(gun), gun, tag, roles, *asJSON, stdout, stderr); done {
 		return err // a frozen trust file holds the repository: serve answers from it, not Notary
-	}
-	if err := openTrustDir(cfg, log); err != nil {
-		return err
-	}
-	lim, err := newLimiter(cfg)
-	if err != nil {
-		return err
-	}
-	rc, err := newResolver(cfg, up, lim, log)
-	if err != nil {
-		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	st, err := rc.Update(ctx, gun)
+	ts, err := up.Trust.State(ctx, gun)
 	if err != nil {
 		fmt.Fprintf(stderr, "trustgate: %s:%s: %v\n", gun, tag, err)
 		return exitError(1)
+	}
+	st, ok := ts.(*resolver.State)
+	if !ok {
+		return fmt.Errorf("upstreams[%s]: trust state %T is not Notary's", up.Name, ts)
 	}
 	t, err := st.Lookup(tag, roles)
 	if err != nil {
@@ -92,34 +87,40 @@ func runResolve(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	return tw.Flush()
 }
 
-// pickUpstream maps an image reference to the upstream whose trust server holds it: the
-// reference's registry host must equal an upstream's gun_prefix host (or its name). A reference
-// without a tag means "latest", as docker does.
-func pickUpstream(cfg *Config, ref string) (UpstreamConfig, string, string, error) {
+// locate maps an image reference to the upstream whose trust server holds it and its GUN, as
+// serve maps a request for it: the reference's registry host names an upstream (as containerd's
+// ns= does), or matches an upstream's gun_prefix. A reference without a tag means "latest", as
+// docker does.
+func (b *built) locate(ref string) (*proxy.Upstream, string, string, error) {
 	named, err := reference.ParseNormalizedNamed(ref)
 	if err != nil {
-		return UpstreamConfig{}, "", "", fmt.Errorf("%q: %w", ref, err)
+		return nil, "", "", fmt.Errorf("%q: %w", ref, err)
 	}
 	if _, ok := named.(reference.Digested); ok {
-		return UpstreamConfig{}, "", "", fmt.Errorf("%q: a digest reference is already pinned; give a tag", ref)
+		return nil, "", "", fmt.Errorf("%q: a digest reference is already pinned; give a tag", ref)
 	}
 	tag := "latest"
 	if t, ok := named.(reference.Tagged); ok {
 		tag = t.Tag()
 	}
-	gun := named.Name()
-	domain := reference.Domain(named)
-	for _, u := range cfg.Upstreams {
-		if domain == u.GUNPrefix || strings.HasPrefix(gun, u.GUNPrefix+"/") || domain == u.Name {
-			if domain == u.Name && u.GUNPrefix != domain {
-				gun = u.GUNPrefix + "/" + reference.Path(named)
-			}
-			return u, gun, tag, nil
-		}
-	}
+	full, domain, path := named.Name(), reference.Domain(named), reference.Path(named)
 	var names []string
-	for _, u := range cfg.Upstreams {
-		names = append(names, u.GUNPrefix)
+	for _, u := range b.ups {
+		names = append(names, u.Name)
+		name := ""
+		switch {
+		case domain == u.Name:
+			name = path
+		case strings.HasPrefix(full, u.GUNPrefix+"/"):
+			name = strings.TrimPrefix(full, u.GUNPrefix+"/")
+		default:
+			continue
+		}
+		_, _, gun, err := b.srv.Locate(u.Name, name)
+		if err != nil {
+			return nil, "", "", fmt.Errorf("%q: %w", ref, err)
+		}
+		return u, gun, tag, nil
 	}
-	return UpstreamConfig{}, "", "", fmt.Errorf("%q: registry %s is not a configured upstream (have %s)", ref, domain, strings.Join(names, ", "))
+	return nil, "", "", fmt.Errorf("%q: registry %s is not a configured upstream (have %s)", ref, domain, strings.Join(names, ", "))
 }

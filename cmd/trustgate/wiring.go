@@ -60,11 +60,16 @@ func newLimiter(cfg *Config) (*resolver.Limiter, error) {
 
 // newResolver builds the Notary client for one upstream. Each upstream keeps its verified state in
 // its own subdirectory of trust_dir, so two trust servers can never overwrite each other's pinned
-// roots or rollback versions.
-func newResolver(cfg *Config, u UpstreamConfig, lim *resolver.Limiter, log *slog.Logger) (*resolver.Client, error) {
+// roots or rollback versions. h, if not nil, watches the trust server's reachability.
+func newResolver(cfg *Config, u UpstreamConfig, lim *resolver.Limiter, log *slog.Logger, h *health) (*resolver.Client, error) {
 	rcfg, err := resolverConfig(cfg, u, lim, log)
 	if err != nil {
 		return nil, err
+	}
+	if h != nil {
+		if rcfg.Transport, err = h.watch("trust_server", u.Name, u.Notary.URL, "/_notary_server/health", rcfg.Transport); err != nil {
+			return nil, fmt.Errorf("upstreams[%s].notary.url: %w", u.Name, err)
+		}
 	}
 	return resolver.NewClient(rcfg)
 }
@@ -110,15 +115,16 @@ func upstreamDir(cfg *Config, name string) string {
 	return filepath.Join(cfg.TrustDir, url.PathEscape(name))
 }
 
-// newUpstreams builds every configured upstream with its cached trust source.
-func newUpstreams(cfg *Config, log *slog.Logger) ([]*proxy.Upstream, error) {
+// newUpstreams builds every configured upstream with its cached trust source. h, if not nil,
+// watches the reachability of every upstream and trust server.
+func newUpstreams(cfg *Config, log *slog.Logger, h *health) ([]*proxy.Upstream, error) {
 	lim, err := newLimiter(cfg)
 	if err != nil {
 		return nil, err
 	}
 	var ups []*proxy.Upstream
 	for _, u := range cfg.Upstreams {
-		rc, err := newResolver(cfg, u, lim, log)
+		rc, err := newResolver(cfg, u, lim, log, h)
 		if err != nil {
 			return nil, err
 		}
@@ -129,6 +135,11 @@ func newUpstreams(cfg *Config, log *slog.Logger) ([]*proxy.Upstream, error) {
 		rt, err := u.TLS.transport()
 		if err != nil {
 			return nil, fmt.Errorf("upstreams[%s].tls: %w", u.Name, err)
+		}
+		if h != nil {
+			if rt, err = h.watch("upstream", u.Name, u.URL, "/v2/", rt); err != nil {
+				return nil, fmt.Errorf("upstreams[%s].url: %w", u.Name, err)
+			}
 		}
 		uu, err := url.Parse(u.URL)
 		if err != nil {

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -47,6 +48,10 @@ func StartDockerd(tb testing.TB, mirrorURL string) *Dockerd {
 	}
 	// containerd's socket lives under dockerd's exec root, so that root must be short.
 	root := socketDir(tb, "tgdk")
+	// A daemon that ran a container leaves its default network namespace mounted under the exec
+	// root; unmount it once the daemon has stopped (cleanups run last-registered first), so the
+	// directory can be removed.
+	tb.Cleanup(func() { _ = syscall.Unmount(filepath.Join(root, "exec", "netns", "default"), syscall.MNT_DETACH) })
 	d := &Dockerd{ExecRoot: filepath.Join(root, "exec"), socket: filepath.Join(root, "docker.sock"),
 		cliConfig: filepath.Join(root, "cli")}
 	d.Host = "unix://" + d.socket

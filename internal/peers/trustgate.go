@@ -70,6 +70,8 @@ type GateConfig struct {
 	// ("" = anonymous).
 	RegistryUser, RegistryPassword string
 	NotaryUser, NotaryPassword     string
+	// Extra is YAML appended at the top level, for keys no field above covers.
+	Extra string
 }
 
 // GateRule is one policy rule.
@@ -162,6 +164,7 @@ func (c GateConfig) YAML() string {
 			fmt.Fprintf(&b, "}\n")
 		}
 	}
+	b.WriteString(c.Extra)
 	return b.String()
 }
 
@@ -192,10 +195,19 @@ func StartTrustgate(tb testing.TB, bin string, cfg GateConfig) *Trustgate {
 	p := StartProcess(tb, "trustgate", dir, cmd)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	addr, err := WaitListen(ctx, p)
-	if err != nil {
+	if _, err := WaitListen(ctx, p); err != nil {
 		tb.Fatalf("peers: trustgate: %v", err)
 	}
+	// It may listen on several ports (metrics.listen); the registry's is the one it logs as addr.
+	line, err := p.Log.WaitFor(ctx, func(l string) bool { return strings.Contains(l, `"msg":"trustgate serving"`) })
+	if err != nil {
+		tb.Fatalf("peers: trustgate: %v\n%s", err, p.Log.Tail(30))
+	}
+	var serving struct{ Addr string }
+	if err := json.Unmarshal([]byte(line), &serving); err != nil || serving.Addr == "" {
+		tb.Fatalf("peers: trustgate: no addr in %s: %v", line, err)
+	}
+	addr := serving.Addr
 	g := &Trustgate{URL: "http://" + addr, Host: addr, ConfigPath: path, TrustDir: cfg.TrustDir, Process: p}
 	if err := waitHTTP(ctx, g.URL+"/v2/", http.StatusOK); err != nil {
 		tb.Fatalf("peers: trustgate: %v\n%s", err, p.Log.Tail(30))
