@@ -6,13 +6,11 @@ import (
 	"crypto/ed25519"
 	"crypto/rsa"
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/big"
 	"sort"
 
-	"github.com/secure-systems-lab/go-securesystemslib/cjson"
 )
 
 // Notary refuses RSA keys below 2048 bits for every RSA method (tuf/signed/verifiers.go).
@@ -29,20 +27,6 @@ type keySet struct {
 // a delegation without signatures is fatal rather than skipped; it still reads as a
 // threshold problem to callers.
 var errNoSignatures = errors.New("no signatures")
-
-// canonicalSigned returns the bytes signatures are made over: the signed object decoded into
-// generic maps and re-encoded canonically (what signed.VerifySignatures does).
-func canonicalSigned(raw json.RawMessage) ([]byte, error) {
-	var decoded any
-	if err := json.Unmarshal(raw, &decoded); err != nil {
-		return nil, fmt.Errorf("%w: signed section: %v", ErrInvalid, err)
-	}
-	b, err := cjson.EncodeCanonical(decoded)
-	if err != nil {
-		return nil, fmt.Errorf("%w: canonicalising signed section: %v", ErrInvalid, err)
-	}
-	return b, nil
-}
 
 // verifySignatures checks env against ks and returns the sorted IDs of keys with a valid
 // signature. Thresholds count distinct key IDs; a signature whose keyid names a key whose
