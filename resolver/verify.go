@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"math/big"
 	"sort"
-
 )
 
 // Notary refuses RSA keys below 2048 bits for every RSA method (tuf/signed/verifiers.go).
