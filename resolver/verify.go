@@ -6,9 +6,12 @@ import (
 	"crypto/ed25519"
 	"crypto/rsa"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"math/big"
+	"slices"
 	"sort"
 )
 
@@ -20,6 +23,29 @@ type keySet struct {
 	name      string
 	keys      map[string]tufKey
 	threshold int
+}
+
+// fingerprint identifies everything about ks that verification depends on (its name only
+// appears in errors): the threshold and each key ID with the key it names.
+func (ks keySet) fingerprint() [32]byte {
+	h := sha256.New()
+	var n [8]byte
+	field := func(b []byte) {
+		binary.BigEndian.PutUint64(n[:], uint64(len(b)))
+		h.Write(n[:])
+		h.Write(b)
+	}
+	binary.BigEndian.PutUint64(n[:], uint64(ks.threshold))
+	h.Write(n[:])
+	for _, id := range slices.Sorted(maps.Keys(ks.keys)) {
+		k := ks.keys[id]
+		field([]byte(id))
+		field([]byte(k.Type))
+		field(k.Value.Public)
+	}
+	var sum [32]byte
+	h.Sum(sum[:0])
+	return sum
 }
 
 // errNoSignatures is not a threshold failure in Notary (ErrNoSignatures is its own type), so
