@@ -1,12 +1,26 @@
 // Package cache keeps verified trust state in memory so that a warm resolution costs no network,
-// while a repository's trust data is still re-checked at most every TTL and never served past its
-// expiry. Concurrent resolutions of one repository share one update.
+// while a repository's trust data is re-checked every TTL and never served past its expiry.
+// Concurrent resolutions of one repository share one update.
+//
+// No request waits for a re-check while the state it would be answered from is still within its
+// TUF expiry: a request that finds the state older than TTL is answered from it and starts one
+// background refresh (detached from the request, shared by everyone who asks meanwhile). What the
+// refresh verifies takes effect the moment it is stored, so an answer is at most TTL plus one
+// refresh old, and never past the metadata's expiry. A refresh that ends in anything but an
+// outage (rollback, invalid or under-threshold signatures, checksum or pin mismatch, a refused
+// request, expired metadata) drops the entry, so the next request waits for a fresh update and
+// fails closed if it fails again: serving the last good state while the server answers with an
+// attack would be a freeze the attacker controls. An outage (resolver.ErrUnavailable alone)
+// keeps serving the verified state until its expiry and is retried after another TTL, like
+// notary's fallback to its cached timestamp. A repository with no usable state (never
+// verified, dropped, or expired) waits for its update.
 package cache
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -46,6 +60,10 @@ type Cache struct {
 	opts    Options
 	entries *lru.Cache[string, entry]
 	flight  singleflight.Group
+	bg      sync.WaitGroup // background refreshes
+
+	mu         sync.Mutex
+	refreshing map[string]bool // repositories with a background refresh running
 }
 
 // entry is either a verified state or a remembered "this repository has no trust data", both
@@ -75,7 +93,7 @@ func New(u Updater, opts Options) (*Cache, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
-	return &Cache{updater: u, opts: opts, entries: entries}, nil
+	return &Cache{updater: u, opts: opts, entries: entries, refreshing: map[string]bool{}}, nil
 }
 
 // Resolve returns the verified target for gun:tag under roles.
@@ -96,20 +114,29 @@ func (c *Cache) Tags(ctx context.Context, gun string, roles []string) ([]string,
 	return s.Tags(roles), nil
 }
 
-// State returns gun's verified state, updating it first when it is older than TTL or expired.
-// Concurrent callers share one update, and a caller that missed the cache while an update was
-// finishing gets that update's result: the cache is consulted again inside the shared flight, so
-// a fresh entry is never fetched twice.
+// State returns gun's verified state. A state younger than TTL is returned as is; an older one
+// that has not expired is returned too, and refreshed in the background; otherwise the caller
+// waits for an update. Concurrent callers share one update, and a caller that missed the cache
+// while an update was finishing gets that update's result: the cache is consulted again inside
+// the shared flight, so a fresh entry is never fetched twice.
 func (c *Cache) State(ctx context.Context, gun string) (*resolver.State, error) {
-	if e, ok := c.fresh(gun); ok {
-		return e.state, e.noTrust
+	e, ok := c.entries.Get(gun)
+	if ok {
+		now := c.opts.Now()
+		switch {
+		case c.fresh(e, now):
+			return e.state, e.noTrust
+		case e.state != nil && now.Before(e.state.Expires()):
+			c.refresh(ctx, gun)
+			return e.state, nil
+		}
 	}
 	ch := c.flight.DoChan(gun, func() (any, error) {
 		// The flight that stored the entry may have ended between the check above and DoChan.
-		if e, ok := c.fresh(gun); ok {
+		if e, ok := c.entries.Get(gun); ok && c.fresh(e, c.opts.Now()) {
 			return e.state, e.noTrust
 		}
-		return c.update(ctx, gun)
+		return c.update(ctx, gun, false)
 	})
 	select {
 	case r := <-ch:
@@ -122,25 +149,51 @@ func (c *Cache) State(ctx context.Context, gun string) (*resolver.State, error) 
 	}
 }
 
-// fresh returns gun's entry if it is an answer now: younger than TTL, and either a remembered "no
-// trust data" or a state before its expiry. Expiry is checked on every use, not only on update: a
-// state verified a second before its timestamp expired must not be served for another TTL.
-func (c *Cache) fresh(gun string) (entry, bool) {
-	e, ok := c.entries.Get(gun)
-	if !ok {
-		return entry{}, false
+// refresh starts a background update of gun unless one is running; it joins a foreground
+// update of gun that is already running rather than starting another.
+func (c *Cache) refresh(ctx context.Context, gun string) {
+	c.mu.Lock()
+	if c.refreshing[gun] {
+		c.mu.Unlock()
+		return
 	}
-	now := c.opts.Now()
-	if now.Sub(e.checked) >= c.opts.TTL {
-		return entry{}, false
-	}
-	if e.noTrust == nil && !now.Before(e.state.Expires()) {
-		return entry{}, false
-	}
-	return e, true
+	c.refreshing[gun] = true
+	c.bg.Add(1)
+	c.mu.Unlock()
+	go func() {
+		defer func() {
+			c.mu.Lock()
+			delete(c.refreshing, gun)
+			c.mu.Unlock()
+			c.bg.Done()
+		}()
+		_, _, _ = c.flight.Do(gun, func() (any, error) {
+			if e, ok := c.entries.Get(gun); ok && c.fresh(e, c.opts.Now()) {
+				return e.state, e.noTrust
+			}
+			return c.update(ctx, gun, true)
+		})
+	}()
 }
 
-func (c *Cache) update(ctx context.Context, gun string) (*resolver.State, error) {
+// Wait blocks until every background refresh started so far has ended (for shutdown and tests).
+func (c *Cache) Wait() { c.bg.Wait() }
+
+// fresh reports whether e is an answer now without a re-check: younger than TTL, and either a
+// remembered "no trust data" or a state before its expiry. Expiry is checked on every use, not
+// only on update: a state verified a second before its timestamp expired must not be served for
+// another TTL.
+func (c *Cache) fresh(e entry, now time.Time) bool {
+	if now.Sub(e.checked) >= c.opts.TTL {
+		return false
+	}
+	return e.noTrust != nil || now.Before(e.state.Expires())
+}
+
+// update runs one update of gun, detached from the request that started it, and stores what it
+// finds. background says the entry being refreshed is still being served: an outage then keeps
+// it (retried after another TTL) instead of dropping it.
+func (c *Cache) update(ctx context.Context, gun string, background bool) (*resolver.State, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.UpdateTimeout)
 	defer cancel()
 	s, err := c.updater.Update(ctx, gun)
@@ -148,6 +201,11 @@ func (c *Cache) update(ctx context.Context, gun string) (*resolver.State, error)
 	switch {
 	case errors.Is(err, resolver.ErrNoTrustData):
 		c.entries.Add(gun, entry{noTrust: err, checked: now})
+		return nil, err
+	case err != nil && background && outageOnly(err):
+		if e, ok := c.entries.Get(gun); ok && e.state != nil {
+			c.entries.Add(gun, entry{state: e.state, checked: now})
+		}
 		return nil, err
 	case err != nil:
 		// Keep no entry that could outlive this failure: a stale state is only served by the
@@ -160,4 +218,19 @@ func (c *Cache) update(ctx context.Context, gun string) (*resolver.State, error)
 	}
 	c.entries.Add(gun, entry{state: s, checked: now})
 	return s, nil
+}
+
+// outageOnly reports whether err says only that the trust server could not be reached, not that
+// what it served failed verification.
+func outageOnly(err error) bool {
+	if !errors.Is(err, resolver.ErrUnavailable) {
+		return false
+	}
+	for _, attack := range []error{resolver.ErrRollback, resolver.ErrInvalid, resolver.ErrThreshold,
+		resolver.ErrChecksum, resolver.ErrPinMismatch, resolver.ErrRejected, resolver.ErrExpired} {
+		if errors.Is(err, attack) {
+			return false
+		}
+	}
+	return true
 }

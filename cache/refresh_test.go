@@ -1,0 +1,169 @@
+package cache_test
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"testing"
+	"time"
+
+	"github.com/trustgate/trustgate/cache"
+	"github.com/trustgate/trustgate/internal/tuftest"
+	"github.com/trustgate/trustgate/resolver"
+)
+
+// gatedUpdater holds every Update until its gate is opened, counting them.
+type gatedUpdater struct {
+	inner   cache.Updater
+	gate    chan struct{}
+	started chan struct{}
+}
+
+func (g *gatedUpdater) Update(ctx context.Context, gun string) (*resolver.State, error) {
+	g.started <- struct{}{}
+	<-g.gate
+	return g.inner.Update(ctx, gun)
+}
+
+// TestStaleStateAnswersWhileRefreshing: past the TTL, requests are answered from the verified
+// state while one refresh runs; they do not wait for it.
+func TestStaleStateAnswersWhileRefreshing(t *testing.T) {
+	f := newFixture(t, 30*time.Second)
+	rc, err := resolver.NewClient(resolver.Config{ServerURL: f.srv.URL, Now: f.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &gatedUpdater{inner: rc, gate: make(chan struct{}), started: make(chan struct{}, 10)}
+	c, err := cache.New(g, cache.Options{TTL: 30 * time.Second, Now: f.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	close(g.gate)
+	old, err := c.Resolve(ctx, gun, "v1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-g.started
+	g.gate = make(chan struct{})
+
+	f.repo.AddTarget("targets", "v1", []byte("manifest two"))
+	f.srv.Set(gun, f.repo.Publish())
+	f.clock.Add(time.Minute)
+	done := make(chan error, 1)
+	go func() {
+		for range 20 {
+			got, err := c.Resolve(ctx, gun, "v1", nil)
+			if err == nil && got.Digest != old.Digest {
+				err = errors.New("answer changed before the refresh was let through")
+			}
+			if err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("requests waited for the refresh")
+	}
+	<-g.started // exactly one refresh started for 20 requests
+	if len(g.started) != 0 {
+		t.Fatalf("%d more refreshes started", len(g.started))
+	}
+	close(g.gate)
+	c.Wait()
+	got, err := c.Resolve(ctx, gun, "v1", nil)
+	if err != nil || got.Digest == old.Digest {
+		t.Fatalf("after the refresh: %s, %v; want the re-signed digest", got.Digest, err)
+	}
+}
+
+// TestBackgroundRevocationEnforcedNextRequest: a refresh that finds a delegation's key revoked
+// makes the next request refuse the tag it signed.
+func TestBackgroundRevocationEnforcedNextRequest(t *testing.T) {
+	f := newFixture(t, 30*time.Second)
+	ctx := context.Background()
+	key := tuftest.NewKey(t, tuftest.ECDSA)
+	f.repo.AddDelegation("targets/releases", []*tuftest.Key{key}, []string{""}, 1)
+	f.repo.AddTarget("targets/releases", "rel", []byte("released"))
+	f.srv.Set(gun, f.repo.Publish())
+	if _, err := f.cache.Resolve(ctx, gun, "rel", nil); err != nil {
+		t.Fatal(err)
+	}
+	// Revoked: targets lists another key for releases; its file is still signed by the old one.
+	f.repo.SetKeys("targets/releases", tuftest.NewKey(t, tuftest.ECDSA))
+	f.repo.SignWith("targets/releases", key)
+	f.srv.Set(gun, f.repo.Publish())
+	f.clock.Add(time.Minute)
+	if _, err := f.cache.Resolve(ctx, gun, "rel", nil); err != nil {
+		t.Fatalf("the request that starts the refresh is answered from the verified state: %v", err)
+	}
+	f.cache.Wait()
+	if _, err := f.cache.Resolve(ctx, gun, "rel", nil); !errors.Is(err, resolver.ErrTagNotSigned) {
+		t.Fatalf("after the refresh found the revocation: %v, want not signed", err)
+	}
+}
+
+// TestBackgroundRollbackFailsClosed: a refresh that finds the server replaying older trust
+// data drops the state, so the next requests fail (503-class), not keep serving it.
+func TestBackgroundRollbackFailsClosed(t *testing.T) {
+	f := newFixture(t, 30*time.Second)
+	ctx := context.Background()
+	old := maps.Clone(f.srv.Files(gun))
+	f.repo.AddTarget("targets", "v2", []byte("two"))
+	f.srv.Set(gun, f.repo.Publish())
+	f.clock.Add(time.Minute)
+	if _, err := f.cache.Resolve(ctx, gun, "v1", nil); err != nil {
+		t.Fatal(err)
+	}
+	f.cache.Wait()
+	if _, err := f.cache.Resolve(ctx, gun, "v2", nil); err != nil {
+		t.Fatalf("v2 after the refresh: %v", err)
+	}
+
+	f.srv.Set(gun, old) // replay
+	f.clock.Add(time.Minute)
+	if _, err := f.cache.Resolve(ctx, gun, "v1", nil); err != nil {
+		t.Fatalf("the request that starts the refresh: %v", err)
+	}
+	f.cache.Wait()
+	for i := range 2 {
+		_, err := f.cache.Resolve(ctx, gun, "v1", nil)
+		if !errors.Is(err, resolver.ErrRollback) || resolver.IsNotSigned(err) {
+			t.Fatalf("request %d after the refresh found a rollback: %v, want ErrRollback", i, err)
+		}
+	}
+}
+
+// TestBackgroundOutageKeepsServing: a refresh that cannot reach the server keeps the verified
+// state in service (until its expiry), and the next refresh waits another TTL.
+func TestBackgroundOutageKeepsServing(t *testing.T) {
+	f := newFixture(t, 30*time.Second)
+	ctx := context.Background()
+	want, err := f.cache.Resolve(ctx, gun, "v1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.repo.AddTarget("targets", "v1", []byte("manifest two"))
+	files := f.repo.Publish()
+	f.srv.Set(gun, files)
+	f.srv.Override(gun, "snapshot."+tuftest.SHA256Hex(files["snapshot.json"])+".json", tuftest.Response{Status: 503})
+	f.srv.Override(gun, "snapshot.json", tuftest.Response{Status: 503})
+	f.clock.Add(time.Minute)
+	for range 2 {
+		got, err := f.cache.Resolve(ctx, gun, "v1", nil)
+		if err != nil || got.Digest != want.Digest {
+			t.Fatalf("during an outage: %s, %v; want the verified %s", got.Digest, err, want.Digest)
+		}
+		f.cache.Wait()
+	}
+	if n := f.srv.Count(gun + "/timestamp.json"); n != 2 {
+		t.Fatalf("timestamp fetched %d times, want 2 (cold, one refresh)", n)
+	}
+}
