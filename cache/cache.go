@@ -136,7 +136,7 @@ func (c *Cache) State(ctx context.Context, gun string) (*resolver.State, error) 
 		if e, ok := c.entries.Get(gun); ok && c.fresh(e, c.opts.Now()) {
 			return e.state, e.noTrust
 		}
-		return c.update(ctx, gun, false)
+		return c.update(ctx, gun)
 	})
 	select {
 	case r := <-ch:
@@ -171,7 +171,7 @@ func (c *Cache) refresh(ctx context.Context, gun string) {
 			if e, ok := c.entries.Get(gun); ok && c.fresh(e, c.opts.Now()) {
 				return e.state, e.noTrust
 			}
-			return c.update(ctx, gun, true)
+			return c.update(ctx, gun)
 		})
 	}()
 }
@@ -191,9 +191,8 @@ func (c *Cache) fresh(e entry, now time.Time) bool {
 }
 
 // update runs one update of gun, detached from the request that started it, and stores what it
-// finds. background says the entry being refreshed is still being served: an outage then keeps
-// it (retried after another TTL) instead of dropping it.
-func (c *Cache) update(ctx context.Context, gun string, background bool) (*resolver.State, error) {
+// finds.
+func (c *Cache) update(ctx context.Context, gun string) (*resolver.State, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.UpdateTimeout)
 	defer cancel()
 	s, err := c.updater.Update(ctx, gun)
@@ -201,11 +200,6 @@ func (c *Cache) update(ctx context.Context, gun string, background bool) (*resol
 	switch {
 	case errors.Is(err, resolver.ErrNoTrustData):
 		c.entries.Add(gun, entry{noTrust: err, checked: now})
-		return nil, err
-	case err != nil && background && outageOnly(err):
-		if e, ok := c.entries.Get(gun); ok && e.state != nil {
-			c.entries.Add(gun, entry{state: e.state, checked: now})
-		}
 		return nil, err
 	case err != nil:
 		// Keep no entry that could outlive this failure: a stale state is only served by the
@@ -218,19 +212,4 @@ func (c *Cache) update(ctx context.Context, gun string, background bool) (*resol
 	}
 	c.entries.Add(gun, entry{state: s, checked: now})
 	return s, nil
-}
-
-// outageOnly reports whether err says only that the trust server could not be reached, not that
-// what it served failed verification.
-func outageOnly(err error) bool {
-	if !errors.Is(err, resolver.ErrUnavailable) {
-		return false
-	}
-	for _, attack := range []error{resolver.ErrRollback, resolver.ErrInvalid, resolver.ErrThreshold,
-		resolver.ErrChecksum, resolver.ErrPinMismatch, resolver.ErrRejected, resolver.ErrExpired} {
-		if errors.Is(err, attack) {
-			return false
-		}
-	}
-	return true
 }

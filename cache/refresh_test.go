@@ -141,29 +141,55 @@ func TestBackgroundRollbackFailsClosed(t *testing.T) {
 	}
 }
 
-// TestBackgroundOutageKeepsServing: a refresh that cannot reach the server keeps the verified
-// state in service (until its expiry), and the next refresh waits another TTL.
-func TestBackgroundOutageKeepsServing(t *testing.T) {
+// TestBackgroundTimestampOutageKeepsServing: a refresh that cannot reach the server for the
+// timestamp keeps the verified state in service (the resolver falls back to its cached
+// timestamp, as notary does), until its expiry.
+func TestBackgroundTimestampOutageKeepsServing(t *testing.T) {
 	f := newFixture(t, 30*time.Second)
 	ctx := context.Background()
 	want, err := f.cache.Resolve(ctx, gun, "v1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.repo.AddTarget("targets", "v1", []byte("manifest two"))
-	files := f.repo.Publish()
-	f.srv.Set(gun, files)
-	f.srv.Override(gun, "snapshot."+tuftest.SHA256Hex(files["snapshot.json"])+".json", tuftest.Response{Status: 503})
-	f.srv.Override(gun, "snapshot.json", tuftest.Response{Status: 503})
-	f.clock.Add(time.Minute)
-	for range 2 {
+	f.srv.Override(gun, "timestamp.json", tuftest.Response{Status: 503})
+	for range 3 {
+		f.clock.Add(time.Minute)
 		got, err := f.cache.Resolve(ctx, gun, "v1", nil)
 		if err != nil || got.Digest != want.Digest {
 			t.Fatalf("during an outage: %s, %v; want the verified %s", got.Digest, err, want.Digest)
 		}
 		f.cache.Wait()
 	}
-	if n := f.srv.Count(gun + "/timestamp.json"); n != 2 {
-		t.Fatalf("timestamp fetched %d times, want 2 (cold, one refresh)", n)
+	if n := f.srv.Count(gun + "/timestamp.json"); n != 4 {
+		t.Fatalf("timestamp asked %d times, want 4 (cold, then one refresh per TTL)", n)
+	}
+	f.clock.Add(15 * 24 * time.Hour)
+	if _, err := f.cache.Resolve(ctx, gun, "v1", nil); err == nil {
+		t.Fatal("served past the timestamp's expiry during an outage")
+	}
+}
+
+// TestBackgroundPartialUpdateFailsClosed: a refresh that verifies a newer timestamp and then
+// cannot fetch the snapshot it names drops the state (notary fails the update: the publisher
+// replaced the state, perhaps to revoke), so the next request is a 503-class error.
+func TestBackgroundPartialUpdateFailsClosed(t *testing.T) {
+	f := newFixture(t, 30*time.Second)
+	ctx := context.Background()
+	if _, err := f.cache.Resolve(ctx, gun, "v1", nil); err != nil {
+		t.Fatal(err)
+	}
+	f.repo.RemoveTarget("targets", "v1")
+	files := f.repo.Publish()
+	f.srv.Set(gun, files)
+	f.srv.Override(gun, "snapshot."+tuftest.SHA256Hex(files["snapshot.json"])+".json", tuftest.Response{Status: 503})
+	f.srv.Override(gun, "snapshot.json", tuftest.Response{Status: 503})
+	f.clock.Add(time.Minute)
+	if _, err := f.cache.Resolve(ctx, gun, "v1", nil); err != nil {
+		t.Fatalf("the request that starts the refresh: %v", err)
+	}
+	f.cache.Wait()
+	_, err := f.cache.Resolve(ctx, gun, "v1", nil)
+	if !errors.Is(err, resolver.ErrUnavailable) || resolver.IsNotSigned(err) {
+		t.Fatalf("after a partial refresh: %v, want ErrUnavailable", err)
 	}
 }
