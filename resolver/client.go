@@ -216,6 +216,39 @@ func (c *Client) release(gun string, g *gunState, ran, trusted, unsaved bool) {
 	}
 }
 
+// Evict releases what is held in memory for gun (cache.Cache calls it when it evicts gun). With a
+// trust dir the state is dropped: floors and the trusted root are on disk, so the next Update
+// loads them again — no new trust on first use, no rollback accepted — and requests only the
+// timestamp (verifying the cached files once). Without a trust dir, or while a floor could not be
+// written, the state stays, reduced to what it cannot lose: the trusted root, the timestamp (the
+// outage fallback) and the version floors; the verified roles, the last State and the other
+// cached files are released, and fetched again by checksum when next needed. A GUN that an
+// Update holds or waits for is left alone (false).
+func (c *Client) Evict(gun string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g, ok := c.guns[gun]
+	if !ok {
+		return true
+	}
+	if g.refs > 0 {
+		return false
+	}
+	if c.store.dir != "" && !g.keep {
+		delete(c.guns, gun)
+		return true
+	}
+	// refs is 0 under c.mu: no Update holds or waits for g.lock, and none can start without c.mu.
+	for role := range g.files {
+		if role != roleRoot && role != roleTimestamp {
+			delete(g.files, role)
+		}
+	}
+	g.verified = map[string]*verifiedRole{}
+	g.last, g.lastRoot = nil, nil
+	return true
+}
+
 // Update brings the verified state of gun up to date (timestamp always; more only if it
 // changed) and returns an immutable snapshot. Offline/5xx on timestamp with a still-valid
 // cached timestamp → cached state.

@@ -179,3 +179,53 @@ func TestRootVerifiedOncePerVersion(t *testing.T) {
 		t.Fatalf("re-check past the root certificate's expiry: %v, want ErrExpired", err)
 	}
 }
+
+// TestEvictReloads: an evicted repository is reloaded on its next Update from the trust dir (or,
+// without one, from the root and floors eviction keeps): no new trust on first use, no request
+// beyond the timestamp (with a trust dir), and an older publish replayed afterwards is still
+// refused.
+func TestEvictReloads(t *testing.T) {
+	for _, memory := range []bool{false, true} {
+		t.Run(fmt.Sprintf("memory=%v", memory), func(t *testing.T) {
+			clk := newTestClock()
+			repo := tuftest.NewRepo(t, incGUN, tuftest.WithNow(clk.Now))
+			repo.AddTarget("targets", "v1", []byte("one"))
+			old := repo.Publish()
+			repo.AddTarget("targets", "v2", []byte("two"))
+			srv := tuftest.Serve(t, incGUN, repo.Publish())
+			dir := t.TempDir()
+			if memory {
+				dir = ""
+			}
+			c, err := NewClient(Config{ServerURL: srv.URL, TrustDir: dir, Now: clk.Now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			update(t, c)
+			if !c.Evict(incGUN) {
+				t.Fatal("idle repository not evicted")
+			}
+			if g, ok := c.guns[incGUN]; ok && (!memory || g.last != nil || len(g.verified) != 0 || len(g.files) != 2) {
+				t.Fatal("evicted repository's verified state still held")
+			}
+			srv.ResetRequests()
+			st := update(t, c)
+			if _, err := st.Lookup("v2", nil); err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range srv.Requests() {
+				if r != incGUN+"/timestamp.json" && !memory {
+					t.Errorf("reload from the trust dir requested %s", r)
+				}
+				if r == incGUN+"/root.json" {
+					t.Errorf("reload trusted the root anew: %v", srv.Requests())
+				}
+			}
+			c.Evict(incGUN)
+			srv.Set(incGUN, old)
+			if _, err := c.Update(context.Background(), incGUN); !errors.Is(err, ErrRollback) {
+				t.Fatalf("replay after an eviction: %v, want ErrRollback", err)
+			}
+		})
+	}
+}
