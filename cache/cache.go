@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -34,6 +35,13 @@ type Updater interface {
 	Update(ctx context.Context, gun string) (*resolver.State, error)
 }
 
+// Evicter is an Updater that holds per-repository state of its own, released when the cache
+// evicts the repository (*resolver.Client: its verified roles; floors and roots stay on disk),
+// so memory is bounded by the cache's Size and MaxBytes rather than by every repository seen.
+type Evicter interface {
+	Evict(gun string) bool
+}
+
 // Options tune a Cache. Zero values select the defaults.
 type Options struct {
 	// TTL is how long a verified state is used before the timestamp is checked again. Notary's
@@ -41,6 +49,9 @@ type Options struct {
 	TTL time.Duration
 	// Size is the number of repositories whose state is kept.
 	Size int
+	// MaxBytes bounds the estimated memory of the kept states (resolver.State.Size); the least
+	// recently used are evicted past it (the last one added always stays). 0 = no byte bound.
+	MaxBytes int64
 	// UpdateTimeout bounds one shared update. It is detached from the request that started it,
 	// so one impatient client cannot fail the update for everyone waiting on it.
 	UpdateTimeout time.Duration
@@ -60,6 +71,8 @@ type Cache struct {
 	opts    Options
 	entries *lru.Cache[string, entry]
 	flight  singleflight.Group
+	addMu   sync.Mutex // serialises Adds, so bytes accounts for replaced entries exactly
+	bytes   atomic.Int64
 	bg      sync.WaitGroup // background refreshes
 
 	mu         sync.Mutex
@@ -73,6 +86,7 @@ type entry struct {
 	state   *resolver.State
 	noTrust error
 	checked time.Time
+	size    int64
 }
 
 // New returns a Cache over u.
@@ -89,11 +103,19 @@ func New(u Updater, opts Options) (*Cache, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	entries, err := lru.New[string, entry](opts.Size)
+	c := &Cache{updater: u, opts: opts, refreshing: map[string]bool{}}
+	ev, _ := u.(Evicter)
+	entries, err := lru.NewWithEvict(opts.Size, func(gun string, e entry) {
+		c.bytes.Add(-e.size)
+		if ev != nil {
+			ev.Evict(gun)
+		}
+	})
 	if err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
-	return &Cache{updater: u, opts: opts, entries: entries, refreshing: map[string]bool{}}, nil
+	c.entries = entries
+	return c, nil
 }
 
 // Resolve returns the verified target for gun:tag under roles.
@@ -199,7 +221,7 @@ func (c *Cache) update(ctx context.Context, gun string) (*resolver.State, error)
 	now := c.opts.Now()
 	switch {
 	case errors.Is(err, resolver.ErrNoTrustData):
-		c.entries.Add(gun, entry{noTrust: err, checked: now})
+		c.add(gun, entry{noTrust: err, checked: now})
 		return nil, err
 	case err != nil:
 		// Keep no entry that could outlive this failure: a stale state is only served by the
@@ -210,6 +232,24 @@ func (c *Cache) update(ctx context.Context, gun string) (*resolver.State, error)
 		c.entries.Remove(gun)
 		return nil, fmt.Errorf("trust data for %s expired at %s: %w", gun, s.Expires().UTC().Format(time.RFC3339), resolver.ErrExpired)
 	}
-	c.entries.Add(gun, entry{state: s, checked: now})
+	c.add(gun, entry{state: s, checked: now, size: s.Size()})
 	return s, nil
 }
+
+// add stores e for gun, then evicts the least recently used entries while the states kept are
+// over MaxBytes.
+func (c *Cache) add(gun string, e entry) {
+	c.addMu.Lock()
+	defer c.addMu.Unlock()
+	if old, ok := c.entries.Peek(gun); ok {
+		c.bytes.Add(-old.size) // Add replaces it without the eviction callback
+	}
+	c.bytes.Add(e.size)
+	c.entries.Add(gun, e)
+	for c.opts.MaxBytes > 0 && c.bytes.Load() > c.opts.MaxBytes && c.entries.Len() > 1 {
+		c.entries.RemoveOldest()
+	}
+}
+
+// Bytes returns the estimated memory of the states kept.
+func (c *Cache) Bytes() int64 { return c.bytes.Load() }

@@ -193,3 +193,59 @@ func TestBackgroundPartialUpdateFailsClosed(t *testing.T) {
 		t.Fatalf("after a partial refresh: %v, want ErrUnavailable", err)
 	}
 }
+
+// recordingUpdater records the evictions the cache passes on.
+type recordingUpdater struct {
+	*resolver.Client
+	evicted []string
+}
+
+func (r *recordingUpdater) Evict(gun string) bool {
+	r.evicted = append(r.evicted, gun)
+	return r.Client.Evict(gun)
+}
+
+// TestByteBudgetEvicts: past MaxBytes the least recently used repository is evicted, and with
+// it the resolver's state; reloading it from the trust dir costs the timestamp request only.
+func TestByteBudgetEvicts(t *testing.T) {
+	f := newFixture(t, 30*time.Second)
+	const other = "example.com/team/other"
+	repo2 := tuftest.NewRepo(t, other, tuftest.WithNow(f.clock.Now))
+	for i := range 100 {
+		repo2.AddTarget("targets", "t"+string(rune('a'+i%26))+string(rune('a'+i/26)), []byte{byte(i)})
+	}
+	f.srv.Set(other, repo2.Publish())
+	rc, err := resolver.NewClient(resolver.Config{ServerURL: f.srv.URL, Now: f.clock.Now, TrustDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &recordingUpdater{Client: rc}
+	c, err := cache.New(u, cache.Options{TTL: 30 * time.Second, Now: f.clock.Now, MaxBytes: 8 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := c.Resolve(ctx, gun, "v1", nil); err != nil {
+		t.Fatal(err)
+	}
+	small := c.Bytes()
+	if small <= 0 || small > 8<<10 {
+		t.Fatalf("one small repository is estimated at %d bytes", small)
+	}
+	if _, err := c.Resolve(ctx, other, "taa", nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(u.evicted) != 1 || u.evicted[0] != gun {
+		t.Fatalf("evicted %v, want [%s]", u.evicted, gun)
+	}
+	if b := c.Bytes(); b <= small {
+		t.Fatalf("bytes after eviction %d, want the larger repository's alone", b)
+	}
+	f.srv.ResetRequests()
+	if _, err := c.Resolve(ctx, gun, "v1", nil); err != nil {
+		t.Fatal(err)
+	}
+	if reqs := f.srv.Requests(); len(reqs) != 1 || reqs[0] != gun+"/timestamp.json" {
+		t.Fatalf("reloading an evicted repository requested %v, want the timestamp only", reqs)
+	}
+}

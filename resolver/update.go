@@ -426,7 +426,7 @@ func (c *Client) updatePass(ctx context.Context, g *gunState, now time.Time) (*S
 			if !top {
 				expires = minTime(it.expires, tg.Expires)
 			}
-			rs = &roleState{name: name, targets: tg.Targets, signers: v.signers, expires: expires}
+			rs = newRoleState(name, tg, v.signers, expires)
 			for _, d := range tg.Delegations.Roles {
 				rs.children = append(rs.children, walkRole{name: d.Name, paths: restrictPaths(it.w.paths, d.Paths)})
 			}
@@ -451,7 +451,12 @@ func (c *Client) updatePass(ctx context.Context, g *gunState, now time.Time) (*S
 		st.index = last.index
 	} else {
 		st.index = &indexes{byRoles: map[string]*tagIndex{}}
-		st.indexFor(DefaultRoles) // built here, off the request path when the cache refreshes
+	}
+	// Built here, off the request path when the cache refreshes.
+	ix := st.indexFor(DefaultRoles)
+	st.size = int64(len(ix.owner)) * bytesPerIndexEntry
+	for _, rs := range st.roles {
+		st.size += rs.size
 	}
 	g.last, g.lastRoot, g.lastTS, g.lastUntil = st, root, tv.sha256, until
 	return st, nil
