@@ -67,7 +67,8 @@ func newScaleRepo(b *testing.B, tags, delegations int) *scaleRepo {
 	for i := range tags {
 		repo.AddTargetDigest(roles[i%len(roles)], tagName(i), fmt.Sprintf("%064x", i), int64(500+i%1000))
 	}
-	r := &scaleRepo{gun: gun, repo: repo, role: roles[0], tag: tagName(tags / 2), next: tags}
+	// A tag in roles[0] (tag i is in roles[i%len(roles)]), from the middle.
+	r := &scaleRepo{gun: gun, repo: repo, role: roles[0], tag: tagName(len(roles) * (tags / 2 / len(roles))), next: tags}
 	r.srv = tuftest.Serve(b, gun, repo.Publish())
 	scaleRepos[key] = r
 	return r
