@@ -244,35 +244,32 @@ type reposFixture struct {
 	guns []string
 }
 
-var (
-	reposOnce sync.Once
-	repos     reposFixture
-)
-
+// manyRepos makes n repositories served for the rest of b (call it before b's sub-benchmarks).
 func manyRepos(b *testing.B, n int) reposFixture {
-	reposOnce.Do(func() {
-		root := tuftest.NewCertKeyFor(tuftest.ECDSA, "bench.example/many/*")
-		repos.srv = tuftest.NewServer(b)
-		for i := range 5000 {
-			gun := fmt.Sprintf("bench.example/many/r%d", i)
-			repo := tuftest.NewRepo(b, gun, tuftest.WithRootKey(root))
-			for j := range 10 {
-				repo.AddTargetDigest("targets", tagName(j), fmt.Sprintf("%064x", i*10+j), 1)
-			}
-			repos.srv.Set(gun, repo.Publish())
-			repos.guns = append(repos.guns, gun)
+	root := tuftest.NewCertKeyFor(tuftest.ECDSA, "bench.example/many/*")
+	f := reposFixture{srv: tuftest.NewServer(b)}
+	for i := range n {
+		gun := fmt.Sprintf("bench.example/many/r%d", i)
+		repo := tuftest.NewRepo(b, gun, tuftest.WithRootKey(root))
+		for j := range 10 {
+			repo.AddTargetDigest("targets", tagName(j), fmt.Sprintf("%064x", i*10+j), 1)
 		}
-	})
-	return reposFixture{srv: repos.srv, guns: repos.guns[:n]}
+		f.srv.Set(gun, repo.Publish())
+		f.guns = append(f.guns, gun)
+	}
+	return f
 }
+
+func (f reposFixture) first(n int) reposFixture { return reposFixture{srv: f.srv, guns: f.guns[:n]} }
 
 // BenchmarkScaleRepos: the heap and resident set of a process holding N repositories' verified
 // state (each 10 tags), everything resolved once.
 func BenchmarkScaleRepos(b *testing.B) {
 	ctx := context.Background()
+	all := manyRepos(b, 5000)
 	for _, n := range []int{10, 100, 1000, 5000} {
 		b.Run(fmt.Sprintf("repos=%d", n), func(b *testing.B) {
-			f := manyRepos(b, n)
+			f := all.first(n)
 			for b.Loop() {
 				b.StopTimer()
 				before := settle()
@@ -303,9 +300,10 @@ func BenchmarkScaleRepos(b *testing.B) {
 // each resolution reloads an evicted repository from the trust dir.
 func BenchmarkScaleWarm(b *testing.B) {
 	ctx := context.Background()
+	all := manyRepos(b, 2*cache.DefaultSize)
 	for _, n := range []int{1, 100, 1000, 2 * cache.DefaultSize} {
 		b.Run(fmt.Sprintf("repos=%d", n), func(b *testing.B) {
-			f := manyRepos(b, n)
+			f := all.first(n)
 			tc, err := cache.New(scaleClient(b, f.srv.URL, b.TempDir()), cache.Options{TTL: time.Hour})
 			if err != nil {
 				b.Fatal(err)
