@@ -162,7 +162,7 @@ func (p *pass) verifyRole(ctx context.Context, role string, raw []byte, meta *fi
 // time.
 func (p *pass) accept(role string, raw []byte, v *verifiedRole) error {
 	g := p.g
-	if !bytes.Equal(g.files[role], raw) {
+	if p.parents(role, v) && !bytes.Equal(g.files[role], raw) {
 		g.recheck = true
 	}
 	g.files[role] = raw
@@ -172,6 +172,31 @@ func (p *pass) accept(role string, raw []byte, v *verifiedRole) error {
 	}
 	g.verified[role] = v
 	return nil
+}
+
+// parents reports whether role, about to be accepted as v, is or was the parent of a cached
+// role: only then can its new bytes make a cached floor stale (staleFloors). A role that is
+// accepted was itself just verified under the keys its parent (or root) lists now, so its own
+// new bytes cannot; root changes are rechecked by commitRoot, and a load by Update.
+func (p *pass) parents(role string, v *verifiedRole) bool {
+	if v.tg == nil {
+		return false
+	}
+	if len(v.tg.Delegations.Roles) > 0 {
+		return true
+	}
+	prefix := role + "/"
+	for r := range p.g.versions {
+		if strings.HasPrefix(r, prefix) {
+			return true
+		}
+	}
+	for r := range p.g.files {
+		if strings.HasPrefix(r, prefix) {
+			return true
+		}
+	}
+	return false
 }
 
 // forgetUndelegated drops the floor and cached file of every delegation under parent that
