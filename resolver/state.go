@@ -53,9 +53,11 @@ const (
 	bytesPerRole       = 512
 )
 
-func newRoleState(name string, tg *targetsSigned, signers []string, expires time.Time) *roleState {
+// newRoleState builds the roleState of a role whose file (rawLen bytes, which the resolver keeps
+// too) verified as tg.
+func newRoleState(name string, tg *targetsSigned, rawLen int64, signers []string, expires time.Time) *roleState {
 	rs := &roleState{name: name, targets: tg.Targets, signers: signers, expires: expires,
-		size: bytesPerRole + int64(len(tg.Targets))*bytesPerTarget}
+		size: bytesPerRole + max(rawLen, 0) + int64(len(tg.Targets))*bytesPerTarget}
 	for n := range tg.Targets {
 		rs.size += int64(len(n))
 	}

@@ -451,7 +451,7 @@ func (c *Client) updatePass(ctx context.Context, g *gunState, now time.Time) (*S
 			if !top {
 				expires = minTime(it.expires, tg.Expires)
 			}
-			rs = newRoleState(name, tg, v.signers, expires)
+			rs = newRoleState(name, tg, meta.Length, v.signers, expires)
 			for _, d := range tg.Delegations.Roles {
 				rs.children = append(rs.children, walkRole{name: d.Name, paths: restrictPaths(it.w.paths, d.Paths)})
 			}
