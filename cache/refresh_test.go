@@ -220,7 +220,7 @@ func TestByteBudgetEvicts(t *testing.T) {
 		t.Fatal(err)
 	}
 	u := &recordingUpdater{Client: rc}
-	c, err := cache.New(u, cache.Options{TTL: 30 * time.Second, Now: f.clock.Now, MaxBytes: 8 << 10})
+	c, err := cache.New(u, cache.Options{TTL: 30 * time.Second, Now: f.clock.Now, MaxBytes: 32 << 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,7 +229,7 @@ func TestByteBudgetEvicts(t *testing.T) {
 		t.Fatal(err)
 	}
 	small := c.Bytes()
-	if small <= 0 || small > 8<<10 {
+	if small <= 0 || small > 32<<10 {
 		t.Fatalf("one small repository is estimated at %d bytes", small)
 	}
 	if _, err := c.Resolve(ctx, other, "taa", nil); err != nil {

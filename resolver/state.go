@@ -44,13 +44,16 @@ type roleState struct {
 	size     int64      // estimated bytes held
 }
 
-// Estimated heap bytes per entry of a targets role (swiss-table slot of a string key and a
-// target, control byte and load factor, the name's allocation) and of an index entry (owner
-// slot, sorted slice element). Measured by BenchmarkStateMemory.
+// Estimated heap bytes (State.Size) per entry of a targets role (swiss-table slot of a string key
+// and a target, control byte and load factor, the name's allocation), per index entry (owner
+// slot, sorted slice element), per role, and per repository whatever its targets (the trusted
+// root raw and parsed, timestamp, snapshot, floors, HTTP client). Calibrated against
+// BenchmarkScaleMemory and BenchmarkScaleRepos (cache/).
 const (
 	bytesPerTarget     = 96
 	bytesPerIndexEntry = 48
 	bytesPerRole       = 512
+	bytesPerRepository = 16 << 10
 )
 
 // newRoleState builds the roleState of a role whose file (rawLen bytes, which the resolver keeps
