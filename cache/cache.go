@@ -127,7 +127,8 @@ func (c *Cache) Resolve(ctx context.Context, gun, tag string, roles []string) (r
 	return s.Lookup(tag, roles)
 }
 
-// Tags lists the tags of gun signed under roles.
+// Tags lists the tags of gun signed under roles, sorted. The slice is the verified state's own:
+// callers must not modify it.
 func (c *Cache) Tags(ctx context.Context, gun string, roles []string) ([]string, error) {
 	s, err := c.State(ctx, gun)
 	if err != nil {

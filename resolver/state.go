@@ -263,20 +263,3 @@ func (s *State) Tags(roles []string) []string {
 	tags := s.indexFor(roles).tags
 	return tags[:len(tags):len(tags)]
 }
-
-// TagsAfter is one page of Tags: at most n tags sorting after last (n < 0: all of them), and
-// whether more follow. It costs O(log N + n).
-func (s *State) TagsAfter(roles []string, last string, n int) (page []string, more bool) {
-	tags := s.Tags(roles)
-	if last != "" {
-		i, found := slices.BinarySearch(tags, last)
-		if found {
-			i++
-		}
-		tags = tags[i:]
-	}
-	if n >= 0 && len(tags) > n {
-		return tags[:n:n], n > 0
-	}
-	return tags[:len(tags):len(tags)], false
-}
