@@ -8,6 +8,11 @@
 #      upstream directly, trustgate (`trustgate serve`, built with go build) and distribution's
 #      registry in proxy mode, side by side.
 #
+#   3. the scale section: the BenchmarkScale* Go benchmarks of cache/ and proxy/ (resolution at
+#      10 … 100,000 tags, memory per tag and per repository, warm rate past the cache size,
+#      tags/list paging), rendered with growth columns by bench/cmd/scale into scale.md, which the
+#      report includes. SCALE_ONLY=1 runs this part alone (minutes; the rest takes much longer).
+#
 # Output: bench/results/latest.md (table + machine), latest.json (raw), latest.svg (chart),
 # micro.txt, pprof/ and perf-*.data (profiles; not committed).
 #
@@ -55,6 +60,34 @@ wait_quiet() {
 	done
 }
 
+# The scale section. Slow operations (a cold resolution of 100,000 tags takes seconds) run a
+# fixed number of times, fast ones for SCALE_BENCHTIME (default 1s).
+scale() {
+	local raw="$out/scale.txt" t="${SCALE_BENCHTIME:-1s}"
+	: >"$raw"
+	local runs=(
+		"./cache ^BenchmarkScaleResolution\$/././^(cold|newtag)\$ 3x"
+		"./cache ^BenchmarkScaleResolution\$/././^(warm|recheck)\$ $t"
+		"./cache ^BenchmarkScale(Memory|Repos)\$ 1x"
+		"./cache ^BenchmarkScaleWarm\$ $t"
+		"./proxy ^BenchmarkScaleTagsList\$ $t"
+	)
+	local r pkg pat bt
+	for r in "${runs[@]}"; do
+		read -r pkg pat bt <<<"$r"
+		go test -run '^$' -bench "$pat" -benchmem -benchtime "$bt" -timeout 60m "$pkg" | tee -a "$raw" >&2
+	done
+	go run ./bench/cmd/scale "$raw" >"$out/scale.md"
+}
+
+wait_quiet
+echo "== scale" >&2
+scale
+if [ -n "${SCALE_ONLY:-}" ]; then
+	cat "$out/scale.md"
+	exit 0
+fi
+
 wait_quiet
 echo "== micro-benchmarks (BENCHTIME=${BENCHTIME:-1s})" >&2
 micro="$out/micro.txt"
@@ -67,7 +100,7 @@ for pkg in resolver cache proxy proxy/fanout; do
 	fi
 	name="${pkg//\//-}"
 	prof="$out/pprof/$name"
-	if ! go test -run '^$' -bench . -benchmem -benchtime "${BENCHTIME:-1s}" \
+	if ! go test -run '^$' -bench . -skip '^BenchmarkScale' -benchmem -benchtime "${BENCHTIME:-1s}" \
 		-cpuprofile "$prof.cpu.pprof" -memprofile "$prof.mem.pprof" -o "$prof.test" "./$pkg" >>"$micro" 2>&1; then
 		echo "# ./$pkg: go test -bench failed (output above)" >>"$micro"
 		continue
@@ -87,5 +120,5 @@ cat "$micro" >&2
 wait_quiet
 echo "== scenarios" >&2
 # shellcheck disable=SC2086 # REPORT_FLAGS is a list of flags
-exec go run ./bench/cmd/report -out "$out" -micro "$micro" \
+exec go run ./bench/cmd/report -out "$out" -micro "$micro" -scale "$out/scale.md" \
 	-micro-cpu "$(IFS=,; echo "${cpu_tops[*]:-}")" ${REPORT_FLAGS:-}

@@ -1,12 +1,27 @@
 // Package cache keeps verified trust state in memory so that a warm resolution costs no network,
-// while a repository's trust data is still re-checked at most every TTL and never served past its
-// expiry. Concurrent resolutions of one repository share one update.
+// while a repository's trust data is re-checked every TTL and never served past its expiry.
+// Concurrent resolutions of one repository share one update.
+//
+// No request waits for a re-check while the state it would be answered from is still within its
+// TUF expiry: a request that finds the state older than TTL is answered from it and starts one
+// background refresh (detached from the request, shared by everyone who asks meanwhile). What the
+// refresh verifies takes effect the moment it is stored, so an answer is at most TTL plus one
+// refresh old, and never past the metadata's expiry. A refresh that ends in anything but an
+// outage (rollback, invalid or under-threshold signatures, checksum or pin mismatch, a refused
+// request, expired metadata) drops the entry, so the next request waits for a fresh update and
+// fails closed if it fails again: serving the last good state while the server answers with an
+// attack would be a freeze the attacker controls. An outage (resolver.ErrUnavailable alone)
+// keeps serving the verified state until its expiry and is retried after another TTL, like
+// notary's fallback to its cached timestamp. A repository with no usable state (never
+// verified, dropped, or expired) waits for its update.
 package cache
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -20,6 +35,13 @@ type Updater interface {
 	Update(ctx context.Context, gun string) (*resolver.State, error)
 }
 
+// Evicter is an Updater that holds per-repository state of its own, released when the cache
+// evicts the repository (*resolver.Client: its verified roles; floors and roots stay on disk),
+// so memory is bounded by the cache's Size and MaxBytes rather than by every repository seen.
+type Evicter interface {
+	Evict(gun string) bool
+}
+
 // Options tune a Cache. Zero values select the defaults.
 type Options struct {
 	// TTL is how long a verified state is used before the timestamp is checked again. Notary's
@@ -27,6 +49,9 @@ type Options struct {
 	TTL time.Duration
 	// Size is the number of repositories whose state is kept.
 	Size int
+	// MaxBytes bounds the estimated memory of the kept states (resolver.State.Size); the least
+	// recently used are evicted past it (the last one added always stays). 0 = no byte bound.
+	MaxBytes int64
 	// UpdateTimeout bounds one shared update. It is detached from the request that started it,
 	// so one impatient client cannot fail the update for everyone waiting on it.
 	UpdateTimeout time.Duration
@@ -46,6 +71,12 @@ type Cache struct {
 	opts    Options
 	entries *lru.Cache[string, entry]
 	flight  singleflight.Group
+	addMu   sync.Mutex // serialises Adds, so bytes accounts for replaced entries exactly
+	bytes   atomic.Int64
+	bg      sync.WaitGroup // background refreshes
+
+	mu         sync.Mutex
+	refreshing map[string]bool // repositories with a background refresh running
 }
 
 // entry is either a verified state or a remembered "this repository has no trust data", both
@@ -55,6 +86,7 @@ type entry struct {
 	state   *resolver.State
 	noTrust error
 	checked time.Time
+	size    int64
 }
 
 // New returns a Cache over u.
@@ -71,11 +103,19 @@ func New(u Updater, opts Options) (*Cache, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	entries, err := lru.New[string, entry](opts.Size)
+	c := &Cache{updater: u, opts: opts, refreshing: map[string]bool{}}
+	ev, _ := u.(Evicter)
+	entries, err := lru.NewWithEvict(opts.Size, func(gun string, e entry) {
+		c.bytes.Add(-e.size)
+		if ev != nil {
+			ev.Evict(gun)
+		}
+	})
 	if err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
-	return &Cache{updater: u, opts: opts, entries: entries}, nil
+	c.entries = entries
+	return c, nil
 }
 
 // Resolve returns the verified target for gun:tag under roles.
@@ -87,7 +127,8 @@ func (c *Cache) Resolve(ctx context.Context, gun, tag string, roles []string) (r
 	return s.Lookup(tag, roles)
 }
 
-// Tags lists the tags of gun signed under roles.
+// Tags lists the tags of gun signed under roles, sorted. The slice is the verified state's own:
+// callers must not modify it.
 func (c *Cache) Tags(ctx context.Context, gun string, roles []string) ([]string, error) {
 	s, err := c.State(ctx, gun)
 	if err != nil {
@@ -96,17 +137,26 @@ func (c *Cache) Tags(ctx context.Context, gun string, roles []string) ([]string,
 	return s.Tags(roles), nil
 }
 
-// State returns gun's verified state, updating it first when it is older than TTL or expired.
-// Concurrent callers share one update, and a caller that missed the cache while an update was
-// finishing gets that update's result: the cache is consulted again inside the shared flight, so
-// a fresh entry is never fetched twice.
+// State returns gun's verified state. A state younger than TTL is returned as is; an older one
+// that has not expired is returned too, and refreshed in the background; otherwise the caller
+// waits for an update. Concurrent callers share one update, and a caller that missed the cache
+// while an update was finishing gets that update's result: the cache is consulted again inside
+// the shared flight, so a fresh entry is never fetched twice.
 func (c *Cache) State(ctx context.Context, gun string) (*resolver.State, error) {
-	if e, ok := c.fresh(gun); ok {
-		return e.state, e.noTrust
+	e, ok := c.entries.Get(gun)
+	if ok {
+		now := c.opts.Now()
+		switch {
+		case c.fresh(e, now):
+			return e.state, e.noTrust
+		case e.state != nil && now.Before(e.state.Expires()):
+			c.refresh(ctx, gun)
+			return e.state, nil
+		}
 	}
 	ch := c.flight.DoChan(gun, func() (any, error) {
 		// The flight that stored the entry may have ended between the check above and DoChan.
-		if e, ok := c.fresh(gun); ok {
+		if e, ok := c.entries.Get(gun); ok && c.fresh(e, c.opts.Now()) {
 			return e.state, e.noTrust
 		}
 		return c.update(ctx, gun)
@@ -122,24 +172,49 @@ func (c *Cache) State(ctx context.Context, gun string) (*resolver.State, error) 
 	}
 }
 
-// fresh returns gun's entry if it is an answer now: younger than TTL, and either a remembered "no
-// trust data" or a state before its expiry. Expiry is checked on every use, not only on update: a
-// state verified a second before its timestamp expired must not be served for another TTL.
-func (c *Cache) fresh(gun string) (entry, bool) {
-	e, ok := c.entries.Get(gun)
-	if !ok {
-		return entry{}, false
+// refresh starts a background update of gun unless one is running; it joins a foreground
+// update of gun that is already running rather than starting another.
+func (c *Cache) refresh(ctx context.Context, gun string) {
+	c.mu.Lock()
+	if c.refreshing[gun] {
+		c.mu.Unlock()
+		return
 	}
-	now := c.opts.Now()
-	if now.Sub(e.checked) >= c.opts.TTL {
-		return entry{}, false
-	}
-	if e.noTrust == nil && !now.Before(e.state.Expires()) {
-		return entry{}, false
-	}
-	return e, true
+	c.refreshing[gun] = true
+	c.bg.Add(1)
+	c.mu.Unlock()
+	go func() {
+		defer func() {
+			c.mu.Lock()
+			delete(c.refreshing, gun)
+			c.mu.Unlock()
+			c.bg.Done()
+		}()
+		_, _, _ = c.flight.Do(gun, func() (any, error) {
+			if e, ok := c.entries.Get(gun); ok && c.fresh(e, c.opts.Now()) {
+				return e.state, e.noTrust
+			}
+			return c.update(ctx, gun)
+		})
+	}()
 }
 
+// Wait blocks until every background refresh started so far has ended (for shutdown and tests).
+func (c *Cache) Wait() { c.bg.Wait() }
+
+// fresh reports whether e is an answer now without a re-check: younger than TTL, and either a
+// remembered "no trust data" or a state before its expiry. Expiry is checked on every use, not
+// only on update: a state verified a second before its timestamp expired must not be served for
+// another TTL.
+func (c *Cache) fresh(e entry, now time.Time) bool {
+	if now.Sub(e.checked) >= c.opts.TTL {
+		return false
+	}
+	return e.noTrust != nil || now.Before(e.state.Expires())
+}
+
+// update runs one update of gun, detached from the request that started it, and stores what it
+// finds.
 func (c *Cache) update(ctx context.Context, gun string) (*resolver.State, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.UpdateTimeout)
 	defer cancel()
@@ -147,7 +222,7 @@ func (c *Cache) update(ctx context.Context, gun string) (*resolver.State, error)
 	now := c.opts.Now()
 	switch {
 	case errors.Is(err, resolver.ErrNoTrustData):
-		c.entries.Add(gun, entry{noTrust: err, checked: now})
+		c.add(gun, entry{noTrust: err, checked: now})
 		return nil, err
 	case err != nil:
 		// Keep no entry that could outlive this failure: a stale state is only served by the
@@ -158,6 +233,24 @@ func (c *Cache) update(ctx context.Context, gun string) (*resolver.State, error)
 		c.entries.Remove(gun)
 		return nil, fmt.Errorf("trust data for %s expired at %s: %w", gun, s.Expires().UTC().Format(time.RFC3339), resolver.ErrExpired)
 	}
-	c.entries.Add(gun, entry{state: s, checked: now})
+	c.add(gun, entry{state: s, checked: now, size: s.Size()})
 	return s, nil
 }
+
+// add stores e for gun, then evicts the least recently used entries while the states kept are
+// over MaxBytes.
+func (c *Cache) add(gun string, e entry) {
+	c.addMu.Lock()
+	defer c.addMu.Unlock()
+	if old, ok := c.entries.Peek(gun); ok {
+		c.bytes.Add(-old.size) // Add replaces it without the eviction callback
+	}
+	c.bytes.Add(e.size)
+	c.entries.Add(gun, e)
+	for c.opts.MaxBytes > 0 && c.bytes.Load() > c.opts.MaxBytes && c.entries.Len() > 1 {
+		c.entries.RemoveOldest()
+	}
+}
+
+// Bytes returns the estimated memory of the states kept.
+func (c *Cache) Bytes() int64 { return c.bytes.Load() }

@@ -52,6 +52,8 @@ func (s *Server) handleTags(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, v.err)
 		return
 	}
+	// Signed tags come sorted and unique from the verified state's index (shared: not modified
+	// here), so a page costs O(log N + n); an upstream's list is sorted here.
 	tags := v.tags
 	if v.upstream {
 		if tags, err = s.upstreamTags(r, ref); err != nil {
@@ -59,10 +61,9 @@ func (s *Server) handleTags(w http.ResponseWriter, r *http.Request) {
 			writeError(w, r, clientError(err, subj))
 			return
 		}
+		sort.Strings(tags)
+		tags = slices.Compact(tags)
 	}
-	tags = slices.Clone(tags)
-	sort.Strings(tags)
-	tags = slices.Compact(tags)
 	page, more := paginate(tags, q.Get("last"), n)
 	if more {
 		next := url.URL{Path: r.URL.Path, RawQuery: url.Values{"n": {strconv.Itoa(n)}, "last": {page[len(page)-1]}}.Encode()}

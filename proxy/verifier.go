@@ -47,7 +47,8 @@ type Signatures interface {
 	// Tag returns the signature of tag; an error for which resolver.IsNotSigned holds means the
 	// tag is verifiably unsigned, any other means it could not be verified.
 	Tag(tag string) (Signature, error)
-	// Tags lists the signed tags, sorted.
+	// Tags lists the signed tags, sorted and without duplicates. The slice may be shared: callers
+	// must not modify it.
 	Tags() []string
 	// All returns every signature: the roots that reachability by digest is derived from. err
 	// reports a signature that exists but does not verify (its digest is unknowable): a digest

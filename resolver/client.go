@@ -3,13 +3,16 @@ package resolver
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/trustgate/trustgate/credscope"
@@ -47,6 +50,12 @@ type Client struct {
 	now       func() time.Time
 	log       *slog.Logger
 	store     store
+	// pinCerts are the certificates of the trust pinning's CA bundles, whose validity bounds
+	// how long a root validation stands.
+	pinCerts []*x509.Certificate
+	// verifications counts signature checks of roles and roots (tests assert what a re-check
+	// does not repeat).
+	verifications atomic.Int64
 
 	mu      sync.Mutex
 	guns    map[string]*gunState
@@ -83,9 +92,18 @@ type gunState struct {
 	nextRoot *fileMeta
 	// recheck says a cached file changed (or was loaded) since staleFloors last ran.
 	recheck bool
-	// rootChecked is when root was last validated; a second Update at the same instant
-	// (tests with a frozen clock, or a burst) need not repeat the work.
-	rootChecked time.Time
+	// root was last validated at rootChecked and its validity cannot change before
+	// rootUntil (its expiry, or a certificate's or pinned CA's validity bound): in between it
+	// is not validated again.
+	rootChecked, rootUntil time.Time
+	// verified is, per role, the bytes that last verified and what they verified to.
+	verified map[string]*verifiedRole
+	// last is the State the last complete pass returned, built on lastRoot and the timestamp
+	// whose sha256 is lastTS; nothing it rests on expires before lastUntil.
+	last      *State
+	lastRoot  *trustedRoot
+	lastTS    [32]byte
+	lastUntil time.Time
 }
 
 // NewClient checks cfg; it makes no requests.
@@ -125,9 +143,11 @@ func NewClient(cfg Config) (*Client, error) {
 		c.log = slog.New(slog.DiscardHandler)
 	}
 	for prefix, bundle := range cfg.Pinning.CA {
-		if _, err := parseCertBundle([]byte(bundle)); err != nil {
+		certs, err := parseCertBundle([]byte(bundle))
+		if err != nil {
 			return nil, fmt.Errorf("resolver: trust pinning CA for %q: %w", prefix, err)
 		}
+		c.pinCerts = append(c.pinCerts, certs...)
 	}
 	return c, nil
 }
@@ -196,6 +216,39 @@ func (c *Client) release(gun string, g *gunState, ran, trusted, unsaved bool) {
 	}
 }
 
+// Evict releases what is held in memory for gun (cache.Cache calls it when it evicts gun). With a
+// trust dir the state is dropped: floors and the trusted root are on disk, so the next Update
+// loads them again — no new trust on first use, no rollback accepted — and requests only the
+// timestamp (verifying the cached files once). Without a trust dir, or while a floor could not be
+// written, the state stays, reduced to what it cannot lose: the trusted root, the timestamp (the
+// outage fallback) and the version floors; the verified roles, the last State and the other
+// cached files are released, and fetched again by checksum when next needed. A GUN that an
+// Update holds or waits for is left alone (false).
+func (c *Client) Evict(gun string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g, ok := c.guns[gun]
+	if !ok {
+		return true
+	}
+	if g.refs > 0 {
+		return false
+	}
+	if c.store.dir != "" && !g.keep {
+		delete(c.guns, gun)
+		return true
+	}
+	// refs is 0 under c.mu: no Update holds or waits for g.lock, and none can start without c.mu.
+	for role := range g.files {
+		if role != roleRoot && role != roleTimestamp {
+			delete(g.files, role)
+		}
+	}
+	g.verified = map[string]*verifiedRole{}
+	g.last, g.lastRoot = nil, nil
+	return true
+}
+
 // Update brings the verified state of gun up to date (timestamp always; more only if it
 // changed) and returns an immutable snapshot. Offline/5xx on timestamp with a still-valid
 // cached timestamp → cached state.
@@ -224,7 +277,7 @@ func (c *Client) Update(ctx context.Context, gun string) (*State, error) {
 		if err != nil {
 			return nil, err
 		}
-		g.files, g.versions, g.onDisk = files, versions, map[string]string{}
+		g.files, g.versions, g.onDisk, g.verified = files, versions, map[string]string{}, map[string]*verifiedRole{}
 		for role, raw := range files {
 			g.onDisk[role] = sha256Hex(raw)
 		}
@@ -245,8 +298,8 @@ func (c *Client) Update(ctx context.Context, gun string) (*State, error) {
 	}
 	now := c.now()
 	// Re-established on every Update, as notary does on every load: the trusted root is
-	// re-validated (its certificates expire too) and, if its metadata has expired, replaced
-	// by a successor it vouches for.
+	// re-validated once any certificate it rests on may have expired (or become valid), and,
+	// if its metadata has expired, replaced by a successor it vouches for.
 	pinned, err := c.bootstrap(ctx, g, now)
 	if err != nil {
 		return nil, err
@@ -282,9 +335,10 @@ func (c *Client) Update(ctx context.Context, gun string) (*State, error) {
 func (c *Client) bootstrap(ctx context.Context, g *gunState, now time.Time) (pinned bool, err error) {
 	gun := g.remote.gun
 	if raw, ok := g.files[roleRoot]; ok {
-		if g.root != nil && g.rootChecked.Equal(now) {
+		if g.root != nil && !now.Before(g.rootChecked) && now.Before(g.rootUntil) {
 			return c.pin.EveryRoot, nil
 		}
+		c.verifications.Add(1)
 		cached, err := validateRoot(raw, rootCheck{gun: gun, pin: c.pins(false), now: now})
 		if err != nil {
 			return false, fmt.Errorf("cached root of %s: %w", gun, err)
@@ -293,7 +347,10 @@ func (c *Client) bootstrap(ctx context.Context, g *gunState, now time.Time) (pin
 			return false, err
 		}
 		if !cached.signed.Expires.Before(now) {
-			g.root, g.rootChecked = cached, now
+			if g.root == nil || !bytes.Equal(g.root.raw, cached.raw) || !slices.Equal(g.root.signers, cached.signers) {
+				g.root = cached
+			}
+			g.rootChecked, g.rootUntil = now, c.rootUntil(cached, now)
 			return c.pin.EveryRoot, nil
 		}
 		// Expired cached root: it still vouches for its successor, which the pins must match
@@ -306,7 +363,7 @@ func (c *Client) bootstrap(ctx context.Context, g *gunState, now time.Time) (pin
 		if err != nil {
 			return false, err
 		}
-		return true, c.commitRoot(g, nr)
+		return true, c.commitRoot(g, nr, now)
 	}
 	release, err := c.limits.bootstrap(ctx, gun)
 	if err != nil {
@@ -324,7 +381,7 @@ func (c *Client) bootstrap(ctx context.Context, g *gunState, now time.Time) (pin
 	if err != nil {
 		return false, err
 	}
-	return true, c.commitRoot(g, r)
+	return true, c.commitRoot(g, r, now)
 }
 
 // pins is the trust pinning a root is checked against: the configured one when notary would
@@ -339,6 +396,7 @@ func (c *Client) pins(pinned bool) *TrustPinning {
 // acceptRoot is notary's builder.loadRoot: ValidateRoot, then version, then (for a final
 // root) expiry. pinned says whether the trust pinning applies to it.
 func (c *Client) acceptRoot(gun string, raw []byte, prev *trustedRoot, now time.Time, minVersion int, final, pinned bool) (*trustedRoot, error) {
+	c.verifications.Add(1)
 	r, err := validateRoot(raw, rootCheck{gun: gun, prev: prev, pin: c.pins(pinned), now: now})
 	if err != nil {
 		return nil, err
@@ -354,11 +412,12 @@ func (c *Client) acceptRoot(gun string, raw []byte, prev *trustedRoot, now time.
 	return r, nil
 }
 
-func (c *Client) commitRoot(g *gunState, r *trustedRoot) error {
+func (c *Client) commitRoot(g *gunState, r *trustedRoot, now time.Time) error {
 	if !bytes.Equal(g.files[roleRoot], r.raw) {
 		g.recheck = true
 	}
 	g.root = r
+	g.rootChecked, g.rootUntil = now, c.rootUntil(r, now)
 	g.files[roleRoot] = r.raw
 	if r.signed.Version > g.versions[roleRoot] {
 		g.versions[roleRoot] = r.signed.Version
@@ -386,7 +445,7 @@ func (c *Client) updateRoot(ctx context.Context, g *gunState, now time.Time, pin
 	}
 	nr, err := c.acceptRoot(gun, raw, cur, now, max(cur.signed.Version, g.versions[roleRoot]), true, pinned)
 	if err == nil {
-		return c.commitRoot(g, nr)
+		return c.commitRoot(g, nr, now)
 	}
 	if !errors.Is(err, errRotation) {
 		return err
@@ -416,7 +475,31 @@ func (c *Client) updateRoot(ctx context.Context, g *gunState, now time.Time, pin
 		return fmt.Errorf("root rotation of %s: %w", gun, err)
 	}
 	c.log.Info("root rotated", "gun", gun, "from", cur.signed.Version, "to", nr.signed.Version)
-	return c.commitRoot(g, nr)
+	return c.commitRoot(g, nr, now)
+}
+
+// rootUntil is the first instant after now at which validating r could give another answer:
+// its expiry, or when one of its certificates or of the pinned CAs expires or enters the
+// validity window validateCertificate allows (a day of leeway on NotBefore).
+func (c *Client) rootUntil(r *trustedRoot, now time.Time) time.Time {
+	until := r.signed.Expires
+	bound := func(certs []*x509.Certificate) {
+		for _, cert := range certs {
+			if nb := cert.NotBefore.AddDate(0, 0, -1); nb.After(now) {
+				until = minTime(until, nb)
+			}
+			if cert.NotAfter.After(now) {
+				until = minTime(until, cert.NotAfter)
+			}
+		}
+	}
+	for _, k := range r.signed.Keys {
+		if certs, err := parseCertBundle(k.Value.Public); err == nil {
+			bound(certs)
+		}
+	}
+	bound(c.pinCerts)
+	return until
 }
 
 func checkVersion(sc signedCommon, min int, gun, role string) error {
@@ -462,9 +545,11 @@ func (c *Client) fetchChecked(ctx context.Context, g *gunState, role string, met
 // parent that stopped listing them is already on disk, so a forget interrupted at any point is
 // finished by the next Update (staleFloors), even if the parent lists the role again by then.
 func (c *Client) forgetRoles(g *gunState, roles []string) error {
+	g.last = nil // its Versions would name the forgotten floors
 	for _, role := range roles {
 		delete(g.files, role)
 		delete(g.versions, role)
+		delete(g.verified, role)
 	}
 	if err := c.persist(g, nil); err != nil {
 		return err

@@ -94,7 +94,7 @@ type delegationRole struct {
 
 type targetsSigned struct {
 	signedCommon
-	Targets     map[string]fileMeta `json:"targets"`
+	Targets     map[string]target `json:"targets"`
 	Delegations struct {
 		Keys  map[string]tufKey `json:"keys"`
 		Roles []delegationRole  `json:"roles"`

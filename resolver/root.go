@@ -14,7 +14,6 @@ import (
 type trustedRoot struct {
 	raw    []byte
 	signed *rootSigned
-	env    *envelope
 	// signers are the re-encoded root certificate IDs with a valid signature.
 	signers []string
 }
@@ -186,7 +185,7 @@ func validateRoot(raw []byte, rc rootCheck) (*trustedRoot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("root of %s: %w", rc.gun, err)
 	}
-	return &trustedRoot{raw: raw, signed: r, env: env, signers: signers}, nil
+	return &trustedRoot{raw: raw, signed: r, signers: signers}, nil
 }
 
 // keySet returns the keys and threshold root assigns to a top-level role.

@@ -2,35 +2,96 @@ package resolver
 
 import (
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"slices"
-	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 )
 
 // State is an immutable, fully verified view of one GUN's trust data. It is safe to share
-// between goroutines and to keep after later Updates.
+// between goroutines and to keep after later Updates. An Update that finds nothing changed
+// returns the same *State.
 type State struct {
-	gun     string
-	expires time.Time
-	roles   map[string]*roleState // only roles that verified (skipped delegations are absent)
+	gun string
+	// base is the earliest expiry of root, timestamp and snapshot; expires adds targets.
+	base, expires time.Time
+	roles         map[string]*roleState // only roles that verified (skipped delegations are absent)
 	// rootSigners are the root certificate key IDs whose signatures the trusted root carries:
 	// the IDs an operator writes into trust_pinning.certs to stop trusting on first use.
 	rootSigners []string
 	// versions are the version floors after the verification that made the state: for every
 	// role that verified, its version.
 	versions map[string]int
+	// size estimates the bytes the State holds (see Size).
+	size int64
+	// index holds the lookup indexes, built once per set of accepted roles. States whose roles
+	// are the same (a re-signed timestamp over the same snapshot) share it.
+	index *indexes
 }
 
-// roleState is one verified targets role.
+// roleState is one verified targets role. It is immutable and shared by every State in which
+// the role's bytes, keys and delegation chain are unchanged.
 type roleState struct {
-	targets  map[string]fileMeta
+	name     string
+	targets  map[string]target
 	signers  []string
-	expires  time.Time  // earliest expiry of root, timestamp, snapshot and the chain down to here
+	expires  time.Time  // earliest expiry of this role and of the delegation chain above it
 	children []walkRole // valid delegations, paths already restricted by this role's paths
+	size     int64      // estimated bytes held
+}
+
+// Estimated heap bytes (State.Size) per entry of a targets role (swiss-table slot of a string key
+// and a target, control byte and load factor, the name's allocation), per index entry (owner
+// slot, sorted slice element), per role, and per repository whatever its targets (the trusted
+// root raw and parsed, timestamp, snapshot, floors, HTTP client). Calibrated against
+// BenchmarkScaleMemory and BenchmarkScaleRepos (cache/).
+const (
+	bytesPerTarget     = 96
+	bytesPerIndexEntry = 48
+	bytesPerRole       = 512
+	bytesPerRepository = 16 << 10
+)
+
+// newRoleState builds the roleState of a role whose file (rawLen bytes, which the resolver keeps
+// too) verified as tg.
+func newRoleState(name string, tg *targetsSigned, rawLen int64, signers []string, expires time.Time) *roleState {
+	rs := &roleState{name: name, targets: tg.Targets, signers: signers, expires: expires,
+		size: bytesPerRole + max(rawLen, 0) + int64(len(tg.Targets))*bytesPerTarget}
+	for n := range tg.Targets {
+		rs.size += int64(len(n))
+	}
+	return rs
+}
+
+// target is one entry of a targets role, as little as a lookup needs: the sha256 and length of
+// the signed manifest. ok is false when the entry lists no well-formed sha256 (Lookup then
+// refuses it as invalid, Tags leaves it out).
+type target struct {
+	sum  [32]byte
+	size int64
+	ok   bool
+}
+
+// UnmarshalJSON reads notary's FileMeta ({"length": n, "hashes": {alg: base64}}) keeping only
+// the sha256; hash names are matched exactly, as notary's map does.
+func (t *target) UnmarshalJSON(b []byte) error {
+	var m struct {
+		Length int64             `json:"length"`
+		Hashes map[string][]byte `json:"hashes"`
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	*t = target{size: m.Length}
+	if s := m.Hashes["sha256"]; len(s) == len(t.sum) {
+		copy(t.sum[:], s)
+		t.ok = true
+	}
+	return nil
 }
 
 // walkRole is a delegation as seen from its parent: its paths are intersected with the
@@ -46,6 +107,10 @@ func (s *State) GUN() string { return s.gun }
 // RootKeyIDs returns the key IDs of the root certificates that signed the trusted root, in the
 // form trust_pinning.certs expects.
 func (s *State) RootKeyIDs() []string { return slices.Clone(s.rootSigners) }
+
+// Size estimates the heap bytes the state holds: its roles' targets and its default index.
+// States built from the same roles share them, so the sum over several States overstates.
+func (s *State) Size() int64 { return s.size }
 
 // Expires returns the earliest expiry of root, timestamp, snapshot and targets; past it the
 // state must be refreshed before it is used again.
@@ -102,6 +167,62 @@ func without(roles []string, role string) []string {
 	return out
 }
 
+// indexes are the tagIndex of each set of accepted roles a State has been asked about.
+type indexes struct {
+	mu      sync.Mutex
+	byRoles map[string]*tagIndex
+}
+
+// maxIndexes bounds the role sets indexed per State (policies name a handful).
+const maxIndexes = 16
+
+// tagIndex answers Lookup and Tags under one list of accepted roles without walking: owner is
+// the role that owns each name (the first role, in priority order and then breadth first
+// within the paths it may sign, to list it: what notary's GetTargetByName finds), and tags
+// is the sorted names owned by an accepted role with a valid sha256.
+type tagIndex struct {
+	owner map[string]*roleState
+	tags  []string
+}
+
+func (s *State) indexFor(roles []string) *tagIndex {
+	key := strings.Join(roles, "\x00")
+	s.index.mu.Lock()
+	defer s.index.mu.Unlock()
+	if ix, ok := s.index.byRoles[key]; ok {
+		return ix
+	}
+	ix := s.buildIndex(roles)
+	if len(s.index.byRoles) >= maxIndexes {
+		clear(s.index.byRoles)
+	}
+	s.index.byRoles[key] = ix
+	return ix
+}
+
+// buildIndex is notary's ListTargets priority applied to every name at once.
+func (s *State) buildIndex(roles []string) *tagIndex {
+	ix := &tagIndex{owner: map[string]*roleState{}}
+	for _, role := range roles {
+		s.walk("", role, without(roles, role), func(w walkRole, r *roleState) bool {
+			for name := range r.targets {
+				if _, seen := ix.owner[name]; seen || !w.allows(name) {
+					continue
+				}
+				ix.owner[name] = r
+			}
+			return false
+		})
+	}
+	for name, r := range ix.owner {
+		if slices.Contains(roles, r.name) && r.targets[name].ok {
+			ix.tags = append(ix.tags, name)
+		}
+	}
+	slices.Sort(ix.tags)
+	return ix
+}
+
 // Lookup answers which digest tag is signed to. It follows docker's rule: notary's
 // GetTargetByName over roles in priority order, and the hit is accepted only if the role that
 // signed it is itself one of roles (a tag found first in, say, targets/alice is refused, not
@@ -110,69 +231,35 @@ func (s *State) Lookup(tag string, roles []string) (Target, error) {
 	if len(roles) == 0 {
 		roles = DefaultRoles
 	}
-	for _, role := range roles {
-		var (
-			found bool
-			hit   string
-			meta  fileMeta
-		)
-		s.walk(tag, role, without(roles, role), func(w walkRole, r *roleState) bool {
-			if m, ok := r.targets[tag]; ok {
-				found, hit, meta = true, w.name, m
-				return true
-			}
-			return false
-		})
-		if !found {
-			continue
-		}
-		if !slices.Contains(roles, hit) {
-			return Target{}, fmt.Errorf("%w: %s:%s is signed only by %s, which is not an accepted role", ErrTagNotSigned, s.gun, tag, hit)
-		}
-		sum, ok := meta.Hashes["sha256"]
-		if !ok || len(sum) != 32 {
-			return Target{}, fmt.Errorf("%w: %s:%s in %s has no valid sha256 hash", ErrInvalid, s.gun, tag, hit)
-		}
-		r := s.roles[hit]
-		return Target{
-			GUN:     s.gun,
-			Tag:     tag,
-			Digest:  digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(sum)),
-			Size:    meta.Length,
-			Role:    hit,
-			Signers: slices.Clone(r.signers),
-			Expires: r.expires,
-		}, nil
+	r, found := s.indexFor(roles).owner[tag]
+	if !found {
+		return Target{}, fmt.Errorf("%w: %s:%s (roles %s)", ErrTagNotSigned, s.gun, tag, strings.Join(roles, ", "))
 	}
-	return Target{}, fmt.Errorf("%w: %s:%s (roles %s)", ErrTagNotSigned, s.gun, tag, strings.Join(roles, ", "))
+	if !slices.Contains(roles, r.name) {
+		return Target{}, fmt.Errorf("%w: %s:%s is signed only by %s, which is not an accepted role", ErrTagNotSigned, s.gun, tag, r.name)
+	}
+	t := r.targets[tag]
+	if !t.ok {
+		return Target{}, fmt.Errorf("%w: %s:%s in %s has no valid sha256 hash", ErrInvalid, s.gun, tag, r.name)
+	}
+	return Target{
+		GUN:     s.gun,
+		Tag:     tag,
+		Digest:  digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(t.sum[:])),
+		Size:    t.size,
+		Role:    r.name,
+		Signers: slices.Clone(r.signers),
+		Expires: minTime(s.base, r.expires),
+	}, nil
 }
 
 // Tags lists the tags Lookup would accept, sorted: notary's ListTargets priority (first role
-// to list a name owns it) filtered to names owned by an accepted role with a sha256 hash.
+// to list a name owns it) filtered to names owned by an accepted role with a sha256 hash. The
+// slice is shared: callers must not modify it.
 func (s *State) Tags(roles []string) []string {
 	if len(roles) == 0 {
 		roles = DefaultRoles
 	}
-	owner := map[string]string{}
-	ok256 := map[string]bool{}
-	for _, role := range roles {
-		s.walk("", role, without(roles, role), func(w walkRole, r *roleState) bool {
-			for name, m := range r.targets {
-				if _, seen := owner[name]; seen || !w.allows(name) {
-					continue
-				}
-				owner[name] = w.name
-				ok256[name] = len(m.Hashes["sha256"]) == 32
-			}
-			return false
-		})
-	}
-	var tags []string
-	for name, role := range owner {
-		if slices.Contains(roles, role) && ok256[name] {
-			tags = append(tags, name)
-		}
-	}
-	sort.Strings(tags)
-	return tags
+	tags := s.indexFor(roles).tags
+	return tags[:len(tags):len(tags)]
 }

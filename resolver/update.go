@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/sha512"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
@@ -30,55 +31,172 @@ func sha256Hex(b []byte) string {
 	return hex.EncodeToString(s[:])
 }
 
-// verifyRole runs notary's per-role order: signatures, structure (parse), version, expiry —
+// verifiedRole is what one role's bytes verified to, kept so that the same bytes under the same
+// keys are not verified again: their checksums, the fingerprint of the keys they verified
+// against, and the parsed content. Signatures and structure depend on nothing else; version
+// floors and expiry do, and are checked on every use.
+type verifiedRole struct {
+	sha256  [32]byte
+	sha512  []byte // nil unless a parent listed a sha512 when the bytes were verified
+	keys    [32]byte
+	sc      signedCommon
+	signers []string
+	ts      *timestampSigned
+	snap    *snapshotSigned
+	tg      *targetsSigned
+}
+
+// matches reports whether meta describes exactly these bytes: every supported hash it lists
+// is known and equal, and it lists at least one.
+func (v *verifiedRole) matches(meta fileMeta) bool {
+	n := 0
+	for alg, want := range meta.Hashes {
+		switch alg {
+		case "sha256":
+			if !bytes.Equal(v.sha256[:], want) {
+				return false
+			}
+		case "sha512":
+			if v.sha512 == nil || !bytes.Equal(v.sha512, want) {
+				return false
+			}
+		default:
+			continue
+		}
+		n++
+	}
+	return n > 0
+}
+
+// verifyRole returns role's verified content. raw is the bytes when the caller has them (the
+// timestamp); otherwise meta (from the parent) names them and they are fetched only if they
+// are not the ones verified last time under the same keys. fresh is nil when nothing was
+// verified (the caller need not accept anything).
+//
+// Verification runs notary's per-role order: signatures, structure (parse), version, expiry —
 // except that a delegation is parsed and version-checked before its signatures
 // (builder.go loadDelegation), which decides whether a broken delegation is fatal or skipped:
 // a rollback is fatal even when the signatures would not verify.
-// The parsed body is handed out through parse.
-func (p *pass) verifyRole(role string, raw []byte, ks keySet, parse func(*envelope) (signedCommon, error)) ([]string, signedCommon, error) {
+func (p *pass) verifyRole(ctx context.Context, role string, raw []byte, meta *fileMeta, ks keySet) (v *verifiedRole, fresh []byte, err error) {
 	gun := p.g.remote.gun
+	fp := ks.fingerprint()
+	if prev := p.g.verified[role]; prev != nil && prev.keys == fp {
+		if (meta != nil && prev.matches(*meta)) || (meta == nil && sha256.Sum256(raw) == prev.sha256) {
+			if err := checkVersion(prev.sc, p.g.versions[role], gun, role); err != nil {
+				return nil, nil, err
+			}
+			if err := checkExpiry(prev.sc, p.now, gun, role); err != nil {
+				return nil, nil, err
+			}
+			return prev, nil, nil
+		}
+	}
+	if meta != nil {
+		if raw, err = p.c.fetchChecked(ctx, p.g, role, *meta); err != nil {
+			return nil, nil, err
+		}
+	}
+	if isDelegation(role) {
+		if err := checkDelegationCerts(ks); err != nil {
+			return nil, nil, fmt.Errorf("%s %s: %w", gun, role, err)
+		}
+	}
+	v = &verifiedRole{sha256: sha256.Sum256(raw), keys: fp}
+	if meta != nil {
+		if _, ok := meta.Hashes["sha512"]; ok {
+			s := sha512.Sum512(raw)
+			v.sha512 = s[:]
+		}
+	}
 	env, err := parseEnvelope(raw)
 	if err != nil {
-		return nil, signedCommon{}, fmt.Errorf("%s %s: %w", gun, role, err)
+		return nil, nil, fmt.Errorf("%s %s: %w", gun, role, err)
 	}
-	var sc signedCommon
+	parse := func() error {
+		switch role {
+		case roleTimestamp:
+			v.ts, err = parseTimestamp(env)
+			if err == nil {
+				v.sc = v.ts.signedCommon
+			}
+		case roleSnapshot:
+			v.snap, err = parseSnapshot(env)
+			if err == nil {
+				v.sc = v.snap.signedCommon
+			}
+		default:
+			v.tg, err = parseTargets(env, role)
+			if err == nil {
+				v.sc = v.tg.signedCommon
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", gun, err)
+		}
+		return checkVersion(v.sc, p.g.versions[role], gun, role)
+	}
 	parseFirst := isDelegation(role)
 	if parseFirst {
-		if sc, err = parse(env); err != nil {
-			return nil, signedCommon{}, fmt.Errorf("%s: %w", gun, err)
-		}
-		if err := checkVersion(sc, p.g.versions[role], gun, role); err != nil {
-			return nil, signedCommon{}, err
+		if err := parse(); err != nil {
+			return nil, nil, err
 		}
 	}
-	signers, err := verifySignatures(env, ks)
-	if err != nil {
-		return nil, signedCommon{}, fmt.Errorf("%s %s: %w", gun, role, err)
+	p.c.verifications.Add(1)
+	if v.signers, err = verifySignatures(env, ks); err != nil {
+		return nil, nil, fmt.Errorf("%s %s: %w", gun, role, err)
 	}
 	if !parseFirst {
-		if sc, err = parse(env); err != nil {
-			return nil, signedCommon{}, fmt.Errorf("%s: %w", gun, err)
-		}
-		if err := checkVersion(sc, p.g.versions[role], gun, role); err != nil {
-			return nil, signedCommon{}, err
+		if err := parse(); err != nil {
+			return nil, nil, err
 		}
 	}
-	if err := checkExpiry(sc, p.now, gun, role); err != nil {
-		return nil, signedCommon{}, err
+	if err := checkExpiry(v.sc, p.now, gun, role); err != nil {
+		return nil, nil, err
 	}
-	return signers, sc, nil
+	return v, raw, nil
 }
 
 // accept commits a role that verified: it becomes the cached copy and its version the floor,
-// persisted before the pass goes on to use it. A failed write fails the pass closed.
-func (p *pass) accept(role string, raw []byte, version int) error {
+// persisted before the pass goes on to use it. A failed write fails the pass closed. Only then
+// is the verification remembered, so bytes whose acceptance failed are accepted again next
+// time.
+func (p *pass) accept(role string, raw []byte, v *verifiedRole) error {
 	g := p.g
-	if !bytes.Equal(g.files[role], raw) {
+	if p.parents(role, v) && !bytes.Equal(g.files[role], raw) {
 		g.recheck = true
 	}
 	g.files[role] = raw
-	g.versions[role] = max(version, g.versions[role])
-	return p.c.persist(g, []string{role})
+	g.versions[role] = max(v.sc.Version, g.versions[role])
+	if err := p.c.persist(g, []string{role}); err != nil {
+		return err
+	}
+	g.verified[role] = v
+	return nil
+}
+
+// parents reports whether role, about to be accepted as v, is or was the parent of a cached
+// role: only then can its new bytes make a cached floor stale (staleFloors). A role that is
+// accepted was itself just verified under the keys its parent (or root) lists now, so its own
+// new bytes cannot; root changes are rechecked by commitRoot, and a load by Update.
+func (p *pass) parents(role string, v *verifiedRole) bool {
+	if v.tg == nil {
+		return false
+	}
+	if len(v.tg.Delegations.Roles) > 0 {
+		return true
+	}
+	prefix := role + "/"
+	for r := range p.g.versions {
+		if strings.HasPrefix(r, prefix) {
+			return true
+		}
+	}
+	for r := range p.g.files {
+		if strings.HasPrefix(r, prefix) {
+			return true
+		}
+	}
+	return false
 }
 
 // forgetUndelegated drops the floor and cached file of every delegation under parent that
@@ -217,77 +335,86 @@ func signedByKeyIDs(raw []byte, ks keySet) bool {
 	return len(ids) >= ks.threshold
 }
 
-// updatePass verifies the current trust data, committing each role as it verifies.
+// updatePass verifies the current trust data, committing each role as it verifies. Bytes
+// verified before under the same keys are not verified again (only their version floor and
+// expiry are checked), and a timestamp identical to the one the last State rests on returns
+// that State itself.
 func (c *Client) updatePass(ctx context.Context, g *gunState, now time.Time) (*State, error) {
 	p := &pass{c: c, g: g, now: now}
 	gun := g.remote.gun
 	root := g.root
+	nextRoot := g.nextRoot
 	g.nextRoot = nil // only a snapshot verified in this pass may name the next root
 
 	// 1. timestamp: always fetched; on network/status failure a still-valid cached one
 	// stands in (notary's downloadTimestamp).
-	var ts *timestampSigned
-	parseTS := func(env *envelope) (signedCommon, error) {
-		t, err := parseTimestamp(env)
-		if err != nil {
-			return signedCommon{}, err
-		}
-		ts = t
-		return t.signedCommon, nil
-	}
 	raw, err := g.remote.get(ctx, roleTimestamp, maxTimestampSize, ErrInvalid)
 	if err != nil {
 		cached, ok := g.files[roleTimestamp]
 		if !outage(err) || !ok {
 			return nil, err
 		}
-		if _, _, verr := p.verifyRole(roleTimestamp, cached, root.keySet(roleTimestamp), parseTS); verr != nil {
+		if _, _, verr := p.verifyRole(ctx, roleTimestamp, cached, nil, root.keySet(roleTimestamp)); verr != nil {
 			return nil, fmt.Errorf("%w; cached timestamp unusable: %w", err, verr)
 		}
 		c.log.Warn("trust server unavailable, using cached timestamp", "gun", gun, "err", err)
 		raw = cached
-	} else if _, _, err := p.verifyRole(roleTimestamp, raw, root.keySet(roleTimestamp), parseTS); err != nil {
-		return nil, err
 	}
-	if err := p.accept(roleTimestamp, raw, ts.Version); err != nil {
-		return nil, err
-	}
-	expires := minTime(root.signed.Expires, ts.Expires)
-
-	// 2. snapshot, by the hash the timestamp pins.
-	raw, err = c.fetchChecked(ctx, g, roleSnapshot, ts.Meta[roleSnapshot])
+	tv, fresh, err := p.verifyRole(ctx, roleTimestamp, raw, nil, root.keySet(roleTimestamp))
 	if err != nil {
 		return nil, err
 	}
-	var snap *snapshotSigned
-	if _, _, err := p.verifyRole(roleSnapshot, raw, root.keySet(roleSnapshot), func(env *envelope) (signedCommon, error) {
-		s, err := parseSnapshot(env)
-		if err != nil {
-			return signedCommon{}, err
+	last := g.last
+	if last != nil && fresh == nil && g.lastRoot == root && tv.sha256 == g.lastTS && now.Before(g.lastUntil) {
+		// The timestamp the last State rests on, under the same root, with everything it
+		// vouches for still unexpired: the same snapshot, so the same State.
+		g.nextRoot = nextRoot
+		return last, nil
+	}
+	g.last = nil
+	if fresh != nil {
+		if err := p.accept(roleTimestamp, fresh, tv); err != nil {
+			return nil, err
 		}
-		snap = s
-		return s.signedCommon, nil
-	}); err != nil {
+	}
+	ts := tv.ts
+	base := minTime(root.signed.Expires, ts.Expires)
+
+	// 2. snapshot, by the hash the timestamp pins.
+	meta := ts.Meta[roleSnapshot]
+	sv, fresh, err := p.verifyRole(ctx, roleSnapshot, nil, &meta, root.keySet(roleSnapshot))
+	if err != nil {
 		return nil, err
 	}
+	snap := sv.snap
 	rootMeta := snap.Meta[roleRoot]
 	g.nextRoot = &rootMeta
 	if err := checkHashes(root.raw, roleRoot, rootMeta.Hashes); err != nil {
 		return nil, fmt.Errorf("%s: trusted root differs from the snapshot's: %w", gun, err)
 	}
-	if err := p.accept(roleSnapshot, raw, snap.Version); err != nil {
-		return nil, err
+	if fresh != nil {
+		if err := p.accept(roleSnapshot, fresh, sv); err != nil {
+			return nil, err
+		}
 	}
-	expires = minTime(expires, snap.Expires)
+	base = minTime(base, snap.Expires)
 
-	// 3. targets (fatal on any failure), then 4. delegations in pre-order.
-	st := &State{gun: gun, roles: map[string]*roleState{}, rootSigners: slices.Clone(root.signers)}
-	type item struct {
-		w       walkRole
-		ks      keySet
-		expires time.Time
+	// 3. targets (fatal on any failure), then 4. delegations in pre-order. A role whose bytes,
+	// keys and parent are unchanged keeps its roleState from the last State.
+	var prevRoles map[string]*roleState
+	if last != nil {
+		prevRoles = last.roles
 	}
-	queue := []item{{w: walkRole{name: roleTargets, paths: []string{""}}, ks: root.keySet(roleTargets), expires: expires}}
+	st := &State{gun: gun, base: base, roles: map[string]*roleState{}, rootSigners: root.signers}
+	until := base
+	type item struct {
+		w         walkRole
+		ks        keySet
+		expires   time.Time // of the delegation chain above
+		parentOld bool      // the parent's roleState is the last State's
+	}
+	reused := 0
+	queue := []item{{w: walkRole{name: roleTargets, paths: []string{""}}, ks: root.keySet(roleTargets), parentOld: true}}
 	for len(queue) > 0 {
 		it := queue[0]
 		queue = queue[1:]
@@ -298,24 +425,7 @@ func (c *Client) updatePass(ctx context.Context, g *gunState, now time.Time) (*S
 			c.log.Debug("skipping role not listed in snapshot", "gun", gun, "role", name)
 			continue
 		}
-		raw, err := c.fetchChecked(ctx, g, name, meta)
-		if err != nil {
-			return nil, err
-		}
-		if !top {
-			if err := checkDelegationCerts(it.ks); err != nil {
-				return nil, fmt.Errorf("%s %s: %w", gun, name, err)
-			}
-		}
-		var tg *targetsSigned
-		signers, _, err := p.verifyRole(name, raw, it.ks, func(env *envelope) (signedCommon, error) {
-			t, err := parseTargets(env, name)
-			if err != nil {
-				return signedCommon{}, err
-			}
-			tg = t
-			return t.signedCommon, nil
-		})
+		v, fresh, err := p.verifyRole(ctx, name, nil, &meta, it.ks)
 		if err != nil {
 			if !top && skippable(err) {
 				c.log.Warn("skipping delegation", "gun", gun, "role", name, "err", err)
@@ -323,30 +433,57 @@ func (c *Client) updatePass(ctx context.Context, g *gunState, now time.Time) (*S
 			}
 			return nil, err
 		}
-		if err := p.accept(name, raw, tg.Version); err != nil {
-			return nil, err
+		tg := v.tg
+		if fresh != nil {
+			if err := p.accept(name, fresh, v); err != nil {
+				return nil, err
+			}
+			if err := p.forgetUndelegated(name, tg); err != nil {
+				return nil, err
+			}
 		}
-		if err := p.forgetUndelegated(name, tg); err != nil {
-			return nil, err
+		rs := prevRoles[name]
+		old := fresh == nil && it.parentOld && rs != nil
+		if old {
+			reused++
+		} else {
+			expires := tg.Expires
+			if !top {
+				expires = minTime(it.expires, tg.Expires)
+			}
+			rs = newRoleState(name, tg, meta.Length, v.signers, expires)
+			for _, d := range tg.Delegations.Roles {
+				rs.children = append(rs.children, walkRole{name: d.Name, paths: restrictPaths(it.w.paths, d.Paths)})
+			}
 		}
-		rs := &roleState{targets: tg.Targets, signers: signers, expires: minTime(it.expires, tg.Expires)}
+		until = minTime(until, rs.expires)
 		if top {
-			st.expires = rs.expires
+			st.expires = minTime(base, rs.expires)
 		}
 		var children []item
-		for _, d := range tg.Delegations.Roles {
+		for i, d := range tg.Delegations.Roles {
 			ks := keySet{name: d.Name, keys: map[string]tufKey{}, threshold: d.Threshold}
 			for _, id := range d.KeyIDs {
 				ks.keys[id] = tg.Delegations.Keys[id]
 			}
-			cw := walkRole{name: d.Name, paths: restrictPaths(it.w.paths, d.Paths)}
-			rs.children = append(rs.children, cw)
-			children = append(children, item{w: cw, ks: ks, expires: rs.expires})
+			children = append(children, item{w: rs.children[i], ks: ks, expires: rs.expires, parentOld: old})
 		}
 		st.roles[name] = rs
 		queue = append(children, queue...)
 	}
 	st.versions = maps.Clone(g.versions)
+	if last != nil && reused == len(st.roles) && len(st.roles) == len(last.roles) {
+		st.index = last.index
+	} else {
+		st.index = &indexes{byRoles: map[string]*tagIndex{}}
+	}
+	// Built here, off the request path when the cache refreshes.
+	ix := st.indexFor(DefaultRoles)
+	st.size = bytesPerRepository + int64(len(ix.owner))*bytesPerIndexEntry
+	for _, rs := range st.roles {
+		st.size += rs.size
+	}
+	g.last, g.lastRoot, g.lastTS, g.lastUntil = st, root, tv.sha256, until
 	return st, nil
 }
 

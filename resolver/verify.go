@@ -6,13 +6,13 @@ import (
 	"crypto/ed25519"
 	"crypto/rsa"
 	"crypto/sha256"
-	"encoding/json"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"math/big"
+	"slices"
 	"sort"
-
-	"github.com/secure-systems-lab/go-securesystemslib/cjson"
 )
 
 // Notary refuses RSA keys below 2048 bits for every RSA method (tuf/signed/verifiers.go).
@@ -25,24 +25,33 @@ type keySet struct {
 	threshold int
 }
 
+// fingerprint identifies everything about ks that verification depends on (its name only
+// appears in errors): the threshold and each key ID with the key it names.
+func (ks keySet) fingerprint() [32]byte {
+	h := sha256.New()
+	var n [8]byte
+	field := func(b []byte) {
+		binary.BigEndian.PutUint64(n[:], uint64(len(b)))
+		h.Write(n[:])
+		h.Write(b)
+	}
+	binary.BigEndian.PutUint64(n[:], uint64(ks.threshold))
+	h.Write(n[:])
+	for _, id := range slices.Sorted(maps.Keys(ks.keys)) {
+		k := ks.keys[id]
+		field([]byte(id))
+		field([]byte(k.Type))
+		field(k.Value.Public)
+	}
+	var sum [32]byte
+	h.Sum(sum[:0])
+	return sum
+}
+
 // errNoSignatures is not a threshold failure in Notary (ErrNoSignatures is its own type), so
 // a delegation without signatures is fatal rather than skipped; it still reads as a
 // threshold problem to callers.
 var errNoSignatures = errors.New("no signatures")
-
-// canonicalSigned returns the bytes signatures are made over: the signed object decoded into
-// generic maps and re-encoded canonically (what signed.VerifySignatures does).
-func canonicalSigned(raw json.RawMessage) ([]byte, error) {
-	var decoded any
-	if err := json.Unmarshal(raw, &decoded); err != nil {
-		return nil, fmt.Errorf("%w: signed section: %v", ErrInvalid, err)
-	}
-	b, err := cjson.EncodeCanonical(decoded)
-	if err != nil {
-		return nil, fmt.Errorf("%w: canonicalising signed section: %v", ErrInvalid, err)
-	}
-	return b, nil
-}
 
 // verifySignatures checks env against ks and returns the sorted IDs of keys with a valid
 // signature. Thresholds count distinct key IDs; a signature whose keyid names a key whose

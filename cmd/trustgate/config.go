@@ -109,6 +109,8 @@ type TrustLimits struct {
 type CacheConfig struct {
 	TrustEntries    int `mapstructure:"trust_entries"`
 	ManifestEntries int `mapstructure:"manifest_entries"`
+	// TrustBytes bounds the estimated memory of the verified trust states kept (0: entries only).
+	TrustBytes int64 `mapstructure:"trust_bytes"`
 }
 
 // ClientTLS configures trust in a server we dial.
@@ -180,6 +182,7 @@ func configDefaults() map[string]any {
 		"trust_ttl":                    "30s",
 		"cache.trust_entries":          1024,
 		"cache.manifest_entries":       4096,
+		"cache.trust_bytes":            int64(256 << 20),
 		"temp_dir":                     "",
 		"blob_spool_bytes":             int64(1 << 30),
 		"default_upstream":             "",
@@ -301,6 +304,9 @@ func (c *Config) validate() error {
 	}
 	if c.Cache.TrustEntries <= 0 {
 		bad("cache.trust_entries", "must be positive (got %d)", c.Cache.TrustEntries)
+	}
+	if c.Cache.TrustBytes < 0 {
+		bad("cache.trust_bytes", "must not be negative (got %d)", c.Cache.TrustBytes)
 	}
 	if c.Cache.ManifestEntries <= 0 {
 		bad("cache.manifest_entries", "must be positive (got %d)", c.Cache.ManifestEntries)

@@ -128,7 +128,7 @@ func newUpstreams(cfg *Config, log *slog.Logger, h *health) ([]*proxy.Upstream, 
 		if err != nil {
 			return nil, err
 		}
-		c, err := cache.New(rc, cache.Options{TTL: cfg.TrustTTL, Size: cfg.Cache.TrustEntries, UpdateTimeout: cfg.Timeouts.Trust})
+		c, err := cache.New(rc, cache.Options{TTL: cfg.TrustTTL, Size: cfg.Cache.TrustEntries, MaxBytes: cfg.Cache.TrustBytes, UpdateTimeout: cfg.Timeouts.Trust})
 		if err != nil {
 			return nil, err
 		}

@@ -32,6 +32,7 @@ type config struct {
 	pullRepeats int
 	micro       string
 	microCPU    string
+	scale       string
 	only        string
 	render      string
 	gateYAML    string
@@ -51,6 +52,7 @@ func main() {
 	flag.IntVar(&cfg.herd, "herd", 100, "concurrent first pulls in scenario 4")
 	flag.IntVar(&cfg.pullRepeats, "pull-repeats", 2, "pulls after the first in scenario 5")
 	flag.StringVar(&cfg.micro, "micro", "", "file with `go test -bench` output to include")
+	flag.StringVar(&cfg.scale, "scale", "", "file with the scale section (bench/cmd/scale output) to include")
 	flag.StringVar(&cfg.microCPU, "micro-cpu", "", "comma-separated files with pprof -top output to include")
 	flag.StringVar(&cfg.only, "only", "", "comma-separated scenarios to run (blob,link,tag,cold,herd,pull); empty = all")
 	flag.StringVar(&cfg.linkRates, "link-rates", "1e9,10e9", "comma-separated rates (bit/s) of the rate-limited links of the link scenario")
@@ -146,6 +148,13 @@ func run(cfg config) (code int) {
 			rep.Micro = string(b)
 		} else {
 			rep.Failures = append(rep.Failures, "micro-benchmarks: "+err.Error())
+		}
+	}
+	if cfg.scale != "" {
+		if b, err := os.ReadFile(cfg.scale); err == nil {
+			rep.Scale = string(b)
+		} else {
+			rep.Failures = append(rep.Failures, "scale section: "+err.Error())
 		}
 	}
 	for _, f := range strings.Split(cfg.microCPU, ",") {

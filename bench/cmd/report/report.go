@@ -30,6 +30,7 @@ type Report struct {
 	Profiles     []Profile
 	Micro        string   `json:",omitempty"` // `go test -bench` output of the packages' micro-benchmarks
 	MicroCPU     []string `json:",omitempty"` // pprof -top of their CPU profiles
+	Scale        string   `json:",omitempty"` // the scale section, rendered by bench/cmd/scale
 	Failures     []string `json:",omitempty"` // scenarios that could not run
 }
 
@@ -158,6 +159,9 @@ func (r *Report) markdown(w io.Writer) {
 		}
 	}
 
+	if r.Scale != "" {
+		p("\n## Scale (BenchmarkScale* in cache/ and proxy/; growth = factor per 10× work)\n%s\n", r.Scale)
+	}
 	if r.Micro != "" {
 		p("\n## Micro-benchmarks (`go test -bench . -benchmem` in the packages)\n\n```\n%s\n```\n", strings.TrimSpace(r.Micro))
 	}

@@ -1,0 +1,47 @@
+package resolver
+
+import (
+	"encoding/json"
+	"os"
+	"testing"
+
+	"github.com/secure-systems-lab/go-securesystemslib/cjson"
+)
+
+// cjsonCanonical is the multi-pass form canonicalSigned replaces: decode into generic values,
+// then cjson.EncodeCanonical (which marshals, decodes and encodes again).
+func cjsonCanonical(raw []byte) ([]byte, error) {
+	var decoded any
+	if err := json.Unmarshal(raw, &decoded); err != nil {
+		return nil, err
+	}
+	return cjson.EncodeCanonical(decoded)
+}
+
+// FuzzCanonicalSigned: the one-pass canonical form is cjson's, byte for byte, and refuses what
+// cjson refuses: a difference would make a signature verify here that notary refuses (or the
+// reverse).
+func FuzzCanonicalSigned(f *testing.F) {
+	for _, s := range []string{
+		`{"b":1,"a":[true,false,null]}`, `{"s":"<&>\u2028\u0001é\\\""}`, `{"n":1.0}`, `{"n":1e3}`,
+		`{"n":1.5}`, `{"n":-0}`, `{"n":9223372036854775807}`, `{"n":9223372036854775808}`,
+		`{"n":1e21}`, `{"n":1e20}`, `{"n":1e-7}`, `{"a":{"z":1,"y":{"b":2,"a":1}}}`, `{"a":1,"a":2}`,
+		"{\"\xff\":\"\xfe\"}", `[]`, `"x"`, `null`, `not json`,
+	} {
+		f.Add([]byte(s))
+	}
+	for _, path := range []string{dirApp + "/root.json", dirApp + "/targets.json", dirAlpine + "/snapshot.json"} {
+		if raw, err := os.ReadFile(path); err == nil {
+			if env, err := parseEnvelope(raw); err == nil {
+				f.Add([]byte(env.Signed))
+			}
+		}
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		got, err := canonicalSigned(raw)
+		want, werr := cjsonCanonical(raw)
+		if (err != nil) != (werr != nil) || string(got) != string(want) {
+			t.Fatalf("canonicalSigned(%q) = %q, %v; cjson gives %q, %v", raw, got, err, want, werr)
+		}
+	})
+}
