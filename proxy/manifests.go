@@ -54,7 +54,11 @@ func (s *Server) handleManifest(w http.ResponseWriter, r *http.Request) {
 		fail = clientError(fail, subj)
 	}
 	if fail == nil {
-		s.learn(r.Context(), ref.up, m)
+		if !v.upstream {
+			// Only verified manifests teach the graph: unverified ones (off, warn) would let
+			// whoever can push to such a repository fill the bounded edge store.
+			s.learn(r.Context(), ref.up, m)
+		}
 		if accept := parseAccept(r.Header.Values("Accept")); !accept.accepts(m.mediaType) {
 			fail = newError(errcode.ErrorCodeManifestUnknown,
 				"%s manifest %s found, but the Accept header (%s) does not allow it; trustgate never converts manifests",

@@ -229,7 +229,7 @@ func (s *Server) edges(ctx context.Context, ref repoRef, d digest.Digest, b *wal
 	return e, nil
 }
 
-// learn records the edges of a manifest about to be served (its bytes were hashed).
+// learn records the edges of a verified manifest about to be served (its bytes were hashed).
 func (s *Server) learn(ctx context.Context, up *upstream, m *manifest) {
 	store := s.graph[up.cfg.Name]
 	if !store.mem.Contains(m.digest) {
