@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"net/http"
+	"strconv"
 	"sync"
 	"testing"
 
@@ -75,5 +76,57 @@ func TestUnverifiedManifestsLeaveNoEdges(t *testing.T) {
 	}
 	if !store.has(signed.Digest) {
 		t.Errorf("edges of the signed manifest were not recorded")
+	}
+}
+
+// TestWalkStopsAtMaxReachable: once a repository's set passes maxReachable, further requests do
+// not walk (and remember) more of its graph: the set is bounded, not grown by one manifest's
+// children per request.
+func TestWalkStopsAtMaxReachable(t *testing.T) {
+	reg := peers.StartRegistry(t)
+	store := &recordingEdges{}
+	fake := func(s string) digest.Digest { return digest.FromString(s) }
+	const perManifest = maxReachable / 2
+	root := fake("root")
+	var children []digest.Digest
+	for i := range 4 {
+		c := fake("child" + strconv.Itoa(i))
+		children = append(children, c)
+		var e Edges
+		for j := range perManifest {
+			e.Blobs = append(e.Blobs, fake(c.String()+strconv.Itoa(j)))
+			e.Sizes = append(e.Sizes, 1)
+		}
+		_ = store.Record(context.Background(), c, e)
+	}
+	_ = store.Record(context.Background(), root, Edges{Manifests: children})
+	e := newEnv(t, reg, envConfig{edges: store})
+	e.trust.sign("docker.io/library/alpine", "1", peers.Pushed{Digest: root.String(), Size: 100}, "targets")
+
+	seen := func() int {
+		e.srv.reach.mu.Lock()
+		m, ok := e.srv.reach.memos.Peek("docker.io\x00library/alpine")
+		e.srv.reach.mu.Unlock()
+		if !ok {
+			t.Fatal("no reachability memo")
+		}
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return len(m.seen)
+	}
+	expectError(t, e.get("/v2/alpine/blobs/"+fake("elsewhere").String()), http.StatusServiceUnavailable, "UNAVAILABLE", "more than")
+	first := seen()
+	if first <= maxReachable {
+		t.Fatalf("set of %d digests after the first walk, want over %d", first, maxReachable)
+	}
+	for range 3 {
+		expectError(t, e.get("/v2/alpine/blobs/"+fake("elsewhere").String()), http.StatusServiceUnavailable, "UNAVAILABLE", "more than")
+	}
+	if n := seen(); n != first {
+		t.Errorf("set grew from %d to %d digests after it passed %d", first, n, maxReachable)
+	}
+	// What was reached is still served as reachable.
+	if r := e.get("/v2/alpine/manifests/" + children[0].String()); r.header.Get(HeaderDecision) == decisionRefuse {
+		t.Errorf("reached child refused: %d %s", r.status, r.body)
 	}
 }

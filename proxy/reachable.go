@@ -158,6 +158,9 @@ func (s *Server) walk(ctx context.Context, ref repoRef, m *reachMemo, d digest.D
 	if _, ok := m.seen[d]; ok {
 		return true, nil
 	}
+	if len(m.seen) > maxReachable {
+		return false, errWalkTooLarge // walking on would grow the set by a manifest per request
+	}
 	budget := walkBudget{fetches: walkFetches, bytes: walkBytes}
 	// A manifest that can't be fetched now (upstream trouble) is set aside so the rest of the
 	// graph is still walked; it stays queued for the next request, and its error is returned
