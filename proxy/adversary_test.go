@@ -3,13 +3,16 @@ package proxy
 import (
 	"context"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/trustgate/trustgate/internal/peers"
 	"github.com/trustgate/trustgate/policy"
+	"github.com/trustgate/trustgate/resolver"
 )
 
 // recordingEdges is an in-memory EdgeStore that remembers which digests were recorded.
@@ -128,5 +131,47 @@ func TestWalkStopsAtMaxReachable(t *testing.T) {
 	// What was reached is still served as reachable.
 	if r := e.get("/v2/alpine/manifests/" + children[0].String()); r.header.Get(HeaderDecision) == decisionRefuse {
 		t.Errorf("reached child refused: %d %s", r.status, r.body)
+	}
+}
+
+// stickyTrust returns one trust state for as long as a cache would (within trust_ttl and before
+// the state's own expiry), however its delegations' expiries pass meanwhile.
+type stickyTrust struct{ st TrustState }
+
+func (s stickyTrust) State(context.Context, string) (TrustState, error) { return s.st, nil }
+
+// TestExpiredDelegationByDigest: a delegation may expire before the state that holds it does (a
+// state's expiry is that of root, timestamp, snapshot and targets). Once it has, its tag is 503,
+// and so is its content by digest: the signatures remembered for an unchanged state do not keep
+// an expired signature as a root.
+func TestExpiredDelegationByDigest(t *testing.T) {
+	reg := peers.StartRegistry(t)
+	img := peers.PushImage(t, reg, "team/app", "1")
+	other := peers.PushImage(t, reg, "team/app", "2")
+	u, err := url.Parse(reg.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	const g = "sticky.io/team/app"
+	st := &fakeState{gun: g, errs: map[string]error{}, targets: map[string]resolver.Target{
+		"1": {GUN: g, Tag: "1", Digest: digest.Digest(img.Digest), Size: img.Size, Role: "targets/releases", Expires: now.Add(time.Hour)},
+		"2": {GUN: g, Tag: "2", Digest: digest.Digest(other.Digest), Size: other.Size, Role: "targets", Expires: now.Add(48 * time.Hour)},
+	}}
+	e := newEnv(t, reg, envConfig{now: clock, extra: []*Upstream{{Name: "sticky.io", URL: u, Trust: stickyTrust{st}}}})
+	layer := "/v2/sticky.io/team/app/blobs/" + img.Layers[0].Digest
+	if r := e.get(layer); r.status != http.StatusOK {
+		t.Fatalf("layer while the delegation is valid: %d %s", r.status, r.body)
+	}
+	mu.Lock()
+	now = now.Add(2 * time.Hour)
+	mu.Unlock()
+	expectError(t, e.get("/v2/sticky.io/team/app/manifests/1"), http.StatusServiceUnavailable, "UNAVAILABLE", resolver.ErrExpired.Error())
+	expectError(t, e.get(layer), http.StatusServiceUnavailable, "UNAVAILABLE", resolver.ErrExpired.Error())
+	expectError(t, e.get("/v2/sticky.io/team/app/manifests/"+img.Digest), http.StatusServiceUnavailable, "UNAVAILABLE")
+	if r := e.get("/v2/sticky.io/team/app/blobs/" + other.Layers[0].Digest); r.status != http.StatusOK {
+		t.Errorf("layer of the tag still valid: %d %s", r.status, r.body)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -145,7 +146,7 @@ func (v *notaryVerifier) Signatures(ctx context.Context, gun string, dec policy.
 		return nil, err
 	}
 	key := gun + "\x00" + strings.Join(roles, "\x00")
-	if s, ok := v.memo.Get(key); ok && s.state == st {
+	if s, ok := v.memo.Get(key); ok && s.state == st && !s.lapsed(v.now()) {
 		return s, nil
 	}
 	s := &notarySignatures{gun: gun, state: st, roles: roles, now: v.now}
@@ -164,6 +165,17 @@ type notarySignatures struct {
 	all      []Signature
 	allErr   error                       // the first tag that did not verify
 	byDigest map[digest.Digest]Signature // the first (in tag order) signature of each digest
+	// earliest is the first expiry among all; done is set once all, allErr, byDigest and
+	// earliest are. A delegation can expire before the state that holds it does, so a value
+	// whose All has an expired signature is not reused for the same state (see lapsed).
+	earliest time.Time
+	done     atomic.Bool
+}
+
+// lapsed reports whether a signature that All returned has expired by now: the value no longer
+// says what verifies, and a new one must be read from the state.
+func (s *notarySignatures) lapsed(now time.Time) bool {
+	return s.done.Load() && !s.earliest.IsZero() && !now.Before(s.earliest)
 }
 
 func (s *notarySignatures) Tag(tag string) (Signature, error) {
@@ -198,7 +210,11 @@ func (s *notarySignatures) All() ([]Signature, error) {
 			if _, dup := s.byDigest[sig.Digest]; !dup {
 				s.byDigest[sig.Digest] = sig
 			}
+			if !sig.Expires.IsZero() && (s.earliest.IsZero() || sig.Expires.Before(s.earliest)) {
+				s.earliest = sig.Expires
+			}
 		}
+		s.done.Store(true)
 	})
 	return s.all, s.allErr
 }
