@@ -2,10 +2,14 @@ package proxy
 
 import (
 	"context"
+	"io"
 	"net/http"
+	"net/http/httputil"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -173,5 +177,76 @@ func TestExpiredDelegationByDigest(t *testing.T) {
 	expectError(t, e.get("/v2/sticky.io/team/app/manifests/"+img.Digest), http.StatusServiceUnavailable, "UNAVAILABLE")
 	if r := e.get("/v2/sticky.io/team/app/blobs/" + other.Layers[0].Digest); r.status != http.StatusOK {
 		t.Errorf("layer of the tag still valid: %d %s", r.status, r.body)
+	}
+}
+
+// TestSlowWalkDoesNotBlockReached: a walk waiting on a slow upstream manifest (an attacker's
+// upstream, or one under load) does not hold up requests for digests already known to be
+// reachable in the same repository, nor a request whose client gives up waiting.
+func TestSlowWalkDoesNotBlockReached(t *testing.T) {
+	reg := peers.StartRegistry(t)
+	a := peers.PushImage(t, reg, "library/alpine", "a")
+	b := peers.PushImage(t, reg, "library/alpine", "b")
+	unsigned := peers.PushImage(t, reg, "library/alpine", "u")
+	target, _ := url.Parse(reg.URL)
+	slow := "/v2/library/alpine/manifests/" + b.Digest
+	var mode atomic.Int32 // 0: fail b's manifest, 1: hold it until release
+	release := make(chan struct{})
+	held := make(chan struct{}, 16)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	front := newTestHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == slow {
+			if mode.Load() == 0 {
+				http.Error(w, "down", http.StatusInternalServerError)
+				return
+			}
+			held <- struct{}{}
+			<-release
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	e := newEnv(t, reg, envConfig{upstreamURL: front.URL})
+	t.Cleanup(func() { close(release) }) // before e's cleanup, which waits for the held request
+	e.trust.sign("docker.io/library/alpine", "a", a, "targets")
+	e.trust.sign("docker.io/library/alpine", "b", b, "targets")
+	if r := e.get("/v2/alpine/blobs/" + a.Layers[0].Digest); r.status != http.StatusOK {
+		t.Fatalf("layer of a: %d %s", r.status, r.body)
+	}
+
+	mode.Store(1)
+	go func() { _ = e.get("/v2/alpine/blobs/" + unsigned.Layers[0].Digest) }() // walks into b
+	select {
+	case <-held:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the walk did not ask for b's manifest")
+	}
+	get := func(path string) (int, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.http.URL+path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		_, err = io.Copy(io.Discard, resp.Body)
+		return resp.StatusCode, err
+	}
+	for _, p := range []string{"manifests/" + a.Digest, "blobs/" + a.Layers[0].Digest, "blobs/" + a.Layers[1].Digest} {
+		if status, err := get("/v2/alpine/" + p); err != nil || status != http.StatusOK {
+			t.Errorf("%s, reached before the slow walk: status %d, %v", p, status, err)
+		}
+	}
+	// A request that needs the walk waits for it no longer than its client does: its decision
+	// is logged when the client gives up, not when the walk ends.
+	if _, err := get("/v2/alpine/blobs/" + unsigned.Layers[1].Digest); err == nil {
+		t.Errorf("unknown digest answered while the walk was held")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(e.logText(), "waiting for another request deriving what is signed") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the waiting request was not given up with its client")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -44,13 +44,16 @@ type reachability struct {
 	budget int
 }
 
-// reachMemo is one repository's derivation. roots is immutable; seen and queue are guarded by mu,
-// which a walk holds while it fetches, so nothing else is ever locked while mu is held.
+// reachMemo is one repository's derivation. roots is immutable; seen, queue and sizes are guarded
+// by mu, which is never held across an upstream fetch or a store access, so a digest already
+// reached is answered while a walk waits on the upstream. walking admits one walk at a time.
 type reachMemo struct {
 	roots map[digest.Digest]struct{}
 
 	sigs      Signatures // guarded by reachability.mu
 	accounted int        // guarded by reachability.mu: len(seen) as counted in total
+
+	walking chan struct{} // holds a token while a walk runs; waiting for it respects the request's context
 
 	mu    sync.Mutex
 	seen  map[digest.Digest]digest.Digest // reachable so far → the signed digest it is reached from
@@ -95,7 +98,7 @@ func (r *reachability) memo(key string, sigs Signatures) *reachMemo {
 	} else if ok {
 		r.memos.Remove(key) // evict callback: total -= accounted
 	}
-	m = &reachMemo{sigs: sigs, roots: roots, seen: make(map[digest.Digest]digest.Digest, len(roots)), sizes: map[digest.Digest]int64{}}
+	m = &reachMemo{sigs: sigs, roots: roots, walking: make(chan struct{}, 1), seen: make(map[digest.Digest]digest.Digest, len(roots)), sizes: map[digest.Digest]int64{}}
 	for d := range roots {
 		m.seen[d] = d
 		m.queue = append(m.queue, d)
@@ -136,13 +139,26 @@ type walkBudget struct {
 func (s *Server) reachable(ctx context.Context, ref repoRef, sigs Signatures, d digest.Digest) (root digest.Digest, size int64, ok bool, err error) {
 	key := ref.up.cfg.Name + "\x00" + ref.repo
 	m := s.reach.memo(key, sigs)
-	m.mu.Lock()
-	ok, err = s.walk(ctx, ref, m, d)
-	root, n := m.seen[d], len(m.seen)
-	size, known := m.sizes[d]
-	m.mu.Unlock()
-	if !known {
-		size = -1
+	lookup := func() (digest.Digest, int64, bool, int) {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		root, ok := m.seen[d]
+		size, known := m.sizes[d]
+		if !known {
+			size = -1
+		}
+		return root, size, ok, len(m.seen)
+	}
+	root, size, ok, n := lookup()
+	if !ok {
+		select {
+		case m.walking <- struct{}{}:
+			ok, err = s.walk(ctx, ref, m, d)
+			<-m.walking
+			root, size, _, n = lookup()
+		case <-ctx.Done():
+			err = fmt.Errorf("waiting for another request deriving what is signed: %w", context.Cause(ctx))
+		}
 	}
 	s.reach.account(key, m, n)
 	if !ok && err == nil {
@@ -153,8 +169,10 @@ func (s *Server) reachable(ctx context.Context, ref repoRef, sigs Signatures, d 
 }
 
 // walk expands m until d is found, the graph is exhausted, or the walk's budget is spent. The
-// caller holds m.mu.
+// caller holds m.walking, so only this walk changes m; it holds m.mu except while it fetches.
 func (s *Server) walk(ctx context.Context, ref repoRef, m *reachMemo, d digest.Digest) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if _, ok := m.seen[d]; ok {
 		return true, nil
 	}
@@ -171,7 +189,9 @@ func (s *Server) walk(ctx context.Context, ref repoRef, m *reachMemo, d digest.D
 	for len(m.queue) > 0 {
 		next := m.queue[0]
 		root := m.seen[next]
+		m.mu.Unlock()
 		e, err := s.edges(ctx, ref, next, &budget)
+		m.mu.Lock()
 		switch {
 		case errors.Is(err, errWalkBudget):
 			return false, err
