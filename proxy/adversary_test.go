@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/crane"
 	"github.com/opencontainers/go-digest"
 	"github.com/trustgate/trustgate/internal/peers"
 	"github.com/trustgate/trustgate/policy"
@@ -248,5 +249,47 @@ func TestSlowWalkDoesNotBlockReached(t *testing.T) {
 			t.Fatalf("the waiting request was not given up with its client")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestCrossRepositoryConfusion: the same image in two repositories of one upstream, signed in
+// one, is refused by digest in the other, though its edges are known and its blobs spooled; and
+// a second upstream whose GUNs coincide with the first's (same GUN prefix) gets nothing from the
+// first's signatures or derivations.
+func TestCrossRepositoryConfusion(t *testing.T) {
+	reg := peers.StartRegistry(t)
+	img := peers.PushImage(t, reg, "team/a", "1")
+	host := strings.TrimPrefix(reg.URL, "http://")
+	if err := crane.Copy(host+"/team/a@"+img.Digest, host+"/team/b:1", crane.Insecure); err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(reg.URL)
+	mirrorTrust := newFakeTrust()
+	e := newEnv(t, reg, envConfig{spoolBytes: 1 << 30, extra: []*Upstream{{Name: "mirror.io", URL: u, GUNPrefix: "docker.io", Trust: mirrorTrust}}})
+	e.trust.sign("docker.io/team/a", "1", img, "targets")
+	mirrorTrust.sign("docker.io/team/other", "1", peers.PushImage(t, reg, "team/other", "1"), "targets")
+
+	paths := []string{"manifests/" + img.Digest}
+	for _, l := range img.Layers {
+		paths = append(paths, "blobs/"+l.Digest)
+	}
+	for _, p := range paths {
+		if r := e.get("/v2/team/a/" + p); r.status != http.StatusOK {
+			t.Fatalf("signed repository, %s: %d %s", p, r.status, r.body)
+		}
+	}
+	for _, prefix := range []string{"/v2/team/b/", "/v2/docker.io/team/b/", "/v2/mirror.io/team/a/", "/v2/team/a/"} {
+		for _, p := range paths {
+			path := prefix + p
+			if prefix == "/v2/team/a/" {
+				path += "?ns=mirror.io"
+			}
+			for _, m := range []string{http.MethodGet, http.MethodHead} {
+				r := e.do(m, path, nil)
+				if r.status != http.StatusNotFound || r.header.Get(HeaderDecision) != decisionRefuse {
+					t.Errorf("%s %s: %d %s, want 404 refused", m, path, r.status, r.body)
+				}
+			}
+		}
 	}
 }
