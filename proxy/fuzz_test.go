@@ -165,6 +165,10 @@ func TestEdgesOf(t *testing.T) {
 		{"referrer", `{"subject":{"digest":"` + d("a") + `"},"config":{"digest":"` + d("b") + `"},"layers":[]}`, nil, []string{d("b")}},
 		{"invalid digests dropped", `{"config":{"digest":"sha256:zz"},"layers":[{"digest":"` + d("c") + `"},{"digest":""}]}`, nil, []string{d("c")}},
 		{"not a manifest", `<html>`, nil, nil},
+		{"uppercase hex and unknown algorithms dropped", `{"layers":[{"digest":"sha256:` + strings.Repeat("A", 64) + `"},{"digest":"md5:` + strings.Repeat("a", 32) + `"},{"digest":"sha512:` + strings.Repeat("a", 128) + `"}]}`, nil, []string{"sha512:" + strings.Repeat("a", 128)}},
+		{"both index and image", `{"manifests":[{"digest":"` + d("a") + `"}],"layers":[{"digest":"` + d("b") + `"}]}`, []string{d("a")}, []string{d("b")}},
+		{"schema1 reaches nothing", `{"schemaVersion":1,"fsLayers":[{"blobSum":"` + d("a") + `"}]}`, nil, nil},
+		{"artifact blobs reach nothing", `{"mediaType":"application/vnd.oci.artifact.manifest.v1+json","blobs":[{"digest":"` + d("a") + `"}]}`, nil, nil},
 	}
 	for _, c := range cases {
 		e := edgesOf([]byte(c.body))
@@ -178,5 +182,13 @@ func TestEdgesOf(t *testing.T) {
 		if !slices.Equal(got(e.Manifests), c.manifests) || !slices.Equal(got(e.Blobs), c.blobs) {
 			t.Errorf("%s: %+v", c.name, e)
 		}
+	}
+	// A negative size is unknown, never a size; a huge one is what the descriptor states.
+	e := edgesOf([]byte(`{"layers":[{"digest":"` + d("a") + `","size":-5},{"digest":"` + d("b") + `","size":9223372036854775807}]}`))
+	if !slices.Equal(e.Sizes, []int64{-1, 1<<63 - 1}) {
+		t.Errorf("sizes %v", e.Sizes)
+	}
+	if _, ok := e.size(0); ok {
+		t.Errorf("negative size taken as known")
 	}
 }
