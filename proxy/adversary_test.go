@@ -293,3 +293,40 @@ func TestCrossRepositoryConfusion(t *testing.T) {
 		}
 	}
 }
+
+// TestSignedManifestBackUpstream: a signed manifest the upstream answered 404 for (replication
+// lag, an upstream that flaps or lies once) reaches nothing only for a while: once it is back,
+// its layers are served by digest again without the trust state having to change.
+func TestSignedManifestBackUpstream(t *testing.T) {
+	reg := peers.StartRegistry(t)
+	a := peers.PushImage(t, reg, "library/alpine", "a")
+	target, _ := url.Parse(reg.URL)
+	var gone atomic.Bool
+	gone.Store(true)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	front := newTestHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if gone.Load() && strings.HasSuffix(r.URL.Path, "/manifests/"+a.Digest) {
+			http.Error(w, `{"errors":[{"code":"MANIFEST_UNKNOWN"}]}`, http.StatusNotFound)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	e := newEnv(t, reg, envConfig{upstreamURL: front.URL, now: clock})
+	e.trust.sign("docker.io/library/alpine", "a", a, "targets")
+	layer := "/v2/alpine/blobs/" + a.Layers[0].Digest
+	expectError(t, e.get(layer), http.StatusNotFound, "BLOB_UNKNOWN")
+
+	gone.Store(false)
+	if r := e.get("/v2/alpine/manifests/a"); r.status != http.StatusOK {
+		t.Fatalf("tag once the manifest is back: %d %s", r.status, r.body)
+	}
+	mu.Lock()
+	now = now.Add(missingRetry)
+	mu.Unlock()
+	if r := e.get(layer); r.status != http.StatusOK {
+		t.Errorf("layer once the manifest is back: %d %s", r.status, r.body)
+	}
+}

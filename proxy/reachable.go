@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"sync"
+	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/opencontainers/go-digest"
@@ -17,9 +18,12 @@ import (
 // one walk is derived over a few requests, each answered 503 until the digest is found or the
 // set is complete.
 const (
-	walkFetches  = 64       // manifests fetched upstream per walk
-	walkBytes    = 32 << 20 // manifest bytes fetched upstream per walk
-	maxReachable = 1 << 17  // digests in one repository's set
+	walkFetches = 64       // manifests fetched upstream per walk
+	walkBytes   = 32 << 20 // manifest bytes fetched upstream per walk
+	// missingRetry is how long a reachable manifest the upstream has not got (404) reaches
+	// nothing before it is asked for again.
+	missingRetry = time.Minute
+	maxReachable = 1 << 17 // digests in one repository's set
 	// reachBudget bounds the digests remembered over all repositories (~100 bytes each);
 	// beyond it the least recently used repositories' sets are dropped and derived again
 	// (from stored edges) when next asked for.
@@ -61,6 +65,9 @@ type reachMemo struct {
 	// sizes are the blob sizes the reachable manifests' descriptors state; -1 where two of them
 	// disagree (no size is trusted then).
 	sizes map[digest.Digest]int64
+	// missing are reachable manifests the upstream answered 404 for: they reach nothing until
+	// the time given, when a walk asks for them again.
+	missing map[digest.Digest]time.Time
 }
 
 func newReachability(size int) (*reachability, error) {
@@ -98,7 +105,7 @@ func (r *reachability) memo(key string, sigs Signatures) *reachMemo {
 	} else if ok {
 		r.memos.Remove(key) // evict callback: total -= accounted
 	}
-	m = &reachMemo{sigs: sigs, roots: roots, walking: make(chan struct{}, 1), seen: make(map[digest.Digest]digest.Digest, len(roots)), sizes: map[digest.Digest]int64{}}
+	m = &reachMemo{sigs: sigs, roots: roots, walking: make(chan struct{}, 1), seen: make(map[digest.Digest]digest.Digest, len(roots)), sizes: map[digest.Digest]int64{}, missing: map[digest.Digest]time.Time{}}
 	for d := range roots {
 		m.seen[d] = d
 		m.queue = append(m.queue, d)
@@ -133,8 +140,8 @@ type walkBudget struct {
 
 // reachable reports whether d is signed in ref's repository under sigs, the signed digest it is
 // reached from, and its size as the descriptors that reach it state (-1 if unknown). Edges come from the edge store; a manifest whose edges are unknown is fetched by
-// digest (hash-verified) within the walk's budget. A signed manifest the upstream no longer has
-// reaches nothing. A digest not reached while some signature did not verify is an error (503),
+// digest (hash-verified) within the walk's budget. A signed manifest the upstream does not have
+// reaches nothing; it is asked for again after missingRetry. A digest not reached while some signature did not verify is an error (503),
 // not unsigned.
 func (s *Server) reachable(ctx context.Context, ref repoRef, sigs Signatures, d digest.Digest) (root digest.Digest, size int64, ok bool, err error) {
 	key := ref.up.cfg.Name + "\x00" + ref.repo
@@ -179,6 +186,13 @@ func (s *Server) walk(ctx context.Context, ref repoRef, m *reachMemo, d digest.D
 	if len(m.seen) > maxReachable {
 		return false, errWalkTooLarge // walking on would grow the set by a manifest per request
 	}
+	now := s.now()
+	for c, at := range m.missing {
+		if !now.Before(at) {
+			delete(m.missing, c)
+			m.queue = append(m.queue, c)
+		}
+	}
 	budget := walkBudget{fetches: walkFetches, bytes: walkBytes}
 	// A manifest that can't be fetched now (upstream trouble) is set aside so the rest of the
 	// graph is still walked; it stays queued for the next request, and its error is returned
@@ -196,7 +210,8 @@ func (s *Server) walk(ctx context.Context, ref repoRef, m *reachMemo, d digest.D
 		case errors.Is(err, errWalkBudget):
 			return false, err
 		case errors.Is(err, errNotFound):
-			e = Edges{} // signed, but gone upstream: reaches nothing
+			e = Edges{} // signed, but gone upstream: reaches nothing for now
+			m.missing[next] = now.Add(missingRetry)
 		case err != nil:
 			m.queue = m.queue[1:]
 			failed = append(failed, next)
