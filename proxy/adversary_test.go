@@ -330,3 +330,35 @@ func TestSignedManifestBackUpstream(t *testing.T) {
 		t.Errorf("layer once the manifest is back: %d %s", r.status, r.body)
 	}
 }
+
+// TestManifestCacheBytesBounded: the manifest cache is bounded in bytes, not only in entries, so
+// pulling large manifests from an off-mode repository cannot make it hold entries × 4 MiB.
+func TestManifestCacheBytesBounded(t *testing.T) {
+	reg := peers.StartRegistry(t)
+	e := newEnv(t, reg, envConfig{rules: []policy.RuleConfig{{Match: "docker.io/off/**", Mode: policy.Off}}})
+	var imgs []peers.Pushed
+	for i := range 4 {
+		imgs = append(imgs, peers.PushImage(t, reg, "off/junk", strconv.Itoa(i)))
+	}
+	c := e.srv.manifests
+	c.maxBytes = 2*imgs[0].Size + imgs[0].Size/2
+	for _, img := range imgs {
+		if r := e.get("/v2/off/junk/manifests/" + img.Digest); r.status != http.StatusOK || sha(r.body) != img.Digest {
+			t.Fatalf("%s: %d", img.Digest, r.status)
+		}
+		if n := c.bytes.Load(); n > c.maxBytes || n <= 0 {
+			t.Errorf("cache holds %d bytes, bound %d", n, c.maxBytes)
+		}
+	}
+	if n := c.lru.Len(); n != 2 {
+		t.Errorf("cache holds %d manifests, want the 2 that fit", n)
+	}
+	var sum int64
+	for _, k := range c.lru.Keys() {
+		m, _ := c.lru.Peek(k)
+		sum += int64(len(m.body))
+	}
+	if sum != c.bytes.Load() {
+		t.Errorf("accounted %d bytes, cache holds %d", c.bytes.Load(), sum)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/opencontainers/go-digest"
@@ -18,6 +19,10 @@ import (
 // maxManifestSize is containerd's limit; distribution refuses to store larger manifests, so
 // anything bigger upstream is refused rather than buffered.
 const maxManifestSize = 4 << 20
+
+// manifestCacheBytes bounds the manifest bytes cached, whatever the entry count: 4096 entries of
+// up to 4 MiB each, which anyone who can push to an off-mode repository can fill, would be 16 GiB.
+const manifestCacheBytes = 256 << 20
 
 // manifestAccept is sent upstream: every manifest type, so the upstream never picks a platform or
 // converts on trustgate's behalf (the signed digest is of the bytes as pushed).
@@ -45,18 +50,36 @@ var (
 // includes the repository so content seen in one repository is never served for another that
 // doesn't have it (a private repository's manifest must not leak through a public one).
 type manifestCache struct {
-	lru     *lru.Cache[string, *manifest]
-	flights singleflight.Group
+	lru      *lru.Cache[string, *manifest]
+	bytes    atomic.Int64 // of the manifests in lru
+	maxBytes int64
+	flights  singleflight.Group
 	// received counts manifest bytes read from an upstream (metrics).
 	received func(upstream string, n int)
 }
 
 func newManifestCache(size int, received func(upstream string, n int)) (*manifestCache, error) {
-	c, err := lru.New[string, *manifest](size)
+	c := &manifestCache{received: received, maxBytes: manifestCacheBytes}
+	var err error
+	c.lru, err = lru.NewWithEvict(size, func(_ string, m *manifest) { c.bytes.Add(-int64(len(m.body))) })
 	if err != nil {
 		return nil, err
 	}
-	return &manifestCache{lru: c, received: received}, nil
+	return c, nil
+}
+
+// add caches m under key, then drops the least recently used manifests while over maxBytes. A
+// key's manifest never changes (it is a digest's bytes), so one already cached stays.
+func (c *manifestCache) add(key string, m *manifest) {
+	if ok, _ := c.lru.ContainsOrAdd(key, m); ok {
+		return
+	}
+	c.bytes.Add(int64(len(m.body)))
+	for c.bytes.Load() > c.maxBytes {
+		if _, _, ok := c.lru.RemoveOldest(); !ok {
+			return
+		}
+	}
 }
 
 func manifestKey(up *upstream, repo string, d digest.Digest) string {
@@ -84,7 +107,7 @@ func (c *manifestCache) byDigest(ctx context.Context, up *upstream, repo string,
 		if err != nil {
 			return nil, err
 		}
-		c.lru.Add(key, m)
+		c.add(key, m)
 		return m, nil
 	})
 	select {
@@ -141,7 +164,7 @@ func (c *manifestCache) fetchTag(ctx context.Context, up *upstream, repo, tag st
 	if err != nil {
 		return nil, err
 	}
-	c.lru.Add(manifestKey(up, repo, m.digest), m)
+	c.add(manifestKey(up, repo, m.digest), m)
 	return m, nil
 }
 
