@@ -362,3 +362,45 @@ func TestManifestCacheBytesBounded(t *testing.T) {
 		t.Errorf("accounted %d bytes, cache holds %d", c.bytes.Load(), sum)
 	}
 }
+
+// valueSignatures is a Signatures that is a struct value holding a slice: not comparable with ==.
+type valueSignatures struct{ sigs []Signature }
+
+func (v valueSignatures) Tag(tag string) (Signature, error) {
+	for _, s := range v.sigs {
+		if s.Tag == tag {
+			return s, nil
+		}
+	}
+	return Signature{}, resolver.ErrTagNotSigned
+}
+func (v valueSignatures) Tags() []string            { return nil }
+func (v valueSignatures) All() ([]Signature, error) { return v.sigs, nil }
+func (v valueSignatures) Signed(d digest.Digest) (Signature, bool) {
+	for _, s := range v.sigs {
+		if s.Digest == d {
+			return s, true
+		}
+	}
+	return Signature{}, false
+}
+
+type valueVerifier struct{ sigs valueSignatures }
+
+func (v valueVerifier) Signatures(context.Context, string, policy.Decision) (Signatures, error) {
+	return v.sigs, nil
+}
+
+// TestUncomparableSignatures: a Verifier may return Signatures that are not comparable values;
+// reachability then compares what they sign instead of panicking on ==.
+func TestUncomparableSignatures(t *testing.T) {
+	reg := peers.StartRegistry(t)
+	img := peers.PushImage(t, reg, "library/alpine", "1")
+	e := newEnv(t, reg, envConfig{})
+	e.srv.notary["docker.io"] = valueVerifier{valueSignatures{[]Signature{{Tag: "1", Digest: digest.Digest(img.Digest), Size: img.Size, Signer: "targets"}}}}
+	for range 2 {
+		if r := e.get("/v2/alpine/blobs/" + img.Layers[0].Digest); r.status != http.StatusOK {
+			t.Fatalf("layer: %d %s", r.status, r.body)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"reflect"
 	"sync"
 	"time"
 
@@ -86,7 +87,7 @@ func newReachability(size int) (*reachability, error) {
 func (r *reachability) memo(key string, sigs Signatures) *reachMemo {
 	r.mu.Lock()
 	m, ok := r.memos.Get(key)
-	if ok && m.sigs == sigs {
+	if ok && sameSignatures(m.sigs, sigs) {
 		r.mu.Unlock()
 		return m
 	}
@@ -112,6 +113,13 @@ func (r *reachability) memo(key string, sigs Signatures) *reachMemo {
 	}
 	r.memos.Add(key, m)
 	return m
+}
+
+// sameSignatures reports whether a and b are the same value. A Verifier's Signatures need not be
+// comparable (a struct holding a slice): == on such values panics, so they are never the same.
+func sameSignatures(a, b Signatures) bool {
+	ta := reflect.TypeOf(a)
+	return ta == reflect.TypeOf(b) && ta != nil && ta.Comparable() && a == b
 }
 
 // account records that m now holds n digests and drops the least recently used other sets while

@@ -43,7 +43,8 @@ type digestChecker interface {
 
 // Signatures is one verified view of what is signed in a repository. A value is immutable: when
 // the repository's trust data changes, the Verifier returns a different value, and everything
-// derived from the old one (reachability) is derived again.
+// derived from the old one (reachability) is derived again. A pointer is best: an equal value
+// is reused without a look at what it signs, and a value that is not comparable is never equal.
 type Signatures interface {
 	// Tag returns the signature of tag; an error for which resolver.IsNotSigned holds means the
 	// tag is verifiably unsigned, any other means it could not be verified.
