@@ -48,6 +48,9 @@
 //     artifacts (cosign signatures, SBOMs); trustgate can't vouch for them.
 //   - Blob HEAD: answered from a verified spool on disk when there is one, else by an upstream
 //     HEAD; never a download.
+//   - A trust change applies to requests judged after it: one judged before (a blob streaming,
+//     a walk in progress) finishes under the verdict it got. Only verified manifests add edges to
+//     the graph; off and warn pulls add none.
 //
 // cosign and Notation (docs/signatures.md): a tag resolves through the upstream to a digest whose
 // signatures, discovered by digest, must verify under the rule; the tag's binding refuses moves to
