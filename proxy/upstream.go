@@ -36,6 +36,8 @@ type upstream struct {
 	// followed redirect goes through it, and none carries Authorization out of creds.
 	base    http.RoundTripper
 	timeout time.Duration
+	// redirects decides which redirects an upstream response may send trustgate to.
+	redirects *redirectPolicy
 	// transports holds one authenticating transport per repository: registry tokens are scoped to
 	// "repository:<repo>:pull", so reusing the transport reuses the token instead of fetching one
 	// per request (distribution's proxy fetches a token per request).
@@ -66,7 +68,8 @@ func newUpstream(cfg *Upstream, size int, timeout time.Duration) (*upstream, err
 	if err != nil {
 		return nil, err
 	}
-	u := &upstream{cfg: cfg, gunPrefix: cfg.GUNPrefix, reg: reg, creds: creds, base: creds.Transport(cfg.Transport), timeout: timeout}
+	u := &upstream{cfg: cfg, gunPrefix: cfg.GUNPrefix, reg: reg, creds: creds, base: creds.Transport(cfg.Transport), timeout: timeout,
+		redirects: newRedirectPolicy(cfg.URL.Hostname())}
 	if u.gunPrefix == "" {
 		u.gunPrefix = cfg.Name
 	}
@@ -113,7 +116,7 @@ func (u *upstream) client(ctx context.Context, repo string) (*http.Client, error
 		}
 		rt = v.(http.RoundTripper)
 	}
-	return &http.Client{Transport: rt}, nil
+	return &http.Client{Transport: rt, CheckRedirect: u.redirects.check}, nil
 }
 
 // request sends one request for /v2/<repo>/<kind>/<ref> upstream. Non-2xx statuses are turned
