@@ -55,7 +55,7 @@ need_go notary-server github.com/theupdateframework/notary/cmd/notary-server@v0.
 need_go notary        github.com/theupdateframework/notary/cmd/notary@v0.7.0
 need_go crane         github.com/google/go-containerregistry/cmd/crane@v0.22.1
 need_go helm          helm.sh/helm/v4/cmd/helm@v4.3.2
-need_go staticcheck   honnef.co/go/tools/cmd/staticcheck@latest
+need_go staticcheck   honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # Signing CLIs for the cosign and Notation e2e tests (each takes minutes to build; the stamps cache them).
 need_go_as cosign     github.com/sigstore/cosign/v3/cmd/cosign@v3.1.3
 need_go_as cosign2    github.com/sigstore/cosign/v2/cmd/cosign@v2.6.5
