@@ -34,7 +34,9 @@ func blob(seed uint64, n int) ([]byte, digest.Digest) {
 	return b, digest.FromBytes(b)
 }
 
-func section(b []byte) *io.SectionReader { return io.NewSectionReader(bytes.NewReader(b), 0, int64(len(b))) }
+func section(b []byte) *io.SectionReader {
+	return io.NewSectionReader(bytes.NewReader(b), 0, int64(len(b)))
+}
 
 func newStore(t *testing.T, d storagedriver.StorageDriver, opts Options) (*Store, *prometheus.Registry) {
 	t.Helper()

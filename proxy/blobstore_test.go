@@ -1,0 +1,202 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	"github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
+	"github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/trustgate/trustgate/internal/peers"
+	"github.com/trustgate/trustgate/proxy/blobstore"
+)
+
+// replica is one trustgate Server sharing a blob store with the others (its own Store on the
+// same driver, as a replica in another process has).
+func replica(t *testing.T, reg *peers.Registry, d storagedriver.StorageDriver, img peers.Pushed, spool int64) *env {
+	t.Helper()
+	return replicaWith(t, reg, d, blobstore.Options{}, img, spool)
+}
+
+func replicaWith(t *testing.T, reg *peers.Registry, d storagedriver.StorageDriver, opts blobstore.Options, img peers.Pushed, spool int64) *env {
+	t.Helper()
+	st, err := blobstore.New(d, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, reg, envConfig{store: st, spoolBytes: spool})
+	e.trust.sign("docker.io/library/app", "1", img, "targets")
+	if r := e.get("/v2/library/app/manifests/1"); r.status != http.StatusOK {
+		t.Fatalf("signed tag: %d %s", r.status, r.body)
+	}
+	return e
+}
+
+func blobGETs(reg *peers.Registry, mark int) int {
+	n := 0
+	for _, e := range reg.RequestsSince(mark) {
+		if e.Method == http.MethodGet && strings.Contains(e.Path, "/blobs/") {
+			n++
+		}
+	}
+	return n
+}
+
+// waitStored waits until the store holds dgst (a replica writes it after its responses).
+func waitStored(t *testing.T, st *blobstore.Store, dgst string) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := st.Stat(context.Background(), "docker.io", digest.Digest(dgst)); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never stored", dgst)
+		}
+	}
+}
+
+// A blob one replica verified is served by another from the store, without going upstream,
+// GET, Range and HEAD alike; the authority to serve it is still the verdict's.
+func TestBlobStoreSharedByReplicas(t *testing.T) {
+	for name, d := range map[string]storagedriver.StorageDriver{
+		"filesystem": filesystem.New(filesystem.DriverParameters{RootDirectory: t.TempDir(), MaxThreads: 10}),
+		"inmemory":   inmemory.New(),
+	} {
+		t.Run(name, func(t *testing.T) {
+			reg := peers.StartRegistry(t)
+			img := peers.PushImage(t, reg, "library/app", "1")
+			a := replica(t, reg, d, img, 0)
+			b := replica(t, reg, d, img, 0)
+			layer := img.Layers[0]
+			if r := a.get("/v2/library/app/blobs/" + layer.Digest); r.status != http.StatusOK || sha(r.body) != layer.Digest {
+				t.Fatalf("A: %d", r.status)
+			}
+			waitStored(t, a.srv.store, layer.Digest)
+
+			mark := reg.Log.Len()
+			if r := b.get("/v2/library/app/blobs/" + layer.Digest); r.status != http.StatusOK || sha(r.body) != layer.Digest {
+				t.Fatalf("B: %d", r.status)
+			}
+			r := b.do(http.MethodGet, "/v2/library/app/blobs/"+layer.Digest, http.Header{"Range": {"bytes=10-19"}})
+			if r.status != http.StatusPartialContent || len(r.body) != 10 {
+				t.Fatalf("B, range: %d, %d bytes", r.status, len(r.body))
+			}
+			if h := b.do(http.MethodHead, "/v2/library/app/blobs/"+layer.Digest, nil); h.status != http.StatusOK {
+				t.Fatalf("B, HEAD: %d", h.status)
+			}
+			time.Sleep(100 * time.Millisecond) // the registry logs after its response
+			if n := blobGETs(reg, mark); n != 0 {
+				t.Errorf("B sent %d blob GETs upstream, want 0 (served from the store)", n)
+			}
+			for _, e := range reg.RequestsSince(mark) {
+				if strings.Contains(e.Path, "/blobs/") {
+					t.Errorf("B asked upstream: %s %s", e.Method, e.Path)
+				}
+			}
+
+			// The store never decides: a digest the verdict refuses is not served from it.
+			b.trust.unsign("docker.io/library/app", "1")
+			expectError(t, b.get("/v2/library/app/blobs/"+layer.Digest), http.StatusNotFound, "BLOB_UNKNOWN", layer.Digest)
+			if h := b.do(http.MethodHead, "/v2/library/app/blobs/"+layer.Digest, nil); h.status != http.StatusNotFound {
+				t.Errorf("HEAD of a stored blob no signature reaches: %d", h.status)
+			}
+		})
+	}
+}
+
+// A stored object altered to the same size is not served complete: the replica hashes what it
+// reads from the store, aborts the response, deletes the object; the next request is served
+// from upstream and stores the blob again.
+func TestBlobStoreTamperedSameSize(t *testing.T) {
+	dir := t.TempDir()
+	d := filesystem.New(filesystem.DriverParameters{RootDirectory: dir, MaxThreads: 10})
+	reg := peers.StartRegistry(t)
+	img := peers.PushImage(t, reg, "library/app", "1")
+	a := replica(t, reg, d, img, 0)
+	layer := img.Layers[0]
+	if r := a.get("/v2/library/app/blobs/" + layer.Digest); r.status != http.StatusOK {
+		t.Fatalf("A: %d", r.status)
+	}
+	waitStored(t, a.srv.store, layer.Digest)
+	var file string
+	filepath.WalkDir(dir, func(p string, de os.DirEntry, err error) error {
+		if err == nil && !de.IsDir() && de.Name() == digest.Digest(layer.Digest).Encoded() {
+			file = p
+		}
+		return nil
+	})
+	f, err := os.OpenFile(file, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("tampered"), layer.Size/2); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	b := replica(t, reg, d, img, 0)
+	mark := reg.Log.Len()
+	status, body, complete := b.tryGet("/v2/library/app/blobs/" + layer.Digest)
+	if complete && status == http.StatusOK {
+		t.Fatalf("a tampered stored blob was served complete (%d bytes, digest %s)", len(body), sha(body))
+	}
+	if _, err := b.srv.store.Stat(context.Background(), "docker.io", digest.Digest(layer.Digest)); !errors.Is(err, blobstore.ErrNotFound) {
+		t.Errorf("tampered object still stored: %v", err)
+	}
+	if r := b.get("/v2/library/app/blobs/" + layer.Digest); r.status != http.StatusOK || sha(r.body) != layer.Digest {
+		t.Fatalf("retry: %d", r.status)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n := blobGETs(reg, mark); n != 1 {
+		t.Errorf("retry: %d upstream blob GETs, want 1", n)
+	}
+	waitStored(t, b.srv.store, layer.Digest)
+}
+
+// downDriver is a store that cannot be reached.
+type downDriver struct{ storagedriver.StorageDriver }
+
+var errDown = errors.New("dial tcp 127.0.0.1:9: connect: connection refused")
+
+func (downDriver) Stat(context.Context, string) (storagedriver.FileInfo, error) { return nil, errDown }
+func (downDriver) Reader(context.Context, string, int64) (io.ReadCloser, error) {
+	return nil, errDown
+}
+func (downDriver) Writer(context.Context, string, bool) (storagedriver.FileWriter, error) {
+	return nil, errDown
+}
+
+// A store that is down costs nothing but itself: blobs are served from upstream, GET and HEAD.
+func TestBlobStoreDown(t *testing.T) {
+	reg := peers.StartRegistry(t)
+	img := peers.PushImage(t, reg, "library/app", "1")
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))
+	e := replicaWith(t, reg, downDriver{inmemory.New()}, blobstore.Options{Logger: log}, img, 0)
+	for _, l := range img.Layers {
+		if r := e.get("/v2/library/app/blobs/" + l.Digest); r.status != http.StatusOK || sha(r.body) != l.Digest {
+			t.Fatalf("GET with the store down: %d %s", r.status, r.body)
+		}
+		if h := e.do(http.MethodHead, "/v2/library/app/blobs/"+l.Digest, nil); h.status != http.StatusOK {
+			t.Fatalf("HEAD with the store down: %d", h.status)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(logs.String(), "blob store unavailable") {
+		t.Errorf("the log does not say the store is unavailable")
+	}
+}
