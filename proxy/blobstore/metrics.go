@@ -2,6 +2,7 @@ package blobstore
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -37,15 +38,38 @@ func newMetrics(reg prometheus.Registerer, driver string) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, col := range []prometheus.Collector{m.hits, m.misses, m.servedBytes, m.writes, m.writtenBytes, m.corrupt,
-		m.evictions, m.errors, m.up, m.storedBytes} {
-		if err := reg.Register(col); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if errors.As(err, &are) {
-				return nil, errors.New("blobstore: metrics already registered (one Store per Registerer)")
-			}
+	// Stores sharing a Registerer (one per configuration, reloads) share the collectors, so
+	// the counters continue across a reload.
+	for _, c := range []*prometheus.Counter{&m.hits, &m.misses, &m.servedBytes, &m.writes, &m.writtenBytes, &m.corrupt, &m.evictions} {
+		if err := register(reg, c); err != nil {
 			return nil, err
 		}
 	}
+	for _, c := range []*prometheus.Gauge{&m.up, &m.storedBytes} {
+		if err := register(reg, c); err != nil {
+			return nil, err
+		}
+	}
+	if err := register(reg, &m.errors); err != nil {
+		return nil, err
+	}
 	return m, nil
+}
+
+// register registers *c, or replaces it with the collector already registered under its name.
+func register[C prometheus.Collector](reg prometheus.Registerer, c *C) error {
+	err := reg.Register(*c)
+	if err == nil {
+		return nil
+	}
+	var are prometheus.AlreadyRegisteredError
+	if !errors.As(err, &are) {
+		return fmt.Errorf("blobstore: metrics: %w", err)
+	}
+	existing, ok := are.ExistingCollector.(C)
+	if !ok {
+		return fmt.Errorf("blobstore: metrics: %w", err)
+	}
+	*c = existing
+	return nil
 }
