@@ -48,7 +48,9 @@ func StartVersityGW(tb testing.TB) *S3 {
 }
 
 // ObjectFile is the posix file holding object key.
-func (s *S3) ObjectFile(key string) string { return filepath.Join(s.Root, s.Bucket, filepath.FromSlash(key)) }
+func (s *S3) ObjectFile(key string) string {
+	return filepath.Join(s.Root, s.Bucket, filepath.FromSlash(key))
+}
 
 // StorageYAML is a trustgate blob_store.storage section (distribution's s3 driver) for the bucket,
 // as a YAML flow mapping.
