@@ -18,6 +18,7 @@ import (
 	"github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
 	"github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
 	"github.com/opencontainers/go-digest"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/trustgate/trustgate/internal/peers"
 	"github.com/trustgate/trustgate/proxy/blobstore"
@@ -199,4 +200,76 @@ func TestBlobStoreDown(t *testing.T) {
 	if !strings.Contains(logs.String(), "blob store unavailable") {
 		t.Errorf("the log does not say the store is unavailable")
 	}
+}
+
+// gatedDriver holds every Reader until release is closed.
+type gatedDriver struct {
+	storagedriver.StorageDriver
+	release chan struct{}
+}
+
+func (g gatedDriver) Reader(ctx context.Context, path string, offset int64) (io.ReadCloser, error) {
+	<-g.release
+	return g.StorageDriver.Reader(ctx, path, offset)
+}
+
+// Concurrent pulls of a stored blob on one replica read the store once: the fan-out's one
+// download per digest holds for the store as for upstream.
+func TestBlobStoreOneReadPerReplica(t *testing.T) {
+	d := inmemory.New()
+	reg := peers.StartRegistry(t)
+	img := peers.PushImage(t, reg, "library/app", "1")
+	a := replica(t, reg, d, img, 0)
+	layer := img.Layers[0]
+	if r := a.get("/v2/library/app/blobs/" + layer.Digest); r.status != http.StatusOK {
+		t.Fatalf("A: %d", r.status)
+	}
+	waitStored(t, a.srv.store, layer.Digest)
+
+	metrics := prometheus.NewRegistry()
+	gd := gatedDriver{StorageDriver: d, release: make(chan struct{})}
+	b := replicaWith(t, reg, gd, blobstore.Options{Metrics: metrics}, img, 0)
+	blobs := b.srv.upstreams["docker.io"].blobs
+	const clients = 8
+	mark := reg.Log.Len()
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Go(func() {
+			if r := b.get("/v2/library/app/blobs/" + layer.Digest); r.status != http.StatusOK || sha(r.body) != layer.Digest {
+				t.Errorf("B: %d", r.status)
+			}
+		})
+	}
+	for deadline := time.Now().Add(30 * time.Second); blobs.Stats().Joins < clients-1; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("clients did not join one download: %+v", blobs.Stats())
+		}
+	}
+	close(gd.release)
+	wg.Wait()
+	if hits := metricValue(t, metrics, "trustgate_blobstore_hits_total"); hits != 1 {
+		t.Errorf("%d concurrent clients caused %v store reads, want 1", clients, hits)
+	}
+	if served := metricValue(t, metrics, "trustgate_blobstore_served_bytes_total"); served != float64(layer.Size) {
+		t.Errorf("served %v bytes from the store, want %d", served, layer.Size)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n := blobGETs(reg, mark); n != 0 {
+		t.Errorf("%d blob GETs upstream, want 0", n)
+	}
+}
+
+func metricValue(t *testing.T, g prometheus.Gatherer, name string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
 }

@@ -34,6 +34,8 @@ func blob(seed uint64, n int) ([]byte, digest.Digest) {
 	return b, digest.FromBytes(b)
 }
 
+func digestOf(b []byte) digest.Digest { return digest.FromBytes(b) }
+
 func section(b []byte) *io.SectionReader {
 	return io.NewSectionReader(bytes.NewReader(b), 0, int64(len(b)))
 }
