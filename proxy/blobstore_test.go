@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -272,4 +273,39 @@ func metricValue(t *testing.T, g prometheus.Gatherer, name string) float64 {
 	}
 	t.Fatalf("no metric %s", name)
 	return 0
+}
+
+// A stored object of the wrong size is never read: the pull is served from upstream at once,
+// complete, and the object deleted.
+func TestBlobStoreWrongSize(t *testing.T) {
+	d := inmemory.New()
+	reg := peers.StartRegistry(t)
+	img := peers.PushImage(t, reg, "library/app", "1")
+	a := replica(t, reg, d, img, 0)
+	layer := img.Layers[0]
+	if r := a.get("/v2/library/app/blobs/" + layer.Digest); r.status != http.StatusOK {
+		t.Fatalf("A: %d", r.status)
+	}
+	waitStored(t, a.srv.store, layer.Digest)
+	hx := digest.Digest(layer.Digest).Encoded()
+	path := "/trustgate/v1/docker.io/blobs/sha256/" + hx[:2] + "/" + hx
+	stored, err := d.GetContent(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.PutContent(context.Background(), path, append(stored, "trailing junk"...)); err != nil {
+		t.Fatal(err)
+	}
+	b := replica(t, reg, d, img, 0)
+	if r := b.get("/v2/library/app/blobs/" + layer.Digest); r.status != http.StatusOK || sha(r.body) != layer.Digest {
+		t.Fatalf("B with a padded stored object: %d", r.status)
+	}
+	if h := b.do(http.MethodHead, "/v2/library/app/blobs/"+layer.Digest, nil); h.status != http.StatusOK || h.header.Get("Content-Length") != fmt.Sprint(layer.Size) {
+		t.Errorf("HEAD: %d, Content-Length %s", h.status, h.header.Get("Content-Length"))
+	}
+	// Deleted, then stored again from B's verified download.
+	waitStored(t, b.srv.store, layer.Digest)
+	if got, err := d.GetContent(context.Background(), path); err != nil || sha(got) != layer.Digest {
+		t.Errorf("stored again: %v, digest %s", err, sha(got))
+	}
 }

@@ -317,13 +317,15 @@ func (s *Store) Put(ctx context.Context, ns string, dgst digest.Digest, blob *io
 	var rnd [16]byte
 	_, _ = rand.Read(rnd[:])
 	tmp := uploadsDir + "/" + hex.EncodeToString(rnd[:])
-	if err := s.write(ctx, tmp, blob); err != nil {
+	// A store slower than 1 MiB/s is treated as down: the write holds the download's spool
+	// open, so it must end.
+	wctx, cancel := context.WithTimeout(ctx, s.opts.Timeout+time.Duration(size>>20)*time.Second)
+	defer cancel()
+	if err := s.write(wctx, tmp, blob); err != nil {
 		s.cleanup(tmp)
 		return s.failed("write", err)
 	}
-	mctx, cancel := context.WithTimeout(ctx, s.opts.Timeout+time.Duration(size>>20)*time.Second/10)
-	defer cancel()
-	if err := s.driver.Move(mctx, tmp, p); err != nil {
+	if err := s.driver.Move(wctx, tmp, p); err != nil {
 		s.cleanup(tmp)
 		return s.failed("move", err)
 	}
