@@ -142,3 +142,81 @@ func readAllDigest(resp *http.Response) (string, error) {
 	_, err := io.Copy(h, resp.Body)
 	return "sha256:" + hex.EncodeToString(h.Sum(nil)), err
 }
+
+// TestBlobStoreConcurrentColdPulls: many concurrent first pulls of one blob spread over three
+// replicas sharing a store download it from upstream at most once per replica (replicas do not
+// coordinate; each fans its own download out), every response complete and right; afterwards a
+// fourth, fresh replica serves it from the store.
+func TestBlobStoreConcurrentColdPulls(t *testing.T) {
+	w := newWorld(t)
+	const repo = "library/herd"
+	img := w.pushSigned(t, repo, "v1")
+	s3 := peers.StartVersityGW(t)
+	store := fmt.Sprintf("blob_store:\n  storage: %s\n", s3.StorageYAML())
+	var gates []*peers.Trustgate
+	for range 3 {
+		g := w.gate(t, peers.GateConfig{ExtraYAML: store})
+		if r := getManifest(t, g, repo, "v1"); r.code != http.StatusOK {
+			t.Fatalf("manifest: %d", r.code)
+		}
+		gates = append(gates, g)
+	}
+	layer := img.Layers[0]
+	mark := w.reg.Log.Len()
+	const clients = 30
+	errs := make(chan string, clients)
+	for i := range clients {
+		go func() {
+			resp, err := http.Get(gates[i%len(gates)].URL + "/v2/" + repo + "/blobs/" + layer.Digest)
+			if err != nil {
+				errs <- err.Error()
+				return
+			}
+			d, err := readAllDigest(resp)
+			switch {
+			case err != nil || resp.StatusCode != http.StatusOK:
+				errs <- fmt.Sprintf("status %d, %v", resp.StatusCode, err)
+			case d != layer.Digest:
+				errs <- "digest " + d
+			default:
+				errs <- ""
+			}
+		}()
+	}
+	for range clients {
+		if e := <-errs; e != "" {
+			t.Errorf("client: %s", e)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	n := 0
+	for _, e := range w.reg.RequestsSince(mark) {
+		if e.Method == http.MethodGet && strings.HasSuffix(e.Path, "/blobs/"+layer.Digest) {
+			n++
+		}
+	}
+	t.Logf("%d concurrent cold pulls over %d replicas: %d upstream blob GETs", clients, len(gates), n)
+	if n < 1 || n > len(gates) {
+		t.Errorf("%d upstream blob GETs, want 1..%d (at most one per replica)", n, len(gates))
+	}
+
+	hx := strings.TrimPrefix(layer.Digest, "sha256:")
+	eventually(t, 30*time.Second, "the blob in the bucket", func() (bool, string) {
+		fi, err := os.Stat(s3.ObjectFile("trustgate/v1/docker.io/blobs/sha256/" + hx[:2] + "/" + hx))
+		return err == nil && fi.Size() == layer.Size, fmt.Sprint(err)
+	})
+	d := w.gate(t, peers.GateConfig{ExtraYAML: store})
+	if r := getManifest(t, d, repo, "v1"); r.code != http.StatusOK {
+		t.Fatalf("manifest through D: %d", r.code)
+	}
+	mark = w.reg.Log.Len()
+	if r := get(t, http.MethodGet, d.URL+"/v2/"+repo+"/blobs/"+layer.Digest); r.code != http.StatusOK || r.digest() != layer.Digest {
+		t.Fatalf("D: %d", r.code)
+	}
+	time.Sleep(200 * time.Millisecond)
+	for _, e := range w.reg.RequestsSince(mark) {
+		if strings.Contains(e.Path, "/blobs/") {
+			t.Errorf("D asked upstream: %s %s", e.Method, e.Path)
+		}
+	}
+}
