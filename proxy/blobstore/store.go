@@ -35,7 +35,8 @@
 //
 // A store that fails (unreachable, timeouts, permission) is never a reason to fail a pull: Open
 // and Stat return ErrUnavailable, the proxy goes upstream, and for the next RetryAfter the store
-// is not asked again, so an unreachable store costs one timeout, not one per request.
+// is not asked again (doubled for every failure in a row, up to a minute), so an unreachable
+// store costs one timeout now and then, not one per request.
 package blobstore
 
 import (
@@ -100,7 +101,11 @@ type Store struct {
 
 	mu        sync.Mutex
 	downUntil time.Time
+	backoff   time.Duration // the current wait after a failure: RetryAfter, doubled per failure in a row
 }
+
+// maxBackoff caps how long a failing store is left alone.
+const maxBackoff = time.Minute
 
 // New returns a Store on d.
 func New(d storagedriver.StorageDriver, opts Options) (*Store, error) {
@@ -178,12 +183,19 @@ func (s *Store) available() bool {
 func (s *Store) failed(op string, err error) error {
 	s.m.errors.WithLabelValues(op).Inc()
 	s.mu.Lock()
-	first := !s.opts.Now().Before(s.downUntil)
-	s.downUntil = s.opts.Now().Add(s.opts.RetryAfter)
+	first := s.downUntil.IsZero()
+	switch {
+	case first:
+		s.backoff = s.opts.RetryAfter
+	case !s.opts.Now().Before(s.downUntil):
+		s.backoff = min(2*s.backoff, max(maxBackoff, s.opts.RetryAfter))
+	}
+	s.downUntil = s.opts.Now().Add(s.backoff)
+	wait := s.backoff
 	s.mu.Unlock()
 	s.m.up.Set(0)
 	if first {
-		s.log.Warn("blob store unavailable; serving from upstream", "op", op, "retry_after", s.opts.RetryAfter, "err", err)
+		s.log.Warn("blob store unavailable; serving from upstream", "op", op, "retry_after", wait, "err", err)
 	}
 	return fmt.Errorf("%w: %s: %w", ErrUnavailable, op, err)
 }

@@ -179,7 +179,7 @@ func (b *brokenDriver) Stat(context.Context, string) (storagedriver.FileInfo, er
 func TestUnavailableStoreIsSkipped(t *testing.T) {
 	d := &brokenDriver{StorageDriver: inmemory.New()}
 	now := time.Now()
-	s, _ := newStore(t, d, Options{RetryAfter: time.Minute, Now: func() time.Time { return now }})
+	s, _ := newStore(t, d, Options{RetryAfter: 5 * time.Second, Now: func() time.Time { return now }})
 	_, dgst := blob(4, 10)
 	for range 3 {
 		if _, _, err := s.Open(context.Background(), "docker.io", dgst, 0, -1); !errors.Is(err, ErrUnavailable) {
@@ -192,10 +192,19 @@ func TestUnavailableStoreIsSkipped(t *testing.T) {
 	if testutil.ToFloat64(s.m.up) != 0 || testutil.ToFloat64(s.m.errors.WithLabelValues("stat")) != 1 {
 		t.Errorf("up = %v, errors = %v", testutil.ToFloat64(s.m.up), testutil.ToFloat64(s.m.errors.WithLabelValues("stat")))
 	}
-	now = now.Add(2 * time.Minute)
-	s.Open(context.Background(), "docker.io", dgst, 0, -1)
-	if n := d.calls.Load(); n != 2 {
-		t.Errorf("driver asked %d times after RetryAfter, want 2", n)
+	// Failing again and again, it is left alone twice as long each time, up to a minute.
+	calls := d.calls.Load()
+	for _, wait := range []time.Duration{5 * time.Second, 10 * time.Second, 20 * time.Second, 40 * time.Second, time.Minute, time.Minute} {
+		now = now.Add(wait - time.Millisecond)
+		s.Open(context.Background(), "docker.io", dgst, 0, -1)
+		if n := d.calls.Load(); n != calls {
+			t.Fatalf("asked again %v into a wait of %v", wait-time.Millisecond, wait)
+		}
+		now = now.Add(time.Millisecond)
+		s.Open(context.Background(), "docker.io", dgst, 0, -1)
+		if calls++; d.calls.Load() != calls {
+			t.Fatalf("not asked again after a wait of %v", wait)
+		}
 	}
 }
 
