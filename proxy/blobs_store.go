@@ -29,10 +29,12 @@ func fetchOf(ctx context.Context) *blobFetch {
 
 // openStored is a download's first try: the blob store. ok is false on a miss, on a stored
 // object of the wrong size (deleted) and on a failing store (logged by the store, counted, and
-// skipped for a while): the caller goes upstream.
+// skipped for a while): the caller goes upstream. A store read that broke off (a dropped
+// connection, a stall past the fan-out's idle timeout) is resumed from upstream, not from the
+// store again, so a store that stalls costs a resume, never the pull.
 func (s *Server) openStored(ctx context.Context, d digest.Digest, offset int64) (io.ReadCloser, int64, bool) {
 	f := fetchOf(ctx)
-	if s.store == nil || f == nil {
+	if s.store == nil || f == nil || (offset > 0 && f.fromStore) {
 		return nil, 0, false
 	}
 	body, size, err := s.store.Open(ctx, f.namespace, d, offset, f.size)

@@ -309,3 +309,52 @@ func TestBlobStoreWrongSize(t *testing.T) {
 		t.Errorf("stored again: %v, digest %s", err, sha(got))
 	}
 }
+
+// droppingDriver's readers break off half-way through, as a store connection reset would.
+type droppingDriver struct{ storagedriver.StorageDriver }
+
+func (d droppingDriver) Reader(ctx context.Context, path string, offset int64) (io.ReadCloser, error) {
+	fi, err := d.Stat(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	rc, err := d.StorageDriver.Reader(ctx, path, offset)
+	if err != nil {
+		return nil, err
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(io.LimitReader(rc, max(fi.Size()/2-offset, 0)), errReader{}), rc}, nil
+}
+
+type errReader struct{}
+
+func (errReader) Read([]byte) (int, error) { return 0, errors.New("read tcp: connection reset by peer") }
+
+// A store read that breaks off is resumed from upstream (a Range request), not from the store
+// again: the pull completes whatever the store does.
+func TestBlobStoreDroppedReadResumesUpstream(t *testing.T) {
+	d := inmemory.New()
+	reg := peers.StartRegistry(t)
+	img := peers.PushImage(t, reg, "library/app", "1")
+	a := replica(t, reg, d, img, 0)
+	layer := img.Layers[0]
+	if r := a.get("/v2/library/app/blobs/" + layer.Digest); r.status != http.StatusOK {
+		t.Fatalf("A: %d", r.status)
+	}
+	waitStored(t, a.srv.store, layer.Digest)
+
+	b := replica(t, reg, droppingDriver{d}, img, 0)
+	mark := reg.Log.Len()
+	if r := b.get("/v2/library/app/blobs/" + layer.Digest); r.status != http.StatusOK || sha(r.body) != layer.Digest {
+		t.Fatalf("B: %d, %d bytes", r.status, len(r.body))
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n := blobGETs(reg, mark); n != 1 {
+		t.Errorf("%d upstream blob GETs, want 1 (the resume)", n)
+	}
+	if st := b.srv.upstreams["docker.io"].blobs.Stats(); st.Resumes != 1 {
+		t.Errorf("resumes = %d, want 1", st.Resumes)
+	}
+}
