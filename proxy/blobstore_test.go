@@ -330,7 +330,9 @@ func (d droppingDriver) Reader(ctx context.Context, path string, offset int64) (
 
 type errReader struct{}
 
-func (errReader) Read([]byte) (int, error) { return 0, errors.New("read tcp: connection reset by peer") }
+func (errReader) Read([]byte) (int, error) {
+	return 0, errors.New("read tcp: connection reset by peer")
+}
 
 // A store read that breaks off is resumed from upstream (a Range request), not from the store
 // again: the pull completes whatever the store does.
