@@ -155,7 +155,7 @@ func TestBlobStoreConcurrentColdPulls(t *testing.T) {
 	store := fmt.Sprintf("blob_store:\n  storage: %s\n", s3.StorageYAML())
 	var gates []*peers.Trustgate
 	for range 3 {
-		g := w.gate(t, peers.GateConfig{ExtraYAML: store})
+		g := w.gate(t, peers.GateConfig{Extra: store})
 		if r := getManifest(t, g, repo, "v1"); r.code != http.StatusOK {
 			t.Fatalf("manifest: %d", r.code)
 		}
@@ -205,7 +205,7 @@ func TestBlobStoreConcurrentColdPulls(t *testing.T) {
 		fi, err := os.Stat(s3.ObjectFile("trustgate/v1/docker.io/blobs/sha256/" + hx[:2] + "/" + hx))
 		return err == nil && fi.Size() == layer.Size, fmt.Sprint(err)
 	})
-	d := w.gate(t, peers.GateConfig{ExtraYAML: store})
+	d := w.gate(t, peers.GateConfig{Extra: store})
 	if r := getManifest(t, d, repo, "v1"); r.code != http.StatusOK {
 		t.Fatalf("manifest through D: %d", r.code)
 	}
