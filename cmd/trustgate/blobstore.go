@@ -58,3 +58,14 @@ func newBlobStore(ctx context.Context, cfg BlobStoreConfig, log *slog.Logger, re
 	log.Info("blob store", "driver", name, "max_bytes", cfg.MaxBytes, "max_age", cfg.MaxAge, "sweep_interval", cfg.SweepInterval)
 	return st, nil
 }
+
+// storeCheck is the blob store's line of /readyz. It is optional: the store is a cache, and a
+// replica whose store fails serves every blob from upstream, so it stays ready; the line says
+// why blobs come from upstream.
+func (b *built) storeCheck() []check {
+	if b.store == nil {
+		return nil
+	}
+	up, detail := b.store.Status()
+	return []check{{Name: "blob_store " + b.store.Driver(), Kind: "blob_store", OK: up, Detail: detail, Optional: true}}
+}

@@ -2,11 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	"github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
+	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/trustgate/trustgate/proxy/blobstore"
@@ -68,5 +72,35 @@ func TestBlobStoreDriverNotLinked(t *testing.T) {
 	_, err = newBlobStore(context.Background(), cfg.BlobStore, slog.New(slog.DiscardHandler), nil)
 	if err == nil || !strings.Contains(err.Error(), `driver "floppy" is not in this binary`) {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// downDriver is a store that cannot be reached.
+type downDriver struct{ storagedriver.StorageDriver }
+
+func (downDriver) Stat(context.Context, string) (storagedriver.FileInfo, error) {
+	return nil, errors.New("dial tcp 127.0.0.1:9: connect: connection refused")
+}
+
+// /readyz shows a failing blob store, as an optional check: the mirror stays ready and serves
+// blobs from upstream.
+func TestBlobStoreReadiness(t *testing.T) {
+	st, err := blobstore.New(downDriver{inmemory.New()}, blobstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &built{store: st}
+	if cs := b.storeCheck(); len(cs) != 1 || !cs[0].OK || !cs[0].Optional {
+		t.Fatalf("before any failure: %+v", cs)
+	}
+	if _, err := st.Stat(context.Background(), "docker.io", digest.FromString("x")); !errors.Is(err, blobstore.ErrUnavailable) {
+		t.Fatalf("Stat: %v", err)
+	}
+	cs := b.storeCheck()
+	if len(cs) != 1 || cs[0].OK || !cs[0].Optional || !strings.Contains(cs[0].Detail, "connection refused") || cs[0].Name != "blob_store inmemory" {
+		t.Fatalf("store down: %+v", cs)
+	}
+	if (&built{}).storeCheck() != nil {
+		t.Errorf("a check without a store")
 	}
 }

@@ -100,6 +100,7 @@ type Store struct {
 	m      *metrics
 
 	mu        sync.Mutex
+	lastErr   string // the failure that made the store unavailable, for Status
 	downUntil time.Time
 	backoff   time.Duration // the current wait after a failure: RetryAfter, doubled per failure in a row
 }
@@ -191,6 +192,7 @@ func (s *Store) failed(op string, err error) error {
 		s.backoff = min(2*s.backoff, max(maxBackoff, s.opts.RetryAfter))
 	}
 	s.downUntil = s.opts.Now().Add(s.backoff)
+	s.lastErr = op + ": " + err.Error()
 	wait := s.backoff
 	s.mu.Unlock()
 	s.m.up.Set(0)
@@ -198,6 +200,17 @@ func (s *Store) failed(op string, err error) error {
 		s.log.Warn("blob store unavailable; serving from upstream", "op", op, "retry_after", wait, "err", err)
 	}
 	return fmt.Errorf("%w: %s: %w", ErrUnavailable, op, err)
+}
+
+// Status reports whether the store's last operation succeeded and, if not, the failure; while
+// it is false the store is skipped (see Unavailability).
+func (s *Store) Status() (up bool, detail string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.downUntil.IsZero() {
+		return true, ""
+	}
+	return false, s.lastErr
 }
 
 // ok records a store success after failures.
