@@ -3,6 +3,7 @@ package e2e
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -29,7 +30,7 @@ func TestBlobStoreSharedByReplicas(t *testing.T) {
 	store := fmt.Sprintf("blob_store:\n  storage: %s\n", s3.StorageYAML())
 	a := w.gate(t, peers.GateConfig{Extra: store})
 	// B keeps no spool of its own, so every blob it serves comes from the store or upstream.
-	b := w.gate(t, peers.GateConfig{Extra: store + "blob_spool_bytes: 0\n"})
+	b := w.gate(t, peers.GateConfig{Extra: store + "blob_spool_bytes: 0\nhealth: {main_listener: true}\n"})
 
 	stored := func(dgst string) string {
 		hx := strings.TrimPrefix(dgst, "sha256:")
@@ -131,6 +132,33 @@ func TestBlobStoreSharedByReplicas(t *testing.T) {
 		if !strings.Contains(strings.Join(b.Log.Lines(), "\n"), "blob store unavailable") {
 			t.Errorf("B's log does not say the store is unavailable")
 		}
+		// /readyz names the failing store, and B stays ready: it serves from upstream.
+		r := get(t, http.MethodGet, b.URL+"/readyz")
+		var ready struct {
+			Ready  bool
+			Checks []struct {
+				Name     string
+				OK       bool
+				Optional bool
+				Detail   string
+			}
+		}
+		if err := json.Unmarshal(r.body, &ready); err != nil {
+			t.Fatalf("/readyz: %d %s", r.code, r.body)
+		}
+		found := false
+		for _, c := range ready.Checks {
+			if strings.HasPrefix(c.Name, "blob_store ") {
+				found = true
+				if c.OK || !c.Optional || c.Detail == "" {
+					t.Errorf("/readyz blob store check with the store down: %+v", c)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("/readyz has no blob store check: %s", r.body)
+		}
+		t.Logf("/readyz with the store down: %d %s", r.code, r.body)
 	})
 }
 
