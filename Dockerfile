@@ -7,7 +7,9 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags "-s -w" -o /out/trustgate-linux ./cmd/trustgate
+# GO_TAGS=gcs links the blob store's Google Cloud Storage driver (about 27 MB more).
+ARG GO_TAGS=""
+RUN CGO_ENABLED=0 GOOS=linux go build -trimpath -tags "$GO_TAGS" -ldflags "-s -w" -o /out/trustgate-linux ./cmd/trustgate
 RUN go run ./internal/image/mkimage --binary /out/trustgate-linux --rootfs /out/image
 
 FROM scratch

@@ -4,7 +4,7 @@
 #   1. Go micro-benchmarks of the hot paths (go test -bench in the packages that have them), each
 #      with a CPU profile summarised by `go tool pprof -top`;
 #   2. bench/cmd/report: starts the real peers on loopback (distribution registry as upstream,
-#      notary-server, notary CLI for signing, crane) and runs the five scenarios against the
+#      notary-server, notary CLI for signing, crane, versitygw) and runs the six scenarios against the
 #      upstream directly, trustgate (`trustgate serve`, built with go build) and distribution's
 #      registry in proxy mode, side by side.
 #
@@ -30,7 +30,7 @@ out=bench/results
 mkdir -p "$out/pprof"
 rm -f "$out"/perf-*.data "$out"/pprof/*
 
-for bin in registry notary-server notary crane; do
+for bin in registry notary-server notary crane versitygw; do
 	if ! command -v "$bin" >/dev/null; then
 		echo "bench: $bin not found; install the peers with: bash scripts/install-deps.sh" >&2
 		exit 1
@@ -93,7 +93,7 @@ echo "== micro-benchmarks (BENCHTIME=${BENCHTIME:-1s})" >&2
 micro="$out/micro.txt"
 : >"$micro"
 cpu_tops=()
-for pkg in resolver cache proxy proxy/fanout; do
+for pkg in resolver cache proxy proxy/fanout proxy/blobstore; do
 	if ! grep -qs '^func Benchmark' "$pkg"/*_test.go; then
 		echo "# ./$pkg: no benchmarks" >>"$micro"
 		continue

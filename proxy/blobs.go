@@ -62,9 +62,12 @@ func (s *Server) handleBlob(w http.ResponseWriter, r *http.Request) {
 		}
 	default:
 		ctx := context.WithValue(r.Context(), blobRequestKey{}, &blobRequest{subj: subj, rec: rec})
+		f := &blobFetch{namespace: ref.up.cfg.Name, size: -1}
 		if v.sized {
 			ctx = fanout.WithSize(ctx, v.size)
+			f.size = v.size
 		}
+		ctx = context.WithValue(ctx, blobFetchKey{}, f)
 		ref.up.blobs.Serve(w, r.WithContext(ctx), d, s.blobOpener(ref, d))
 	}
 }
@@ -108,10 +111,16 @@ func blobFailure(err error) string {
 	return kind + ": " + err.Error()
 }
 
-// headBlob answers a HEAD from a verified spool on disk, else from an upstream HEAD, whose length
-// must be the one the verified descriptors state when they state one.
+// headBlob answers a HEAD from a verified spool on disk, else from the blob store, else from an
+// upstream HEAD; a stored or upstream length must be the one the verified descriptors state when
+// they state one.
 func (s *Server) headBlob(w http.ResponseWriter, r *http.Request, ref repoRef, d digest.Digest, v verdict) error {
 	size, ok := ref.up.blobs.Verified(d)
+	if !ok && s.store != nil {
+		if n, err := s.store.Stat(r.Context(), ref.up.cfg.Name, d); err == nil && (!v.sized || n == v.size) {
+			size, ok = n, true
+		}
+	}
 	if !ok {
 		ctx, cancel := ref.up.withTimeout(r.Context())
 		defer cancel()
@@ -138,11 +147,17 @@ func (s *Server) headBlob(w http.ResponseWriter, r *http.Request, ref repoRef, d
 	return nil
 }
 
-// blobOpener is how the fan-out reaches upstream. It runs under the fan-out's detached context,
+// blobOpener is how the fan-out reaches the blob: the blob store first, then upstream. It runs under the fan-out's detached context,
 // so only the wait for response headers is bounded here; the body is bounded by the fan-out's
 // idle timeout (a large layer may legitimately take many minutes).
 func (s *Server) blobOpener(ref repoRef, d digest.Digest) fanout.Opener {
 	return func(ctx context.Context, offset int64) (io.ReadCloser, int64, error) {
+		if body, size, ok := s.openStored(ctx, d, offset); ok {
+			return body, size, nil
+		}
+		if f := fetchOf(ctx); f != nil {
+			f.fromUpstream = true
+		}
 		var hdr http.Header
 		if offset > 0 {
 			hdr = http.Header{"Range": {fmt.Sprintf("bytes=%d-", offset)}}

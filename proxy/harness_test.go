@@ -22,6 +22,7 @@ import (
 	"github.com/trustgate/trustgate/frozen"
 	"github.com/trustgate/trustgate/internal/peers"
 	"github.com/trustgate/trustgate/policy"
+	"github.com/trustgate/trustgate/proxy/blobstore"
 	"github.com/trustgate/trustgate/resolver"
 )
 
@@ -124,6 +125,7 @@ type envConfig struct {
 	edges       EdgeStore
 	frozen      map[policy.FrozenRule]*frozen.File
 	now         func() time.Time
+	store       *blobstore.Store
 }
 
 func newEnv(t *testing.T, reg *peers.Registry, cfg envConfig) *env {
@@ -150,7 +152,7 @@ func newEnv(t *testing.T, reg *peers.Registry, cfg envConfig) *env {
 	}
 	e.srv, err = New(Options{
 		Upstreams: ups, Default: def, Policy: pol, TempDir: t.TempDir(), Metrics: cfg.metrics, BlobSpoolBytes: cfg.spoolBytes,
-		Frozen: cfg.frozen, Now: cfg.now,
+		Frozen: cfg.frozen, Now: cfg.now, BlobStore: cfg.store,
 		Logger: slog.New(slog.NewJSONHandler(lockedWriter{e.logMu, e.logs}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {

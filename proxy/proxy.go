@@ -46,8 +46,14 @@
 //     not passed on: see upstream.client.
 //   - Referrers in enforce mode: always an empty OCI index, because DCT signs tags, not referrer
 //     artifacts (cosign signatures, SBOMs); trustgate can't vouch for them.
-//   - Blob HEAD: answered from a verified spool on disk when there is one, else by an upstream
-//     HEAD; never a download.
+//   - Blob HEAD: answered from a verified spool on disk when there is one, else from the blob
+//     store, else by an upstream HEAD; never a download.
+//   - Blob store (Options.BlobStore, shared by replicas): a blob the verdict allows is read from
+//     the store before upstream, through the same fan-out (one read per digest per process,
+//     every byte hashed, the last held back until the digest matched), and a blob verified from
+//     upstream is written to it. A stored object that is not the verified blob (size or digest)
+//     is deleted; responses reading it are aborted (never complete), and the next request goes
+//     upstream. A store that fails is skipped: the pull goes upstream, never a 5xx because of it.
 //   - A trust change applies to requests judged after it: one judged before (a blob streaming,
 //     a walk in progress) finishes under the verdict it got. Only verified manifests add edges to
 //     the graph; off and warn pulls add none.
@@ -80,6 +86,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/trustgate/trustgate/frozen"
 	"github.com/trustgate/trustgate/policy"
+	"github.com/trustgate/trustgate/proxy/blobstore"
 	"github.com/trustgate/trustgate/proxy/fanout"
 	"github.com/trustgate/trustgate/sigverify/binding"
 )
@@ -144,6 +151,9 @@ type Options struct {
 	// UpstreamTimeout bounds a manifest, tag-list or referrers round trip, and the wait for a blob's
 	// response headers (the blob body itself is bounded by the fan-out). 0 = 30s.
 	UpstreamTimeout time.Duration
+	// BlobStore, if set, is the verified-blob store shared by replicas: a blob download reads it
+	// before upstream, and a blob verified from upstream is written to it (see blobs.go).
+	BlobStore *blobstore.Store
 }
 
 // Server implements the registry v2 read API. Create it with New.
@@ -163,6 +173,7 @@ type Server struct {
 	handler   http.Handler
 	timeout   time.Duration
 	now       func() time.Time
+	store     *blobstore.Store
 }
 
 // New validates opts and builds the handler.
@@ -183,6 +194,7 @@ func New(opts Options) (*Server, error) {
 		log:       opts.Logger,
 		timeout:   opts.UpstreamTimeout,
 		now:       opts.Now,
+		store:     opts.BlobStore,
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -269,7 +281,7 @@ func New(opts Options) (*Server, error) {
 	}
 	for _, up := range s.upstreams {
 		up.blobs = fanout.New(fanout.Options{Dir: dir, Logger: s.log.With("upstream", up.cfg.Name),
-			MaxSpoolBytes: opts.BlobSpoolBytes, OnError: s.onBlobError, OnAbort: s.onBlobAbort})
+			MaxSpoolBytes: opts.BlobSpoolBytes, OnError: s.onBlobError, OnAbort: s.onBlobAbort, OnDone: s.onBlobDone})
 	}
 	s.handler = s.routes()
 	return s, nil

@@ -60,6 +60,8 @@ need_go staticcheck   honnef.co/go/tools/cmd/staticcheck@v0.8.2
 need_go_as cosign     github.com/sigstore/cosign/v3/cmd/cosign@v3.1.3
 need_go_as cosign2    github.com/sigstore/cosign/v2/cmd/cosign@v2.6.5
 need_go_build notation github.com/notaryproject/notation v1.3.2 github.com/notaryproject/notation/cmd/notation
+# An S3 server (posix backend, Apache-2.0) for the shared blob store's tests.
+need_go versitygw     github.com/versity/versitygw/cmd/versitygw@v1.8.0
 
 # docker.io brings dockerd, the docker CLI (/usr/bin/docker) and containerd (+ ctr, runc); the e2e
 # tests run dockerd and containerd themselves, so both daemons' binaries must be present.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/trustgate/trustgate/policy"
 	"github.com/trustgate/trustgate/proxy"
+	"github.com/trustgate/trustgate/proxy/blobstore"
 )
 
 // built is one configuration turned into a mirror: the handler serve swaps on reload, the
@@ -23,6 +24,7 @@ type built struct {
 	srv    *proxy.Server
 	ups    []*proxy.Upstream
 	health *health
+	store  *blobstore.Store // the shared blob store; nil = none
 	cert   *tls.Certificate // the serving certificate; nil = plain HTTP
 	stop   context.CancelFunc
 }
@@ -60,6 +62,9 @@ func build(cfg *Config, log *slog.Logger, metrics prometheus.Registerer) (*built
 	if b.ups, err = newUpstreams(cfg, log, b.health); err != nil {
 		return nil, err
 	}
+	if b.store, err = newBlobStore(context.Background(), cfg.BlobStore, log, metrics); err != nil {
+		return nil, err
+	}
 	b.srv, err = proxy.New(proxy.Options{
 		Upstreams:         b.ups,
 		Default:           cfg.DefaultUpstream,
@@ -73,6 +78,7 @@ func build(cfg *Config, log *slog.Logger, metrics prometheus.Registerer) (*built
 		Frozen:            fz,
 		TrustTTL:          cfg.TrustTTL,
 		Bindings:          bindings,
+		BlobStore:         b.store,
 	})
 	if err != nil {
 		return nil, err
@@ -80,11 +86,15 @@ func build(cfg *Config, log *slog.Logger, metrics prometheus.Registerer) (*built
 	return b, nil
 }
 
-// start begins probing the dependencies in the background, until close.
+// start begins probing the dependencies and sweeping the blob store in the background, until
+// close.
 func (b *built) start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	b.stop = cancel
 	go b.health.probeLoop(ctx)
+	if b.store != nil {
+		go b.store.Run(ctx)
+	}
 }
 
 // close stops the probe, the blob downloads still running and removes their spools. Call it only

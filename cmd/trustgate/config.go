@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -36,6 +37,7 @@ type Config struct {
 	Cache           CacheConfig      `mapstructure:"cache"`
 	TempDir         string           `mapstructure:"temp_dir"`
 	BlobSpoolBytes  int64            `mapstructure:"blob_spool_bytes"`
+	BlobStore       BlobStoreConfig  `mapstructure:"blob_store"`
 	DefaultUpstream string           `mapstructure:"default_upstream"`
 	Upstreams       []UpstreamConfig `mapstructure:"upstreams"`
 	Policy          policy.Config    `mapstructure:"policy"`
@@ -54,6 +56,25 @@ type HealthConfig struct {
 	// the repositories it holds answer 503). false still reports it but keeps the mirror ready,
 	// for a trust server that is gone for good while frozen trust files serve what matters.
 	RequireTrustServers bool `mapstructure:"require_trust_servers"`
+}
+
+// BlobStoreConfig is the verified-blob store replicas share (proxy/blobstore). Without a storage
+// driver there is none: every replica keeps only its own spool.
+type BlobStoreConfig struct {
+	// Storage is distribution's `storage:` section, as in a registry's config.yml: one driver
+	// name (filesystem, s3, azure, or gcs in a binary built with -tags gcs) mapped to its
+	// parameters. distribution's other storage keys (delete, redirect, cache, maintenance) do
+	// not apply.
+	Storage map[string]any `mapstructure:"storage"`
+	// MaxBytes bounds the stored blobs; the sweeper deletes the oldest beyond it. 0 = no bound.
+	MaxBytes int64 `mapstructure:"max_bytes"`
+	// MaxAge: the sweeper deletes blobs stored longer ago. 0 = no bound.
+	MaxAge time.Duration `mapstructure:"max_age"`
+	// SweepInterval is how often each replica sweeps the store.
+	SweepInterval time.Duration `mapstructure:"sweep_interval"`
+	// Timeout bounds each store operation (a read's or write's body excepted); a store that
+	// does not answer within it is skipped for a while and blobs come from upstream.
+	Timeout time.Duration `mapstructure:"timeout"`
 }
 
 // TimeoutConfig bounds how long trustgate waits on its clients and its peers. Defaults are in
@@ -171,20 +192,25 @@ const (
 // for keys it knows.
 func configDefaults() map[string]any {
 	return map[string]any{
-		"listen":                       "127.0.0.1:5000",
-		"tls.cert_file":                "",
-		"tls.key_file":                 "",
-		"log.level":                    "info",
-		"log.format":                   "json",
-		"metrics.listen":               "",
-		"metrics.pprof":                false,
-		"trust_dir":                    defaultTrustDir,
-		"trust_ttl":                    "30s",
-		"cache.trust_entries":          1024,
-		"cache.manifest_entries":       4096,
-		"cache.trust_bytes":            int64(256 << 20),
-		"temp_dir":                     "",
-		"blob_spool_bytes":             int64(1 << 30),
+		"listen":                 "127.0.0.1:5000",
+		"tls.cert_file":          "",
+		"tls.key_file":           "",
+		"log.level":              "info",
+		"log.format":             "json",
+		"metrics.listen":         "",
+		"metrics.pprof":          false,
+		"trust_dir":              defaultTrustDir,
+		"trust_ttl":              "30s",
+		"cache.trust_entries":    1024,
+		"cache.manifest_entries": 4096,
+		"cache.trust_bytes":      int64(256 << 20),
+		"temp_dir":               "",
+		"blob_spool_bytes":       int64(1 << 30),
+		// blob_store.storage has no default: no shared blob store unless configured.
+		"blob_store.max_bytes":         int64(100 << 30),
+		"blob_store.max_age":           "720h",
+		"blob_store.sweep_interval":    "10m",
+		"blob_store.timeout":           "10s",
 		"default_upstream":             "",
 		"timeouts.read_header":         "10s",
 		"timeouts.upstream":            "30s",
@@ -251,6 +277,11 @@ func parseConfig(data []byte, flags *pflag.FlagSet) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
+	// viper's unmarshalling drops empty maps, and a driver without parameters ("inmemory: {}")
+	// is one: take the section as written.
+	if m, ok := v.Get("blob_store.storage").(map[string]any); ok {
+		cfg.BlobStore.Storage = m
+	}
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
@@ -314,6 +345,7 @@ func (c *Config) validate() error {
 	if c.BlobSpoolBytes < 0 {
 		bad("blob_spool_bytes", "must not be negative (got %d)", c.BlobSpoolBytes)
 	}
+	c.BlobStore.validate(bad)
 	if len(c.Upstreams) == 0 {
 		bad("upstreams", "none configured: trustgate has nothing to pull from and no trust server to verify with, "+
 			"and it does not guess one. Give a configuration file with --config (see configs/trustgate.yaml), "+
@@ -369,6 +401,41 @@ func (c *Config) validate() error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+func (b BlobStoreConfig) validate(bad func(key, format string, args ...any)) {
+	if b.MaxBytes < 0 {
+		bad("blob_store.max_bytes", "must not be negative (got %d)", b.MaxBytes)
+	}
+	if b.MaxAge < 0 {
+		bad("blob_store.max_age", "must not be negative (got %s)", b.MaxAge)
+	}
+	if b.SweepInterval < 10*time.Second || b.SweepInterval > 24*time.Hour {
+		bad("blob_store.sweep_interval", "must be between 10s and 24h (got %s)", b.SweepInterval)
+	}
+	if b.Timeout <= 0 {
+		bad("blob_store.timeout", "must be positive (got %s)", b.Timeout)
+	}
+	if len(b.Storage) == 0 {
+		return
+	}
+	var drivers []string
+	for name := range b.Storage {
+		switch name {
+		case "delete", "redirect", "cache", "maintenance", "tag":
+			bad("blob_store.storage."+name, "is a registry setting of distribution's; trustgate's blob store does not use it")
+		default:
+			drivers = append(drivers, name)
+		}
+	}
+	if len(drivers) != 1 {
+		slices.Sort(drivers)
+		bad("blob_store.storage", "must name exactly one storage driver (got %v)", drivers)
+		return
+	}
+	if _, ok := b.Storage[drivers[0]].(map[string]any); !ok && b.Storage[drivers[0]] != nil {
+		bad("blob_store.storage."+drivers[0], "must be a map of driver parameters")
+	}
 }
 
 func checkURL(raw string) error {

@@ -177,7 +177,7 @@ func (rt *runtime) readiness() readiness {
 		cfgCheck.Detail += "; the last reload was rejected: " + rt.lastError
 	}
 	rt.mu.Unlock()
-	r := readiness{Ready: true, Checks: append([]check{cfgCheck}, g.health.ready()...)}
+	r := readiness{Ready: true, Checks: append(append([]check{cfgCheck}, g.health.ready()...), g.storeCheck()...)}
 	for _, c := range r.Checks {
 		r.Ready = r.Ready && (c.OK || c.Optional)
 	}

@@ -37,7 +37,23 @@ func (g *Group) fetch(ctx context.Context, d *download, open Opener) {
 	}
 	d.finish(err)
 	g.finished(d, err)
+	if g.opts.OnDone != nil {
+		g.done(ctx, d, err)
+	}
 	d.release()
+}
+
+// done hands the download's outcome to Options.OnDone while the fetcher still holds the spool.
+func (g *Group) done(ctx context.Context, d *download, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(g.ctx, cancel)
+	defer stop()
+	var blob *io.SectionReader
+	if err == nil {
+		blob = io.NewSectionReader(d.file, 0, d.size)
+	}
+	g.opts.OnDone(ctx, d.dgst, blob, err)
 }
 
 func (g *Group) fill(ctx context.Context, d *download, open Opener) error {

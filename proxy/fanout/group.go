@@ -44,6 +44,12 @@ type Options struct {
 	// about to be aborted (the download failed); it must not write to the
 	// response.
 	OnAbort func(r *http.Request, err error)
+	// OnDone, if set, is called once per download when it has ended and its verdict is out to
+	// every response: blob reads the whole verified blob (nil when err says why the download
+	// failed) and stays readable until OnDone returns. ctx carries the values of the request
+	// that started the download and is cancelled when the Group closes. It runs on the
+	// download's own goroutine, after the responses; while it runs the spool stays open.
+	OnDone func(ctx context.Context, dgst digest.Digest, blob *io.SectionReader, err error)
 }
 
 // Group fans one upstream download per digest out to every concurrent

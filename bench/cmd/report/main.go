@@ -54,7 +54,7 @@ func main() {
 	flag.StringVar(&cfg.micro, "micro", "", "file with `go test -bench` output to include")
 	flag.StringVar(&cfg.scale, "scale", "", "file with the scale section (bench/cmd/scale output) to include")
 	flag.StringVar(&cfg.microCPU, "micro-cpu", "", "comma-separated files with pprof -top output to include")
-	flag.StringVar(&cfg.only, "only", "", "comma-separated scenarios to run (blob,link,tag,cold,herd,pull); empty = all")
+	flag.StringVar(&cfg.only, "only", "", "comma-separated scenarios to run (blob,link,tag,cold,herd,pull,store); empty = all")
 	flag.StringVar(&cfg.linkRates, "link-rates", "1e9,10e9", "comma-separated rates (bit/s) of the rate-limited links of the link scenario")
 	flag.IntVar(&cfg.linkRounds, "link-rounds", 3, "interleaved rounds per link of the link scenario (the median is reported)")
 	flag.StringVar(&cfg.gateYAML, "gate-yaml", "", "extra top-level YAML appended to trustgate's configuration, e.g. 'blob_spool_bytes: 0'")
@@ -141,6 +141,7 @@ func run(cfg config) (code int) {
 		}
 		rep.Link = linkScenario(sc, w, cfg.linkRounds, rates, &rep.SHA256Rounds)
 	})
+	try("store", func(sc *scope) { rep.Store = storeScenario(sc, w, cfg.pullRepeats) })
 
 	rep.Checks = checkTargets(rep)
 	if cfg.micro != "" {

@@ -26,6 +26,7 @@ type Report struct {
 	Cold         []ColdRow
 	Herd         []HerdRow
 	Pull         []PullRow
+	Store        []StoreRow `json:",omitempty"`
 	Checks       []Check
 	Profiles     []Profile
 	Micro        string   `json:",omitempty"` // `go test -bench` output of the packages' micro-benchmarks
@@ -132,6 +133,17 @@ func (r *Report) markdown(w io.Writer) {
 		p("| %s | %.2f | %.2f | %d | %s |\n", x.System, x.FirstS, x.RepeatS, x.UpstreamBlobGETs, errs(x.Errors, x.FirstErr))
 	}
 
+	if len(r.Store) > 0 {
+		p("\n## 6. Warm pulls from the shared blob store vs direct\n\n")
+		p("`crane pull --format oci` of the %s image. trustgate replicas share `blob_store:` (distribution's s3 driver) on a versitygw S3 server (posix backend) on loopback.\n", r.Config["image"])
+		p("A is a fresh process with an empty store: it pulls from upstream and writes the verified blobs to the store. B is another fresh process with `blob_spool_bytes: 0`, so every one of its pulls reads every blob from the store and hashes it again before the last byte goes out; its first pull also resolves the tag's trust cold.\n")
+		p("MB/s = image bytes / median pull (the repeats', or the first pull's).\n\n")
+		p("| system | first pull s | repeat pull s | MB/s | upstream blob GETs (all pulls) | errors |\n|---|---|---|---|---|---|\n")
+		for _, x := range r.Store {
+			p("| %s | %.2f | %s | %.0f | %d | %s |\n", x.System, x.FirstS, secondsOrDash(x.RepeatS, x.Repeats), x.MBps, x.UpstreamBlobGETs, errs(x.Errors, x.FirstErr))
+		}
+	}
+
 	p("\n## Profiles of the trustgate process (perf, self time)\n\n")
 	p("Taken with `perf record -g -p <trustgate pid>` during an extra, unreported round of the scenario (symbols `[k]` are the kernel).\n")
 	for _, pr := range r.Profiles {
@@ -169,6 +181,13 @@ func (r *Report) markdown(w io.Writer) {
 		p("\n```\n%s\n```\n", strings.TrimSpace(top))
 	}
 	p("\nRaw data: `bench/results/latest.json`; chart: `bench/results/latest.svg`.\n")
+}
+
+func secondsOrDash(s float64, n int) string {
+	if n == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f", s)
 }
 
 func dash(s string) string {
