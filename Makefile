@@ -16,8 +16,9 @@ build:
 # empty base, as a tarball for `docker load -i bin/trustgate-image.tar`. The Dockerfile builds the
 # same image where a registry is reachable.
 IMAGE ?= trustgate:dev
+GO_TAGS ?=
 image:
-	CGO_ENABLED=0 GOOS=linux $(GO) build -trimpath -ldflags "-s -w" -o bin/trustgate-linux ./cmd/trustgate
+	CGO_ENABLED=0 GOOS=linux $(GO) build -trimpath -tags "$(GO_TAGS)" -ldflags "-s -w" -o bin/trustgate-linux ./cmd/trustgate
 	$(GO) run ./internal/image/mkimage --binary bin/trustgate-linux --tag $(IMAGE) --out bin/trustgate-image.tar
 
 run: build

@@ -93,7 +93,7 @@ func TestDockerfileMatches(t *testing.T) {
 	df := string(b)
 	js := func(v []string) string { s, _ := json.Marshal(v); return strings.ReplaceAll(string(s), ",", ", ") }
 	for _, want := range []string{
-		`CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags "-s -w"`,
+		`CGO_ENABLED=0 GOOS=linux go build -trimpath -tags "$GO_TAGS" -ldflags "-s -w"`,
 		"go run ./internal/image/mkimage --binary /out/trustgate-linux --rootfs /out/image",
 		"FROM scratch\n",
 		"COPY --from=build /out/image/rootfs/ /\n",
