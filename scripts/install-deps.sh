@@ -76,4 +76,16 @@ if ! command -v skopeo >/dev/null || ! command -v dockerd >/dev/null || ! comman
     exit 1
   fi
 fi
+# redis-server is the shared trust store the replica tests (e2e/replicas_test.go, resolver's Redis
+# store tests) run against; Debian's package, as for skopeo. The tests start their own instances.
+if ! command -v redis-server >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "install-deps: apt-get install redis-server"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  else
+    echo "install-deps: redis-server missing and not root; install redis-server" >&2
+    exit 1
+  fi
+fi
 echo "install-deps: ok ($GOBIN)"

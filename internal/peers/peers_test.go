@@ -294,3 +294,22 @@ func TestContainerdHosts(t *testing.T) {
 		t.Errorf("pull of a missing tag: %v; want a not-found error from the configured server only", err)
 	}
 }
+
+// TestRedis: the launcher's redis-server answers on its kernel-chosen loopback port, stops on
+// Stop, and comes back empty on the same address after Restart.
+func TestRedis(t *testing.T) {
+	r := StartRedis(t)
+	if err := ping(context.Background(), r.Addr); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := ping(context.Background(), r.Addr); err == nil {
+		t.Fatal("redis-server still answers after Stop")
+	}
+	r.Restart(t)
+	if err := ping(context.Background(), r.Addr); err != nil {
+		t.Fatalf("after Restart: %v", err)
+	}
+}
