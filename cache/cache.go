@@ -233,7 +233,13 @@ func (c *Cache) update(ctx context.Context, gun string) (*resolver.State, error)
 		c.entries.Remove(gun)
 		return nil, fmt.Errorf("trust data for %s expired at %s: %w", gun, s.Expires().UTC().Format(time.RFC3339), resolver.ErrExpired)
 	}
-	c.add(gun, entry{state: s, checked: now, size: s.Size()})
+	// A state checked earlier (by another replica, through a shared store) is as fresh as that
+	// check, not as this update.
+	checked := now
+	if t := s.Checked(); !t.IsZero() && t.Before(now) {
+		checked = t
+	}
+	c.add(gun, entry{state: s, checked: checked, size: s.Size()})
 	return s, nil
 }
 

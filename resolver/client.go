@@ -35,6 +35,16 @@ type Config struct {
 	// concurrency (per Client); share one among all Clients of a process. nil = a Limiter of
 	// this Client's own with the default Limits.
 	Limiter *Limiter
+
+	// Shared, if set, is the trust store this Client shares with other trustgate processes
+	// (replicas). TrustDir still holds a copy of everything (written through), so a restart
+	// without the shared store keeps its floors; a role's floor is the highest of both.
+	Shared SharedStore
+	// SharedFresh is how long a timestamp another process fetched and verified is current enough
+	// to be used without asking the trust server again: the trust TTL. 0 = never.
+	SharedFresh time.Duration
+	// StoreMetrics counts the shared store's hits and misses; nil = not counted.
+	StoreMetrics *StoreMetrics
 }
 
 // Client is a Notary v1 reader that verifies like the notary v0.7.0 client. It is safe for
@@ -56,6 +66,10 @@ type Client struct {
 	// verifications counts signature checks of roles and roots (tests assert what a re-check
 	// does not repeat).
 	verifications atomic.Int64
+
+	shared      SharedStore // nil = none
+	sharedFresh time.Duration
+	metrics     StoreMetrics
 
 	mu      sync.Mutex
 	guns    map[string]*gunState
@@ -87,6 +101,18 @@ type gunState struct {
 	files    map[string][]byte // verified (or cached-from-disk) raw metadata by role
 	versions map[string]int    // highest version verified per role (rollback floor)
 	onDisk   map[string]string // sha256 of what store holds, to skip rewriting
+
+	// The shared store (Client.shared), if any. onShared is what it holds as far as this process
+	// knows; sharedSeen says it has been read for this GUN; sharedDirty that a write to it failed
+	// (everything is written again); sharedChecked that this Update verifies the stored timestamp
+	// another process checked then; fetched when this Update fetched the timestamp itself; rootFrom
+	// the sha256 of the root the newest one was verified against ("" on first use).
+	onShared      map[string]string
+	sharedSeen    bool
+	sharedDirty   bool
+	sharedChecked time.Time
+	fetched       time.Time
+	rootFrom      string
 	// nextRoot is snapshot.meta.root from the last snapshot that verified: the checksum a
 	// root update fetches by (root.<sha256>.json), as notary's builder remembers it.
 	nextRoot *fileMeta
@@ -123,6 +149,12 @@ func NewClient(cfg Config) (*Client, error) {
 		store:     store{dir: cfg.TrustDir},
 		guns:      map[string]*gunState{},
 		maxIdle:   maxIdleRepositories,
+
+		shared:      cfg.Shared,
+		sharedFresh: cfg.SharedFresh,
+	}
+	if cfg.StoreMetrics != nil {
+		c.metrics = *cfg.StoreMetrics
 	}
 	if c.creds, err = credscope.New(cfg.ServerURL, cfg.TokenRealms); err != nil {
 		return nil, fmt.Errorf("resolver: %w", err)
@@ -283,6 +315,12 @@ func (c *Client) Update(ctx context.Context, gun string) (*State, error) {
 		}
 		g.loaded, g.recheck = true, true
 	}
+	releaseLease, err := c.syncShared(ctx, g)
+	if err != nil {
+		return nil, err
+	}
+	defer releaseLease()
+	g.fetched = time.Time{}
 	// Floors are what the cached files say under the trust of the last Update, as notary
 	// rebuilds them from its cache on every load: a role whose keys a verified root or parent
 	// has since rotated sets no floor, and a forget that was interrupted is finished.
@@ -304,8 +342,12 @@ func (c *Client) Update(ctx context.Context, gun string) (*State, error) {
 	if err != nil {
 		return nil, err
 	}
+	if st, ok := c.sharedPass(ctx, g, now); ok {
+		return st, nil
+	}
 	st, err := c.updatePass(ctx, g, now)
 	if err == nil {
+		c.checkedShared(g, st)
 		return st, nil
 	}
 	if ctx.Err() != nil {
@@ -325,7 +367,11 @@ func (c *Client) Update(ctx context.Context, gun string) (*State, error) {
 		}
 		return nil, rerr
 	}
-	return c.updatePass(ctx, g, now)
+	if st, err = c.updatePass(ctx, g, now); err != nil {
+		return nil, err
+	}
+	c.checkedShared(g, st)
+	return st, nil
 }
 
 // bootstrap establishes the trusted root: the cached one if present (it is the pin and is
@@ -415,6 +461,10 @@ func (c *Client) acceptRoot(gun string, raw []byte, prev *trustedRoot, now time.
 func (c *Client) commitRoot(g *gunState, r *trustedRoot, now time.Time) error {
 	if !bytes.Equal(g.files[roleRoot], r.raw) {
 		g.recheck = true
+		g.rootFrom = ""
+		if prev, ok := g.files[roleRoot]; ok {
+			g.rootFrom = sha256Hex(prev)
+		}
 	}
 	g.root = r
 	g.rootChecked, g.rootUntil = now, c.rootUntil(r, now)
@@ -560,10 +610,22 @@ func (c *Client) forgetRoles(g *gunState, roles []string) error {
 		}
 		delete(g.onDisk, role)
 	}
+	c.forgetShared(g, roles)
 	return nil
 }
 
+// persist writes roles' files and every floor of g to the trust dir, then to the shared store.
 func (c *Client) persist(g *gunState, roles []string) error {
+	if err := c.persistLocal(g, roles); err != nil {
+		return err
+	}
+	if c.shared != nil {
+		return c.persistShared(g, roles)
+	}
+	return nil
+}
+
+func (c *Client) persistLocal(g *gunState, roles []string) error {
 	if c.store.dir == "" {
 		return nil
 	}

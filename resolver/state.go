@@ -31,6 +31,9 @@ type State struct {
 	// index holds the lookup indexes, built once per set of accepted roles. States whose roles
 	// are the same (a re-signed timestamp over the same snapshot) share it.
 	index *indexes
+	// checked is when the trust server was asked for the timestamp this state verified; zero
+	// = during the Update that returned it.
+	checked time.Time
 }
 
 // roleState is one verified targets role. It is immutable and shared by every State in which
@@ -111,6 +114,10 @@ func (s *State) RootKeyIDs() []string { return slices.Clone(s.rootSigners) }
 // Size estimates the heap bytes the state holds: its roles' targets and its default index.
 // States built from the same roles share them, so the sum over several States overstates.
 func (s *State) Size() int64 { return s.size }
+// Checked returns when the timestamp this state verified was fetched from the trust server
+// (by this process or, through a shared store, another); zero means during the Update that
+// returned it. Freshness (the trust TTL) counts from then.
+func (s *State) Checked() time.Time { return s.checked }
 
 // Expires returns the earliest expiry of root, timestamp, snapshot and targets; past it the
 // state must be refreshed before it is used again.

@@ -1,6 +1,7 @@
 package resolver
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -353,4 +354,40 @@ func (s store) syncDir(dir string) error {
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// The file store as a Store: what Client does with its trust dir, for other code and tests that
+// hold stores by the interface.
+var _ Store = store{}
+
+// Load implements Store.
+func (s store) Load(_ context.Context, gun string) (Stored, error) {
+	files, versions, err := s.load(gun)
+	return Stored{Files: files, Versions: versions}, err
+}
+
+// SaveFile implements Store. Another process sharing the trust dir (trustgate resolve beside
+// serve) may have written a newer version: that file stays. Roots are not compared (prev is
+// unused): the trust dir's root is replaced by whichever root its process verified last.
+func (s store) SaveFile(_ context.Context, gun, role string, raw []byte, version int, _ string) error {
+	if theirs, ok := s.fileVersion(gun, role); ok && theirs > version {
+		return &NewerError{Role: role, Version: theirs, Where: s.dir}
+	}
+	return s.saveFile(gun, role, raw)
+}
+
+// SaveVersions implements Store: versions.json is the whole map.
+func (s store) SaveVersions(_ context.Context, gun string, versions map[string]int) error {
+	return s.saveVersions(gun, versions)
+}
+
+// Forget implements Store. versions.json no longer lists roles once the caller has saved its
+// floors without them; their files are removed here.
+func (s store) Forget(_ context.Context, gun string, roles []string) error {
+	for _, role := range roles {
+		if err := s.removeFile(gun, role); err != nil {
+			return err
+		}
+	}
+	return nil
 }

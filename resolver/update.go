@@ -348,7 +348,7 @@ func (c *Client) updatePass(ctx context.Context, g *gunState, now time.Time) (*S
 
 	// 1. timestamp: always fetched; on network/status failure a still-valid cached one
 	// stands in (notary's downloadTimestamp).
-	raw, err := g.remote.get(ctx, roleTimestamp, maxTimestampSize, ErrInvalid)
+	raw, err := c.timestamp(ctx, g)
 	if err != nil {
 		cached, ok := g.files[roleTimestamp]
 		if !outage(err) || !ok {

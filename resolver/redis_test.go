@@ -1,0 +1,264 @@
+package resolver_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/trustgate/trustgate/internal/peers"
+	"github.com/trustgate/trustgate/internal/tuftest"
+	"github.com/trustgate/trustgate/resolver"
+)
+
+// startRedis runs a real redis-server for one test and returns a client of it.
+func startRedis(t *testing.T) (*peers.Redis, *redis.Client) {
+	t.Helper()
+	r := peers.StartRedis(t)
+	rdb := redis.NewClient(&redis.Options{Addr: r.Addr, MaxRetries: -1, DialTimeout: time.Second, ReadTimeout: time.Second})
+	t.Cleanup(func() { rdb.Close() })
+	return r, rdb
+}
+
+// TestRedisStoreRules: the store's own rules, each one Lua script on a real redis-server: files
+// never replaced by a lower version, floors only rise, roots first-writer-wins (replaced only by
+// a higher version verified against the stored one), the check time is Redis's.
+func TestRedisStoreRules(t *testing.T) {
+	_, rdb := startRedis(t)
+	s := resolver.NewRedisStore(rdb, resolver.RedisOptions{Prefix: "t:"})
+	ctx := context.Background()
+	const gun = "example.com/app"
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ne *resolver.NewerError
+
+	must(s.SaveFile(ctx, gun, "timestamp", []byte("ts5"), 5, ""))
+	if err := s.SaveFile(ctx, gun, "timestamp", []byte("ts4"), 4, ""); !errors.As(err, &ne) || ne.Version != 5 {
+		t.Errorf("older timestamp over a newer one: %v, want NewerError 5", err)
+	}
+	must(s.SaveFile(ctx, gun, "timestamp", []byte("ts6"), 6, ""))
+
+	must(s.SaveVersions(ctx, gun, map[string]int{"snapshot": 7, "targets": 3}))
+	must(s.SaveVersions(ctx, gun, map[string]int{"snapshot": 2, "targets": 4}))
+
+	must(s.SaveFile(ctx, gun, "root", []byte("rootA1"), 1, ""))
+	must(s.SaveFile(ctx, gun, "root", []byte("rootA1"), 1, "")) // the same root again
+	if err := s.SaveFile(ctx, gun, "root", []byte("rootB1"), 1, ""); !errors.Is(err, resolver.ErrRootConflict) {
+		t.Errorf("second first-use root: %v, want ErrRootConflict", err)
+	}
+	if err := s.SaveFile(ctx, gun, "root", []byte("rootB2"), 2, tuftest.SHA256Hex([]byte("rootB1"))); !errors.Is(err, resolver.ErrRootConflict) {
+		t.Errorf("rotation from a root the store does not hold: %v, want ErrRootConflict", err)
+	}
+	must(s.SaveFile(ctx, gun, "root", []byte("rootA2"), 2, tuftest.SHA256Hex([]byte("rootA1"))))
+	if err := s.SaveFile(ctx, gun, "root", []byte("rootA1"), 1, ""); !errors.As(err, &ne) || ne.Version != 2 {
+		t.Errorf("older root: %v, want NewerError 2", err)
+	}
+
+	st, err := s.Load(ctx, gun)
+	must(err)
+	want := map[string]int{"timestamp": 6, "snapshot": 7, "targets": 4, "root": 2}
+	for role, v := range want {
+		if st.Versions[role] != v {
+			t.Errorf("floor of %s = %d, want %d (all %v)", role, st.Versions[role], v, st.Versions)
+		}
+	}
+	if string(st.Files["timestamp"]) != "ts6" || string(st.Files["root"]) != "rootA2" {
+		t.Errorf("files: %q", st.Files)
+	}
+	if !st.Checked.IsZero() {
+		t.Errorf("checked %v before MarkChecked", st.Checked)
+	}
+	must(s.MarkChecked(ctx, gun))
+	st, err = s.Load(ctx, gun)
+	must(err)
+	if age := time.Since(st.Checked); age < 0 || age > 5*time.Second {
+		t.Errorf("checked %v ago", age)
+	}
+
+	must(s.Forget(ctx, gun, []string{"targets", "root"}))
+	st, err = s.Load(ctx, gun)
+	must(err)
+	if _, ok := st.Versions["targets"]; ok || st.Versions["root"] != 2 {
+		t.Errorf("after forgetting targets (root is never forgotten): %v", st.Versions)
+	}
+}
+
+// TestRedisStoreLease: one holder at a time; a waiter is let in when the holder releases; a
+// release by a holder whose lease expired and was taken does not end the new holder's.
+func TestRedisStoreLease(t *testing.T) {
+	_, rdb := startRedis(t)
+	s := resolver.NewRedisStore(rdb, resolver.RedisOptions{Prefix: "t:", Lease: 300 * time.Millisecond, LockWait: 5 * time.Second})
+	ctx := context.Background()
+	rel, waited, err := s.Lease(ctx, "g")
+	if err != nil || waited {
+		t.Fatalf("first lease: waited %v, %v", waited, err)
+	}
+	var mu sync.Mutex
+	var order []string
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		rel2, waited, err := s.Lease(ctx, "g")
+		mu.Lock()
+		order = append(order, "second")
+		mu.Unlock()
+		if err != nil || !waited {
+			t.Errorf("second lease: waited %v, %v", waited, err)
+		}
+		time.Sleep(400 * time.Millisecond) // expires; a third takes it
+		rel2()
+	}()
+	time.Sleep(100 * time.Millisecond)
+	mu.Lock()
+	order = append(order, "first released")
+	mu.Unlock()
+	rel()
+	time.Sleep(350 * time.Millisecond)
+	rel3, waited3, err := s.Lease(ctx, "g") // the second's lease has expired by now
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-done // the second releases after its lease expired: must not delete the third's
+	if n, _ := rdb.Exists(ctx, "t:lock/g").Result(); n != 1 {
+		t.Errorf("the expired holder's release deleted the current lease")
+	}
+	rel3()
+	if n, _ := rdb.Exists(ctx, "t:lock/g").Result(); n != 0 {
+		t.Errorf("lease still held after release")
+	}
+	if len(order) != 2 || order[0] != "first released" {
+		t.Errorf("order %v (third waited %v): the second got the lease while the first held it", order, waited3)
+	}
+}
+
+// replica is one trustgate's resolver: its own trust dir, the shared store.
+func replica(t *testing.T, url string, rdb *redis.Client, m *resolver.StoreMetrics, mod ...func(*resolver.Config)) *resolver.Client {
+	t.Helper()
+	return advClient(t, url, append([]func(*resolver.Config){func(c *resolver.Config) {
+		c.TrustDir = t.TempDir()
+		c.Shared = resolver.NewRedisStore(rdb, resolver.RedisOptions{Prefix: "t:", LockWait: 5 * time.Second, Metrics: m})
+		c.SharedFresh = time.Minute
+		c.StoreMetrics = m
+	}}, mod...)...)
+}
+
+// TestSharedRollbackAcrossReplicas: replica A learns a newer publish; B, which had only seen the
+// older one, is then replayed the older files and refuses them: the floor A raised is B's too.
+// Without the shared store B would accept the replay (the control at the end).
+func TestSharedRollbackAcrossReplicas(t *testing.T) {
+	_, rdb := startRedis(t)
+	r := tuftest.NewRepo(t, advGUN)
+	advBasic(t, r)
+	srv := tuftest.Serve(t, advGUN, r.Publish())
+	noFresh := func(c *resolver.Config) { c.SharedFresh = 0 } // every Update asks the server
+	a := replica(t, srv.URL, rdb, nil, noFresh)
+	b := replica(t, srv.URL, rdb, nil, noFresh)
+	alone := advClient(t, srv.URL)
+	for _, c := range []*resolver.Client{a, b, alone} {
+		if _, err := lookup(t, c, advGUN, "v1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := srv.Files(advGUN)
+	r.AddTarget("targets", "v3", []byte("v3"))
+	srv.Set(advGUN, r.Publish())
+	if _, err := lookup(t, a, advGUN, "v3"); err != nil {
+		t.Fatal(err)
+	}
+	srv.Set(advGUN, old)
+	_, err := lookup(t, b, advGUN, "v1")
+	wantErr(t, err, resolver.ErrRollback)
+	if _, err := lookup(t, alone, advGUN, "v1"); err != nil {
+		t.Errorf("control: a replica without the shared store refuses the replay too (%v): the check above would prove nothing", err)
+	}
+}
+
+// TestSharedOneChain: three replicas resolving one cold repository at once ask the trust server
+// for root, timestamp, snapshot and targets once in total; the others verify the stored files
+// (hits) after waiting for the one refresh (lock waits).
+func TestSharedOneChain(t *testing.T) {
+	_, rdb := startRedis(t)
+	r := tuftest.NewRepo(t, advGUN)
+	r.AddTarget("targets", "v1", []byte("manifest v1"))
+	srv := tuftest.Serve(t, advGUN, r.Publish())
+	m := &resolver.StoreMetrics{Hits: newCounter(), Misses: newCounter(), LockWaits: newCounter(), Errors: newCounter()}
+	var wg sync.WaitGroup
+	for range 3 {
+		c := replica(t, srv.URL, rdb, m)
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := lookup(t, c, advGUN, "v1"); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	for _, name := range []string{"root.json", "timestamp.json"} {
+		if n := srv.Count(advGUN + "/" + name); n != 1 {
+			t.Errorf("%s fetched %d times, want 1 (requests %v)", name, n, srv.Requests())
+		}
+	}
+	if n := len(srv.Requests()); n != 4 {
+		t.Errorf("%d metadata requests, want 4 (root, timestamp, snapshot, targets): %v", n, srv.Requests())
+	}
+	hits, misses, waits, errs := testutil.ToFloat64(m.Hits), testutil.ToFloat64(m.Misses), testutil.ToFloat64(m.LockWaits), testutil.ToFloat64(m.Errors)
+	t.Logf("hits %v misses %v lock waits %v errors %v", hits, misses, waits, errs)
+	if misses != 1 || hits != 11 || waits < 1 || errs != 0 { // 12 Updates: one asked the server
+		t.Errorf("metrics: hits %v misses %v lock waits %v errors %v; want 11, 1, at least 1, 0", hits, misses, waits, errs)
+	}
+}
+
+// TestSharedStoreDown: with Redis stopped, a replica keeps resolving a repository it has read
+// from the store (from its own state, asking the trust server), and refuses one it never read
+// (503: it cannot know the floors others recorded). Restarted empty, the store gets the floors
+// back from the replica, which never lowers its own.
+func TestSharedStoreDown(t *testing.T) {
+	red, rdb := startRedis(t)
+	r := tuftest.NewRepo(t, advGUN)
+	r.AddTarget("targets", "v1", []byte("manifest v1"))
+	other := tuftest.NewRepo(t, "example.com/other")
+	other.AddTarget("targets", "v1", []byte("other v1"))
+	srv := tuftest.Serve(t, advGUN, r.Publish())
+	srv.Set("example.com/other", other.Publish())
+	dir := t.TempDir()
+	a := replica(t, srv.URL, rdb, nil, func(c *resolver.Config) { c.SharedFresh = 0; c.TrustDir = dir })
+	if _, err := lookup(t, a, advGUN, "v1"); err != nil {
+		t.Fatal(err)
+	}
+	r.AddTarget("targets", "v2", []byte("manifest v2"))
+	srv.Set(advGUN, r.Publish())
+	if err := red.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lookup(t, a, advGUN, "v2"); err != nil {
+		t.Fatalf("known repository with the store down: %v", err)
+	}
+	_, err := lookup(t, a, "example.com/other", "v1")
+	wantErr(t, err, resolver.ErrUnavailable)
+
+	red.Restart(t)
+	if _, err := lookup(t, a, advGUN, "v2"); err != nil {
+		t.Fatalf("after the store came back empty: %v", err)
+	}
+	st, err := resolver.NewRedisStore(rdb, resolver.RedisOptions{Prefix: "t:"}).Load(context.Background(), advGUN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Versions["timestamp"] != r.Version("timestamp") || st.Files["root"] == nil {
+		t.Errorf("store after coming back empty: floors %v, root cached %v; want timestamp %d", st.Versions, st.Files["root"] != nil, r.Version("timestamp"))
+	}
+}
+
+func newCounter() prometheus.Counter { return prometheus.NewCounter(prometheus.CounterOpts{Name: "c"}) }
