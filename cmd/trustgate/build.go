@@ -25,6 +25,7 @@ type built struct {
 	ups    []*proxy.Upstream
 	health *health
 	store  *blobstore.Store // the shared blob store; nil = none
+	shared *sharedState     // state.redis; nil = none
 	cert   *tls.Certificate // the serving certificate; nil = plain HTTP
 	stop   context.CancelFunc
 }
@@ -59,10 +60,18 @@ func build(cfg *Config, log *slog.Logger, metrics prometheus.Registerer) (*built
 	}
 	b.health = &health{trustDir: cfg.TrustDir, interval: cfg.Health.ProbeInterval,
 		optional: map[string]bool{"trust_server": !cfg.Health.RequireTrustServers}}
-	if b.ups, err = newUpstreams(cfg, log, b.health); err != nil {
+	if b.shared, err = openShared(cfg, log, metrics); err != nil {
+		return nil, err
+	}
+	if b.shared != nil {
+		b.health.extra = append(b.health.extra, b.shared.check)
+	}
+	if b.ups, err = newUpstreams(cfg, log, b.health, b.shared); err != nil {
+		b.shared.close()
 		return nil, err
 	}
 	if b.store, err = newBlobStore(context.Background(), cfg.BlobStore, log, metrics); err != nil {
+		b.shared.close()
 		return nil, err
 	}
 	b.srv, err = proxy.New(proxy.Options{
@@ -81,6 +90,7 @@ func build(cfg *Config, log *slog.Logger, metrics prometheus.Registerer) (*built
 		BlobStore:         b.store,
 	})
 	if err != nil {
+		b.shared.close()
 		return nil, err
 	}
 	return b, nil
@@ -101,7 +111,9 @@ func (b *built) start() {
 // once no request uses b.
 func (b *built) close() error {
 	b.stop()
-	return b.srv.Close()
+	err := b.srv.Close()
+	b.shared.close()
+	return err
 }
 
 // describe logs what the configuration makes trustgate do: where it pulls from, which trust

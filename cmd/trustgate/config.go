@@ -43,6 +43,7 @@ type Config struct {
 	Policy          policy.Config    `mapstructure:"policy"`
 	Timeouts        TimeoutConfig    `mapstructure:"timeouts"`
 	Health          HealthConfig     `mapstructure:"health"`
+	State           StateConfig      `mapstructure:"state"`
 }
 
 // HealthConfig configures /healthz and /readyz, which are always served on the metrics listener.
@@ -74,6 +75,36 @@ type BlobStoreConfig struct {
 	SweepInterval time.Duration `mapstructure:"sweep_interval"`
 	// Timeout bounds each store operation (a read's or write's body excepted); a store that
 	// does not answer within it is skipped for a while and blobs come from upstream.
+	Timeout time.Duration `mapstructure:"timeout"`
+}
+
+// StateConfig selects where trust state is shared between replicas. Without state.redis.addr
+// every process keeps its own, in trust_dir.
+type StateConfig struct {
+	Redis RedisConfig `mapstructure:"redis"`
+}
+
+// RedisConfig is the Redis (or Valkey) server replicas share TOFU roots, version floors, cached
+// trust metadata, refresh leases and manifest edges through. trust_dir keeps a copy of the trust
+// state (written through), and a role's floor is the higher of the two.
+type RedisConfig struct {
+	Addr     string `mapstructure:"addr"` // host:port; "" = no shared state
+	Username string `mapstructure:"username"`
+	Password string `mapstructure:"password"`
+	DB       int    `mapstructure:"db"`
+	TLS      struct {
+		Enabled    bool   `mapstructure:"enabled"`
+		ServerName string `mapstructure:"server_name"`
+		ClientTLS  `mapstructure:",squash"`
+	} `mapstructure:"tls"`
+	// KeyPrefix starts every key; each upstream's keys follow under <key_prefix><upstream name>/.
+	KeyPrefix string `mapstructure:"key_prefix"`
+	// Lease is how long one replica's refresh of a repository keeps the others waiting at most
+	// if it never finishes (crashed); LockWait is how long another replica waits for it before
+	// refreshing on its own.
+	Lease    time.Duration `mapstructure:"lease"`
+	LockWait time.Duration `mapstructure:"lock_wait"`
+	// Timeout bounds one Redis command (dial, read, write).
 	Timeout time.Duration `mapstructure:"timeout"`
 }
 
@@ -218,6 +249,19 @@ func configDefaults() map[string]any {
 		"health.main_listener":         false,
 		"health.probe_interval":        "10s",
 		"health.require_trust_servers": true,
+
+		"state.redis.addr":                     "",
+		"state.redis.username":                 "",
+		"state.redis.password":                 "",
+		"state.redis.db":                       0,
+		"state.redis.tls.enabled":              false,
+		"state.redis.tls.server_name":          "",
+		"state.redis.tls.ca_file":              "",
+		"state.redis.tls.insecure_skip_verify": false,
+		"state.redis.key_prefix":               "trustgate:",
+		"state.redis.lease":                    "30s",
+		"state.redis.lock_wait":                "10s",
+		"state.redis.timeout":                  "2s",
 
 		// the resolver's own defaults, so the library and the binary cannot drift apart
 		"trust_limits.max_metadata_bytes":        int64(resolver.DefaultMaxMetadataBytes),
@@ -394,6 +438,27 @@ func (c *Config) validate() error {
 			}
 		}
 	}
+	if r := c.State.Redis; r.Addr != "" {
+		if _, _, err := net.SplitHostPort(r.Addr); err != nil {
+			bad("state.redis.addr", "%q is not host:port: %v", r.Addr, err)
+		}
+		if r.DB < 0 {
+			bad("state.redis.db", "must not be negative (got %d)", r.DB)
+		}
+		if r.KeyPrefix == "" {
+			bad("state.redis.key_prefix", "must not be empty (it keeps trustgate's keys apart from others')")
+		}
+		for key, d := range map[string]time.Duration{"state.redis.lease": r.Lease, "state.redis.lock_wait": r.LockWait, "state.redis.timeout": r.Timeout} {
+			if d <= 0 {
+				bad(key, "must be positive (got %s)", d)
+			}
+		}
+		if r.TLS.CAFile != "" {
+			if _, err := os.Stat(r.TLS.CAFile); err != nil {
+				bad("state.redis.tls.ca_file", "%v", err)
+			}
+		}
+	}
 	if c.DefaultUpstream != "" && !names[c.DefaultUpstream] {
 		bad("default_upstream", "%q is not the name of a configured upstream", c.DefaultUpstream)
 	}
@@ -467,6 +532,16 @@ func (t ClientTLS) transport() (http.RoundTripper, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.ResponseHeaderTimeout = 30 * time.Second
 	tr.MaxIdleConnsPerHost = 64
+	tlsCfg, err := t.config()
+	if err != nil {
+		return nil, err
+	}
+	tr.TLSClientConfig = tlsCfg
+	return tr, nil
+}
+
+// config is the TLS client configuration t describes.
+func (t ClientTLS) config() (*tls.Config, error) {
 	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: t.InsecureSkipVerify} //nolint:gosec // operator's explicit choice
 	if t.CAFile != "" {
 		pem, err := os.ReadFile(t.CAFile)
@@ -482,6 +557,5 @@ func (t ClientTLS) transport() (http.RoundTripper, error) {
 		}
 		tlsCfg.RootCAs = pool
 	}
-	tr.TLSClientConfig = tlsCfg
-	return tr, nil
+	return tlsCfg, nil
 }

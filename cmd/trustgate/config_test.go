@@ -109,6 +109,9 @@ func TestParseConfigErrorsNameTheKey(t *testing.T) {
 		{"bad policy mode", strings.Replace(base, "mode: warn", "mode: lenient", 1), "policy.rules[0]"},
 		{"zero timeout", base + "timeouts: {upstream: 0s}\n", "timeouts.upstream: must be positive"},
 		{"bad log level", base + "log: {level: loud}\n", "log.level"},
+		{"bad redis addr", base + "state: {redis: {addr: nowhere}}\n", "state.redis.addr"},
+		{"empty redis key prefix", base + "state: {redis: {addr: \"127.0.0.1:6379\", key_prefix: \"\"}}\n", "state.redis.key_prefix"},
+		{"redis lock_wait", base + "state: {redis: {addr: \"127.0.0.1:6379\", lock_wait: 0s}}\n", "state.redis.lock_wait"},
 		{"missing ca file", strings.Replace(base, "gun_prefix: docker.io", "gun_prefix: docker.io\n    tls: {ca_file: /nonexistent/ca.pem}", 1), "upstreams[0].tls.ca_file"},
 		{"no upstreams", "listen: 127.0.0.1:1\n", "upstreams: none configured"},
 		{"pprof without listener", base + "metrics: {pprof: true}\n", "metrics.pprof: needs metrics.listen"},
@@ -264,5 +267,29 @@ func TestParseConfigEveryRoot(t *testing.T) {
 		if got := cfg.Upstreams[0].Notary.TrustPinning.EveryRoot; got != tc.want {
 			t.Errorf("%q: every_root = %v, want %v", tc.yaml, got, tc.want)
 		}
+	}
+}
+
+// TestParseConfigState: without state.redis nothing is shared (addr empty); with it, the defaults
+// fill what the file leaves out, and TRUSTGATE_STATE_REDIS_PASSWORD supplies the secret.
+func TestParseConfigState(t *testing.T) {
+	cfg, err := parseConfig([]byte(validConfig), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.State.Redis.Addr != "" {
+		t.Errorf("state.redis.addr defaults to %q, want empty (no shared state)", cfg.State.Redis.Addr)
+	}
+	t.Setenv("TRUSTGATE_STATE_REDIS_PASSWORD", "s3cret")
+	cfg, err = parseConfig([]byte(validConfig+"state:\n  redis: {addr: \"redis.internal:6380\", db: 2, tls: {enabled: true, server_name: redis.internal}}\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := cfg.State.Redis
+	if r.Addr != "redis.internal:6380" || r.DB != 2 || !r.TLS.Enabled || r.TLS.ServerName != "redis.internal" || r.Password != "s3cret" {
+		t.Errorf("state.redis = %+v", r)
+	}
+	if r.KeyPrefix != "trustgate:" || r.Lease != 30*time.Second || r.LockWait != 10*time.Second || r.Timeout != 2*time.Second {
+		t.Errorf("state.redis defaults = %+v", r)
 	}
 }

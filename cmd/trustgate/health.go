@@ -73,6 +73,8 @@ type health struct {
 	interval time.Duration
 	// optional lists the dependency kinds whose failure is reported but leaves the mirror ready.
 	optional map[string]bool
+	// extra are checks of other dependencies (the shared state store), run on every /readyz.
+	extra []func(context.Context) check
 }
 
 // watch returns rt wrapped so that traffic through it updates a new dependency of kind for
@@ -182,6 +184,11 @@ func (h *health) ready() []check {
 			c.LastCheck = &at
 		}
 		out = append(out, c)
+	}
+	for _, f := range h.extra {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		out = append(out, f(ctx))
+		cancel()
 	}
 	return out
 }

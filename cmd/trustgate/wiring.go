@@ -60,11 +60,17 @@ func newLimiter(cfg *Config) (*resolver.Limiter, error) {
 
 // newResolver builds the Notary client for one upstream. Each upstream keeps its verified state in
 // its own subdirectory of trust_dir, so two trust servers can never overwrite each other's pinned
-// roots or rollback versions. h, if not nil, watches the trust server's reachability.
-func newResolver(cfg *Config, u UpstreamConfig, lim *resolver.Limiter, log *slog.Logger, h *health) (*resolver.Client, error) {
+// roots or rollback versions. h, if not nil, watches the trust server's reachability. shared, if
+// not nil, is the trust store replicas share (state.redis); trust_ttl is how long a check another
+// replica made stands for this one.
+func newResolver(cfg *Config, u UpstreamConfig, lim *resolver.Limiter, log *slog.Logger, h *health, shared *sharedState) (*resolver.Client, error) {
 	rcfg, err := resolverConfig(cfg, u, lim, log)
 	if err != nil {
 		return nil, err
+	}
+	if shared != nil {
+		rcfg.Shared, rcfg.StoreMetrics = shared.trust(u.Name)
+		rcfg.SharedFresh = cfg.TrustTTL
 	}
 	if h != nil {
 		if rcfg.Transport, err = h.watch("trust_server", u.Name, u.Notary.URL, "/_notary_server/health", rcfg.Transport); err != nil {
@@ -116,15 +122,17 @@ func upstreamDir(cfg *Config, name string) string {
 }
 
 // newUpstreams builds every configured upstream with its cached trust source. h, if not nil,
-// watches the reachability of every upstream and trust server.
-func newUpstreams(cfg *Config, log *slog.Logger, h *health) ([]*proxy.Upstream, error) {
+// watches the reachability of every upstream and trust server. With shared state (state.redis),
+// trust state is shared through it and the manifest graph lives there instead of
+// trust_dir/<upstream>/graph.
+func newUpstreams(cfg *Config, log *slog.Logger, h *health, shared *sharedState) ([]*proxy.Upstream, error) {
 	lim, err := newLimiter(cfg)
 	if err != nil {
 		return nil, err
 	}
 	var ups []*proxy.Upstream
 	for _, u := range cfg.Upstreams {
-		rc, err := newResolver(cfg, u, lim, log, h)
+		rc, err := newResolver(cfg, u, lim, log, h, shared)
 		if err != nil {
 			return nil, err
 		}
@@ -148,7 +156,9 @@ func newUpstreams(cfg *Config, log *slog.Logger, h *health) ([]*proxy.Upstream, 
 		// The manifest graph learned from this upstream sits next to its trust state, so a
 		// restart derives what is signed without fetching manifests again.
 		var edges proxy.EdgeStore
-		if dir := upstreamDir(cfg, u.Name); dir != "" {
+		if shared != nil {
+			edges = shared.edges(u.Name)
+		} else if dir := upstreamDir(cfg, u.Name); dir != "" {
 			if edges, err = proxy.OpenFileEdges(filepath.Join(dir, "graph"), 0); err != nil {
 				return nil, fmt.Errorf("upstreams[%s]: %w", u.Name, err)
 			}

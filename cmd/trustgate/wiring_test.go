@@ -21,7 +21,7 @@ func TestEdgeStoreFollowsTrustDir(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ups, err := newUpstreams(cfg, log, nil)
+		ups, err := newUpstreams(cfg, log, nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
