@@ -72,6 +72,10 @@ type GateConfig struct {
 	NotaryUser, NotaryPassword     string
 	// Extra is YAML appended at the top level, for keys no field above covers.
 	Extra string
+	// RedisAddr is state.redis.addr: the Redis replicas share trust state through ("" = none);
+	// RedisLockWait and RedisLease are its lock_wait and lease (0 = the binary's default).
+	RedisAddr                 string
+	RedisLockWait, RedisLease time.Duration
 }
 
 // GateRule is one policy rule.
@@ -131,6 +135,15 @@ func (c GateConfig) YAML() string {
 	}
 	if len(timeouts) > 0 {
 		fmt.Fprintf(&b, "timeouts: {%s}\n", strings.Join(timeouts, ", "))
+	}
+	if c.RedisAddr != "" {
+		fmt.Fprintf(&b, "state:\n  redis:\n    addr: %s\n", q(c.RedisAddr))
+		if c.RedisLockWait > 0 {
+			fmt.Fprintf(&b, "    lock_wait: %s\n", c.RedisLockWait)
+		}
+		if c.RedisLease > 0 {
+			fmt.Fprintf(&b, "    lease: %s\n", c.RedisLease)
+		}
 	}
 	fmt.Fprintf(&b, "default_upstream: docker.io\n")
 	fmt.Fprintf(&b, "upstreams:\n  - name: docker.io\n    url: %s\n    gun_prefix: docker.io\n    docker_hub: true\n", q(c.RegistryURL))

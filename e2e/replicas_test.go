@@ -1,0 +1,351 @@
+package e2e
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/trustgate/trustgate/internal/peers"
+)
+
+// Issue #10: several trustgate processes behind one load balancer share trust state in one real
+// redis-server. Each replica has its own trust_dir; the notary-server and registry are real.
+
+// replica starts one trustgate sharing red, asking notaryURL for trust data.
+func (w *world) replica(t *testing.T, red *peers.Redis, notaryURL string, cfg peers.GateConfig) *peers.Trustgate {
+	t.Helper()
+	cfg.RegistryURL, cfg.NotaryURL = w.reg.URL, notaryURL
+	if red != nil {
+		cfg.RedisAddr = red.Addr
+	}
+	g := peers.StartTrustgate(t, trustgateBin, cfg)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("trustgate %s log (%s), last lines:\n%s", g.Host, g.Log.Path(), g.Log.Tail(40))
+		}
+	})
+	return g
+}
+
+// trustRole names the role a notary request fetched: root, timestamp, snapshot, targets or a
+// delegation ("" if it is not a metadata request).
+func trustRole(p string) string {
+	_, rest, ok := strings.Cut(p, "/_trust/tuf/")
+	if !ok {
+		return ""
+	}
+	rest = strings.TrimSuffix(rest, ".json")
+	if i := strings.LastIndexByte(rest, '.'); i >= 0 {
+		rest = rest[:i] // <role>.<sha256> or <N>.root
+		if rest == "" || strings.Trim(rest, "0123456789") == "" {
+			rest = "root"
+		}
+	}
+	return rest
+}
+
+// pull is a manifest GET safe to run from many goroutines: status and body digest, or the error.
+func pull(ctx context.Context, g *peers.Trustgate, repo, ref string) (int, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, g.URL+"/v2/"+repo+"/manifests/"+ref, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	for _, a := range manifestAccept {
+		req.Header.Add("Accept", a)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return 0, "", err
+	}
+	sum := sha256.Sum256(b)
+	return resp.StatusCode, "sha256:" + hex.EncodeToString(sum[:]), nil
+}
+
+// TestReplicasOneNotaryChain: 100 concurrent cold pulls of one signed tag spread over three
+// replicas cause one Notary chain in total — root, timestamp, snapshot and targets each fetched
+// once, counted at a front before the notary-server. One replica takes the refresh lease; the
+// others wait for it and verify what it stored.
+func TestReplicasOneNotaryChain(t *testing.T) {
+	w := newWorld(t)
+	red := peers.StartRedis(t)
+	const repo = "library/alpine"
+	p := w.pushSigned(t, repo, "v1")
+	front := startFront(t, w.notary.URL)
+	var gs []*peers.Trustgate
+	for range 3 {
+		gs = append(gs, w.replica(t, red, front.URL, peers.GateConfig{TrustTTL: time.Minute, LogLevel: "info"}))
+	}
+	mark := front.mark()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	type result struct {
+		code   int
+		digest string
+		err    error
+	}
+	results := make([]result, 100)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			code, d, err := pull(ctx, gs[i%len(gs)], repo, "v1")
+			results[i] = result{code, d, err}
+		}()
+	}
+	wg.Wait()
+	took := time.Since(start)
+	for i, r := range results {
+		if r.err != nil || r.code != http.StatusOK || r.digest != p.Digest {
+			t.Errorf("pull %d via replica %d: %d %s %v", i, i%len(gs), r.code, r.digest, r.err)
+		}
+	}
+	fetched := map[string]int{}
+	for _, r := range front.requests(mark) {
+		if role := trustRole(r.Path); role != "" {
+			fetched[role]++
+		}
+	}
+	t.Logf("100 cold pulls over 3 replicas in %v: notary metadata requests by role %v", took.Round(time.Millisecond), fetched)
+	for _, role := range []string{"root", "timestamp", "snapshot", "targets"} {
+		if fetched[role] != 1 {
+			t.Errorf("%s fetched %d times in total, want 1", role, fetched[role])
+		}
+	}
+	if len(fetched) != 4 {
+		t.Errorf("metadata requests %v, want only root, timestamp, snapshot and targets", fetched)
+	}
+}
+
+// TestReplicasRollbackRefused: replicas A and B pull a signed tag; it is re-signed and A learns
+// the new publish; an attacker between B and the notary-server then replays the first publish to
+// B alone. B refuses it (503, never the old manifest), because A's floors are B's: a replica
+// without the shared store (the control, through the same front) accepts the very same replay.
+func TestReplicasRollbackRefused(t *testing.T) {
+	w := newWorld(t)
+	red := peers.StartRedis(t)
+	const repo = "library/alpine"
+	p1 := w.pushSigned(t, repo, "signed")
+	tamper := newNotaryTamperFront(t, w.notary.URL)
+	const ttl = 2 * time.Second
+	cfg := peers.GateConfig{TrustTTL: ttl}
+	a := w.replica(t, red, w.notary.URL, cfg)
+	b := w.replica(t, red, tamper.URL, cfg)
+	alone := w.replica(t, nil, tamper.URL, cfg)
+	for _, g := range []*peers.Trustgate{a, b, alone} {
+		if got := getManifest(t, g, repo, "signed"); got.code != http.StatusOK || got.digest() != p1.Digest {
+			t.Fatalf("first pull via %s: %d %s", g.Host, got.code, got.body)
+		}
+	}
+	v1 := tamper.snapshot()
+
+	p2 := w.pushSigned(t, repo, "signed")
+	eventually(t, 30*time.Second, "A serves the new publish", func() (bool, string) {
+		got := getManifest(t, a, repo, "signed")
+		return got.code == http.StatusOK && got.digest() == p2.Digest, got.digest()
+	})
+	tamper.set(false, v1)
+	_, before := tamper.counts()
+	time.Sleep(ttl + 500*time.Millisecond) // A's check is no longer fresh: B must ask its front
+	got := getManifest(t, b, repo, "signed")
+	t.Logf("B on the replay: %d %s", got.code, got.body)
+	if got.code != http.StatusServiceUnavailable || got.digest() == p1.Digest || strings.Contains(string(got.body), "schemaVersion") {
+		t.Errorf("B served the replayed first publish: %d %s; want 503", got.code, got.digest())
+	}
+	_, after := tamper.counts()
+	replayed := 0
+	for _, p := range after[len(before):] {
+		if strings.HasSuffix(p, "/timestamp.json") {
+			replayed++
+		}
+	}
+	if replayed == 0 {
+		t.Fatalf("B fetched no timestamp from the tampering front (requests %v): the check proves nothing", after[len(before):])
+	}
+	if !strings.Contains(strings.Join(b.Log.Lines(), "\n"), "rolled back") {
+		t.Errorf("B's log names no rollback")
+	}
+	// The control: the same replay through the same front, to a replica that shares nothing.
+	if got := getManifest(t, alone, repo, "signed"); got.code != http.StatusOK || got.digest() != p1.Digest {
+		t.Errorf("control without the shared store: %d %s; expected it to accept the replay (it never saw the new publish)", got.code, got.digest())
+	}
+}
+
+// TestReplicasRevocation: a tag removed from trust data and seen gone by replica A is refused by
+// digest on B and C on their next request once trust_ttl has passed since A saw it.
+func TestReplicasRevocation(t *testing.T) {
+	w := newWorld(t)
+	red := peers.StartRedis(t)
+	const repo = "library/alpine"
+	w.pushSigned(t, repo, "keep")
+	revoke := w.pushSigned(t, repo, "v2")
+	const ttl = 2 * time.Second
+	var gs []*peers.Trustgate
+	for range 3 {
+		gs = append(gs, w.replica(t, red, w.notary.URL, peers.GateConfig{TrustTTL: ttl}))
+	}
+	byDigest := func(g *peers.Trustgate) int {
+		return getManifest(t, g, repo, revoke.Digest).code
+	}
+	for _, g := range gs {
+		if got := getManifest(t, g, repo, "v2"); got.code != http.StatusOK || got.digest() != revoke.Digest {
+			t.Fatalf("before the revocation via %s: %d", g.Host, got.code)
+		}
+		if c := byDigest(g); c != http.StatusOK {
+			t.Fatalf("by digest before the revocation via %s: %d", g.Host, c)
+		}
+	}
+	w.cli.Remove(gun(repo), "v2")
+	w.cli.Publish(gun(repo))
+	published := time.Now()
+	eventually(t, 30*time.Second, "A refuses the revoked digest", func() (bool, string) {
+		c := byDigest(gs[0])
+		return c == http.StatusNotFound, http.StatusText(c)
+	})
+	seen := time.Now()
+	time.Sleep(ttl)
+	for i, g := range gs[1:] {
+		if c := byDigest(g); c != http.StatusNotFound {
+			t.Errorf("replica %c by digest, trust_ttl after A saw the revocation: %d, want 404", 'B'+i, c)
+		}
+	}
+	t.Logf("A refused %v after the publish; B and C refused on their first request %v after A (trust_ttl %v)",
+		seen.Sub(published).Round(time.Millisecond), time.Since(seen).Round(time.Millisecond), ttl)
+}
+
+// TestReplicasKillMidRefresh: replica A takes the refresh lease of a cold repository and is
+// killed (SIGKILL) while its timestamp fetch hangs; B and C keep serving: they wait at most
+// lock_wait for the lease A will never release, then refresh on their own.
+func TestReplicasKillMidRefresh(t *testing.T) {
+	w := newWorld(t)
+	red := peers.StartRedis(t)
+	const repo = "library/alpine"
+	p := w.pushSigned(t, repo, "v1")
+	front := startFront(t, w.notary.URL)
+	const lockWait = 3 * time.Second
+	cfg := peers.GateConfig{TrustTTL: time.Minute, RedisLockWait: lockWait, RedisLease: time.Minute}
+	var gs []*peers.Trustgate
+	for range 3 {
+		gs = append(gs, w.replica(t, red, front.URL, cfg))
+	}
+	stall := front.inject(&fault{path: pathRE(`/_trust/tuf/timestamp\.json$`), kind: stall, delay: time.Minute, times: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	go func() { _, _, _ = pull(ctx, gs[0], repo, "v1") }()
+	for deadline := time.Now().Add(30 * time.Second); front.hits(stall) == 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("A never fetched the timestamp")
+		}
+	}
+	if err := gs[0].Kill(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var bad []string
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			code, d, err := pull(ctx, gs[1+i%2], repo, "v1")
+			if err != nil || code != http.StatusOK || d != p.Digest {
+				mu.Lock()
+				bad = append(bad, http.StatusText(code)+" "+d)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(bad) > 0 {
+		t.Errorf("B and C after A was killed holding the lease: %d of 20 pulls failed: %v", len(bad), bad)
+	}
+	t.Logf("20 pulls on B and C after A died holding the refresh lease: all done in %v (lock_wait %v)", time.Since(start).Round(time.Millisecond), lockWait)
+}
+
+// TestReplicasRedisDown: with Redis stopped, replicas keep serving repositories they have read
+// from it — refreshing from the notary-server against their own floors, which never fall — and
+// answer 503 for a repository they have never read (they cannot know its shared floors). Redis
+// restarted empty gets the floors back from the replicas.
+func TestReplicasRedisDown(t *testing.T) {
+	w := newWorld(t)
+	red := peers.StartRedis(t)
+	const repo, never = "library/alpine", "library/never"
+	w.pushSigned(t, repo, "v1")
+	w.pushSigned(t, never, "v1")
+	const ttl = time.Second
+	a := w.replica(t, red, w.notary.URL, peers.GateConfig{TrustTTL: ttl})
+	b := w.replica(t, red, w.notary.URL, peers.GateConfig{TrustTTL: ttl})
+	for _, g := range []*peers.Trustgate{a, b} {
+		if got := getManifest(t, g, repo, "v1"); got.code != http.StatusOK {
+			t.Fatalf("via %s: %d %s", g.Host, got.code, got.body)
+		}
+	}
+	floor := func(g *peers.Trustgate) int {
+		t.Helper()
+		raw, err := os.ReadFile(filepath.Join(g.TrustDir, "docker.io", "tuf", strings.ReplaceAll(gun(repo), "/", "%2F"), "versions.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v map[string]int
+		if err := json.Unmarshal(raw, &v); err != nil {
+			t.Fatal(err)
+		}
+		return v["timestamp"]
+	}
+	before := floor(a)
+
+	if err := red.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	p2 := w.pushSigned(t, repo, "v1")
+	for _, g := range []*peers.Trustgate{a, b} {
+		eventually(t, 30*time.Second, "serves the new publish with Redis down via "+g.Host, func() (bool, string) {
+			got := getManifest(t, g, repo, "v1")
+			return got.code == http.StatusOK && got.digest() == p2.Digest, got.digest()
+		})
+	}
+	if now := floor(a); now <= before {
+		t.Errorf("A's timestamp floor in trust_dir went from %d to %d with Redis down", before, now)
+	}
+	got := getManifest(t, a, never, "v1")
+	if got.code != http.StatusServiceUnavailable {
+		t.Errorf("never-seen repository with Redis down: %d %s, want 503", got.code, got.body)
+	}
+	if !strings.Contains(strings.Join(a.Log.Lines(), "\n"), "shared trust store unreachable") {
+		t.Errorf("A's log does not say why: %s", a.Log.Tail(10))
+	}
+
+	red.Restart(t)
+	time.Sleep(ttl)
+	if got := getManifest(t, a, repo, "v1"); got.code != http.StatusOK || got.digest() != p2.Digest {
+		t.Fatalf("after Redis came back empty: %d %s", got.code, got.body)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: red.Addr})
+	defer rdb.Close()
+	v, err := rdb.HGet(context.Background(), "trustgate:docker.io/tuf/"+gun(repo), "v:timestamp").Int()
+	if err != nil || v != floor(a) {
+		t.Errorf("Redis timestamp floor after coming back empty: %d (%v), want A's %d", v, err, floor(a))
+	}
+	if got := getManifest(t, b, never, "v1"); got.code != http.StatusOK {
+		t.Errorf("never-seen repository with Redis back: %d %s", got.code, got.body)
+	}
+}
+
