@@ -348,4 +348,3 @@ func TestReplicasRedisDown(t *testing.T) {
 		t.Errorf("never-seen repository with Redis back: %d %s", got.code, got.body)
 	}
 }
-

@@ -110,6 +110,7 @@ type gunState struct {
 	onShared      map[string]string
 	sharedSeen    bool
 	sharedDirty   bool
+	sharedDown    bool // the shared store failed during this Update: not asked again in it
 	sharedChecked time.Time
 	fetched       time.Time
 	rootFrom      string

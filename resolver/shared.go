@@ -98,7 +98,7 @@ const sharedTimeout = 5 * time.Second
 // has keeps going from its own verified state and floors, which never fall.
 func (c *Client) syncShared(ctx context.Context, g *gunState) (release func(), err error) {
 	release = func() {}
-	g.sharedChecked = time.Time{}
+	g.sharedChecked, g.sharedDown = time.Time{}, false
 	if c.shared == nil {
 		return release, nil
 	}
@@ -109,7 +109,7 @@ func (c *Client) syncShared(ctx context.Context, g *gunState) (release func(), e
 			return release, fmt.Errorf("%w: %s: shared trust store unreachable and this repository has not been read from it: %v", ErrUnavailable, gun, err)
 		}
 		c.log.Warn("shared trust store unreachable, going on from this process's verified state", "gun", gun, "err", err)
-		g.sharedDirty = true
+		g.sharedDirty, g.sharedDown = true, true
 		return release, nil
 	}
 	read := func() (bool, error) {
@@ -258,6 +258,9 @@ func (c *Client) persistShared(g *gunState, roles []string) error {
 	if g.onShared == nil {
 		g.onShared = map[string]string{}
 	}
+	if g.sharedDown {
+		return nil // not again in this Update: each try could cost a timeout
+	}
 	if g.sharedDirty {
 		roles = slices.Sorted(maps.Keys(g.files))
 		clear(g.onShared)
@@ -267,7 +270,7 @@ func (c *Client) persistShared(g *gunState, roles []string) error {
 	fail := func(err error) error {
 		inc(c.metrics.Errors)
 		c.log.Warn("shared trust store: write failed, keeping the state in this process and the trust dir", "gun", gun, "err", err)
-		g.sharedDirty = true
+		g.sharedDirty, g.sharedDown = true, true
 		return nil
 	}
 	for _, role := range roles {
@@ -312,7 +315,7 @@ func (c *Client) persistShared(g *gunState, roles []string) error {
 // forgetShared drops roles from the shared store; failing, the next Update's staleFloors there
 // finishes it.
 func (c *Client) forgetShared(g *gunState, roles []string) {
-	if c.shared == nil {
+	if c.shared == nil || g.sharedDown {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), sharedTimeout)
