@@ -262,3 +262,56 @@ func TestSharedStoreDown(t *testing.T) {
 }
 
 func newCounter() prometheus.Counter { return prometheus.NewCounter(prometheus.CounterOpts{Name: "c"}) }
+
+// TestSharedRootFirstWriterWins: replica A trusts the repository's root first; replica B, whose
+// trust server (a man in the middle, say) serves another root for the same GUN, is refused
+// instead of trusting it on first use — the shared root is B's anchor. Alone, B would trust it.
+func TestSharedRootFirstWriterWins(t *testing.T) {
+	_, rdb := startRedis(t)
+	genuine := tuftest.NewRepo(t, advGUN)
+	genuine.AddTarget("targets", "v1", []byte("genuine"))
+	forged := tuftest.NewRepo(t, advGUN)
+	forged.AddTarget("targets", "v1", []byte("forged"))
+	good := tuftest.Serve(t, advGUN, genuine.Publish())
+	evil := tuftest.Serve(t, advGUN, forged.Publish())
+	a := replica(t, good.URL, rdb, nil)
+	if _, err := lookup(t, a, advGUN, "v1"); err != nil {
+		t.Fatal(err)
+	}
+	b := replica(t, evil.URL, rdb, nil, func(c *resolver.Config) { c.SharedFresh = 0 })
+	_, err := lookup(t, b, advGUN, "v1")
+	wantErr(t, err, resolver.ErrThreshold, resolver.ErrInvalid, resolver.ErrPinMismatch)
+	if got, err := lookup(t, advClient(t, evil.URL), advGUN, "v1"); err != nil || got.Digest.Encoded() != tuftest.SHA256Hex([]byte("forged")) {
+		t.Errorf("control: alone, the forged root is trusted on first use: %+v, %v", got, err)
+	}
+}
+
+// TestSharedFloorsWrittenThrough: floors a replica learns from the shared store land in its trust
+// dir too, so restarted without the store (or with the store emptied) it still refuses a replay
+// of what another replica saw superseded. (The floors get there by more than one path: merging
+// writes them through, and so does the root re-check after the refused replay.)
+func TestSharedFloorsWrittenThrough(t *testing.T) {
+	_, rdb := startRedis(t)
+	r := tuftest.NewRepo(t, advGUN)
+	advBasic(t, r)
+	srv := tuftest.Serve(t, advGUN, r.Publish())
+	dirB := t.TempDir()
+	a := replica(t, srv.URL, rdb, nil, func(c *resolver.Config) { c.SharedFresh = 0 })
+	b := replica(t, srv.URL, rdb, nil, func(c *resolver.Config) { c.TrustDir = dirB; c.SharedFresh = 0 })
+	if _, err := lookup(t, b, advGUN, "v1"); err != nil {
+		t.Fatal(err)
+	}
+	old := srv.Files(advGUN)
+	r.AddTarget("targets", "v3", []byte("v3"))
+	srv.Set(advGUN, r.Publish())
+	if _, err := lookup(t, a, advGUN, "v3"); err != nil {
+		t.Fatal(err)
+	}
+	srv.Set(advGUN, old)
+	if _, err := lookup(t, b, advGUN, "v1"); err == nil {
+		t.Fatal("B accepted the replay with the shared store")
+	}
+	restarted := advClient(t, srv.URL, func(c *resolver.Config) { c.TrustDir = dirB })
+	_, err := lookup(t, restarted, advGUN, "v1")
+	wantErr(t, err, resolver.ErrRollback)
+}
