@@ -17,7 +17,7 @@ import (
 // one hash, <prefix>tuf/<GUN>, with fields
 //
 //	f:<role>   raw verified metadata      fv:<role>  its signed.version
-//	v:<role>   version floor              fh:root    sha256 of f:root
+//	v:<role>   version floor              fh:<role>  sha256 of f:<role>
 //	checked    when a trustgate last fetched and verified the timestamp (Redis clock, ms)
 //
 // and its refresh lease is <prefix>lock/<GUN>. Every rule is one Lua script, so replicas writing
@@ -81,29 +81,43 @@ func (s *RedisStore) err(op, gun string, err error) error {
 	return fmt.Errorf("redis %s %s: %w", op, gun, err)
 }
 
+// loadScript: ARGV max bytes, then role, sha256 pairs of the files the caller holds. Replies
+// {fields, age of checked in ms or -1}: every field but the files the caller holds.
 var loadScript = redis.NewScript(`
-local total = 0
+local have = {}
+for i = 2, #ARGV, 2 do have[ARGV[i]] = ARGV[i + 1] end
+local out, total = {}, 0
 for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
-  total = total + redis.call('HSTRLEN', KEYS[1], f) + #f
-end
-if total > tonumber(ARGV[1]) then
-  return redis.error_reply('trust state of ' .. total .. ' bytes exceeds ' .. ARGV[1])
+  local role = string.match(f, '^f:(.*)$')
+  if not (role and have[role] and redis.call('HGET', KEYS[1], 'fh:' .. role) == have[role]) then
+    local v = redis.call('HGET', KEYS[1], f)
+    total = total + #v + #f
+    if total > tonumber(ARGV[1]) then
+      return redis.error_reply('trust state of more than ' .. ARGV[1] .. ' bytes')
+    end
+    out[#out + 1] = f
+    out[#out + 1] = v
+  end
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local checked = redis.call('HGET', KEYS[1], 'checked')
 local age = -1
 if checked then age = now - tonumber(checked) end
-return {redis.call('HGETALL', KEYS[1]), age}
+return {out, age}
 `)
 
-// Load implements Store.
-func (s *RedisStore) Load(ctx context.Context, gun string) (Stored, error) {
-	res, err := loadScript.Run(ctx, s.rdb, []string{s.key(gun)}, s.maxBytes).Slice()
+// Load implements Store. Files the caller holds (have) are not sent again.
+func (s *RedisStore) Load(ctx context.Context, gun string, have map[string]string) (Stored, error) {
+	args := []any{s.maxBytes}
+	for role, sum := range have {
+		args = append(args, role, sum)
+	}
+	res, err := loadScript.Run(ctx, s.rdb, []string{s.key(gun)}, args...).Slice()
 	if err != nil {
 		return Stored{}, s.err("load", gun, err)
 	}
-	st := Stored{Files: map[string][]byte{}, Versions: map[string]int{}}
+	st := Stored{Files: map[string][]byte{}, Versions: map[string]int{}, Hashes: map[string]string{}}
 	if len(res) != 2 {
 		return Stored{}, s.err("load", gun, errors.New("unexpected reply"))
 	}
@@ -114,6 +128,8 @@ func (s *RedisStore) Load(ctx context.Context, gun string) (Stored, error) {
 		switch kind, role, _ := strings.Cut(field, ":"); kind {
 		case "f":
 			st.Files[role] = []byte(val)
+		case "fh":
+			st.Hashes[role] = val
 		case "v":
 			v, err := strconv.Atoi(val)
 			if err != nil || v < 0 {
@@ -140,11 +156,10 @@ if role == 'root' then
     if cur > v then return {'newer', cur} end
     if cur == v or have ~= ARGV[4] then return {'conflict'} end
   end
-  redis.call('HSET', KEYS[1], 'fh:root', ARGV[5])
 elseif cur > v then
   return {'newer', cur}
 end
-redis.call('HSET', KEYS[1], 'f:' .. role, ARGV[2], 'fv:' .. role, v)
+redis.call('HSET', KEYS[1], 'f:' .. role, ARGV[2], 'fv:' .. role, v, 'fh:' .. role, ARGV[5])
 local floor = tonumber(redis.call('HGET', KEYS[1], 'v:' .. role) or '0')
 if v > floor then redis.call('HSET', KEYS[1], 'v:' .. role, v) end
 return {'ok'}
@@ -198,7 +213,7 @@ func (s *RedisStore) Forget(ctx context.Context, gun string, roles []string) err
 	var fields []string
 	for _, role := range roles {
 		if role != roleRoot {
-			fields = append(fields, "f:"+role, "fv:"+role, "v:"+role)
+			fields = append(fields, "f:"+role, "fv:"+role, "fh:"+role, "v:"+role)
 		}
 	}
 	if len(fields) == 0 {

@@ -63,7 +63,7 @@ func TestRedisStoreRules(t *testing.T) {
 		t.Errorf("older root: %v, want NewerError 2", err)
 	}
 
-	st, err := s.Load(ctx, gun)
+	st, err := s.Load(ctx, gun, nil)
 	must(err)
 	want := map[string]int{"timestamp": 6, "snapshot": 7, "targets": 4, "root": 2}
 	for role, v := range want {
@@ -78,14 +78,14 @@ func TestRedisStoreRules(t *testing.T) {
 		t.Errorf("checked %v before MarkChecked", st.Checked)
 	}
 	must(s.MarkChecked(ctx, gun))
-	st, err = s.Load(ctx, gun)
+	st, err = s.Load(ctx, gun, nil)
 	must(err)
 	if age := time.Since(st.Checked); age < 0 || age > 5*time.Second {
 		t.Errorf("checked %v ago", age)
 	}
 
 	must(s.Forget(ctx, gun, []string{"targets", "root"}))
-	st, err = s.Load(ctx, gun)
+	st, err = s.Load(ctx, gun, nil)
 	must(err)
 	if _, ok := st.Versions["targets"]; ok || st.Versions["root"] != 2 {
 		t.Errorf("after forgetting targets (root is never forgotten): %v", st.Versions)
@@ -252,7 +252,7 @@ func TestSharedStoreDown(t *testing.T) {
 	if _, err := lookup(t, a, advGUN, "v2"); err != nil {
 		t.Fatalf("after the store came back empty: %v", err)
 	}
-	st, err := resolver.NewRedisStore(rdb, resolver.RedisOptions{Prefix: "t:"}).Load(context.Background(), advGUN)
+	st, err := resolver.NewRedisStore(rdb, resolver.RedisOptions{Prefix: "t:"}).Load(context.Background(), advGUN, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,4 +314,28 @@ func TestSharedFloorsWrittenThrough(t *testing.T) {
 	restarted := advClient(t, srv.URL, func(c *resolver.Config) { c.TrustDir = dirB })
 	_, err := lookup(t, restarted, advGUN, "v1")
 	wantErr(t, err, resolver.ErrRollback)
+}
+
+// TestRedisStoreLoadSendsOnlyWhatChanged: files the caller holds (same sha256) are not sent
+// again, only named by hash; a changed one is.
+func TestRedisStoreLoadSendsOnlyWhatChanged(t *testing.T) {
+	_, rdb := startRedis(t)
+	s := resolver.NewRedisStore(rdb, resolver.RedisOptions{Prefix: "t:"})
+	ctx := context.Background()
+	for role, raw := range map[string]string{"timestamp": "ts", "targets": "tg"} {
+		if err := s.SaveFile(ctx, "g", role, []byte(raw), 1, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	have := map[string]string{"timestamp": tuftest.SHA256Hex([]byte("ts")), "targets": tuftest.SHA256Hex([]byte("older"))}
+	st, err := s.Load(ctx, "g", have)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, sent := st.Files["timestamp"]; sent || string(st.Files["targets"]) != "tg" {
+		t.Errorf("files sent: %q", st.Files)
+	}
+	if st.Hashes["timestamp"] != have["timestamp"] || st.Hashes["targets"] != tuftest.SHA256Hex([]byte("tg")) {
+		t.Errorf("hashes: %v", st.Hashes)
+	}
 }

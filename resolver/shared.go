@@ -18,7 +18,9 @@ import (
 // is a floor.
 type Store interface {
 	// Load returns gun's cached role files and version floors; nothing stored is empty state.
-	Load(ctx context.Context, gun string) (Stored, error)
+	// have is the sha256 (hex) of the files the caller already holds, by role: a store may leave
+	// those out of Stored.Files (Stored.Hashes still names them).
+	Load(ctx context.Context, gun string, have map[string]string) (Stored, error)
 	// SaveFile stores role's raw verified metadata, whose signed.version is version. It never
 	// replaces a file of a higher version: that is a *NewerError. For the root, prev is the
 	// sha256 (hex) of the root the new one was verified against ("" when trusted on first use);
@@ -47,8 +49,11 @@ type SharedStore interface {
 
 // Stored is what a Store holds for one GUN.
 type Stored struct {
-	Files    map[string][]byte // raw verified metadata by role
-	Versions map[string]int    // version floors by role
+	Files map[string][]byte // raw verified metadata by role
+	// Hashes are the sha256 (hex) of stored files, where the store knows them: also of those
+	// left out of Files because the caller holds them.
+	Hashes   map[string]string
+	Versions map[string]int // version floors by role
 	// Checked is when a trustgate last fetched and verified the timestamp these files include;
 	// zero if unknown.
 	Checked time.Time
@@ -113,7 +118,11 @@ func (c *Client) syncShared(ctx context.Context, g *gunState) (release func(), e
 		return release, nil
 	}
 	read := func() (bool, error) {
-		st, err := c.shared.Load(ctx, gun)
+		have := make(map[string]string, len(g.files))
+		for role, raw := range g.files {
+			have[role] = sha256Hex(raw)
+		}
+		st, err := c.shared.Load(ctx, gun, have)
 		if err != nil {
 			return false, err
 		}
@@ -161,6 +170,9 @@ func (c *Client) syncShared(ctx context.Context, g *gunState) (release func(), e
 func (c *Client) mergeShared(g *gunState, st Stored) error {
 	if g.onShared == nil {
 		g.onShared = map[string]string{}
+	}
+	for role, sum := range st.Hashes {
+		g.onShared[role] = sum
 	}
 	var taken []string
 	for _, role := range slices.Sorted(maps.Keys(st.Files)) {

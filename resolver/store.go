@@ -361,7 +361,7 @@ func (s store) syncDir(dir string) error {
 var _ Store = store{}
 
 // Load implements Store.
-func (s store) Load(_ context.Context, gun string) (Stored, error) {
+func (s store) Load(_ context.Context, gun string, _ map[string]string) (Stored, error) {
 	files, versions, err := s.load(gun)
 	return Stored{Files: files, Versions: versions}, err
 }
