@@ -104,7 +104,9 @@ func (s *sharedState) close() {
 }
 
 // prefix is where one upstream's keys live: names cannot contain '/', so no upstream's keys can
-// be another's.
+// be another's. Below it each kind of record has its own segment — tuf/<GUN> and lock/<GUN>
+// (resolver.RedisStore), graph/<digest> (proxy.RedisEdges) — and a new kind (tag bindings of
+// other signature schemes, say) takes a segment of its own on the same connection.
 func (s *sharedState) prefix(upstream string) string {
 	return s.cfg.KeyPrefix + upstream + "/"
 }
