@@ -229,6 +229,9 @@ func (c *Client) timestamp(ctx context.Context, g *gunState) ([]byte, error) {
 // Update to ask the server itself.
 func (c *Client) sharedPass(ctx context.Context, g *gunState, now time.Time) (*State, bool) {
 	if g.sharedChecked.IsZero() {
+		if c.shared != nil {
+			inc(c.metrics.Misses)
+		}
 		return nil, false
 	}
 	checked := g.sharedChecked
@@ -236,6 +239,7 @@ func (c *Client) sharedPass(ctx context.Context, g *gunState, now time.Time) (*S
 	g.sharedChecked = time.Time{}
 	if err != nil {
 		c.log.Debug("state another process checked did not verify here, asking the trust server", "gun", g.remote.gun, "err", err)
+		inc(c.metrics.Misses)
 		return nil, false
 	}
 	inc(c.metrics.Hits)
@@ -250,7 +254,6 @@ func (c *Client) checkedShared(g *gunState, st *State) {
 		return // no one else to tell, or the cached timestamp stood in for an unreachable server
 	}
 	st.checked = g.fetched
-	inc(c.metrics.Misses)
 	if g.sharedDirty {
 		return // the files are not all there; the next successful write marks them
 	}
