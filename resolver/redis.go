@@ -37,7 +37,8 @@ type RedisStore struct {
 type RedisOptions struct {
 	// Prefix starts every key, e.g. "trustgate:docker.io/": one namespace per trust server.
 	Prefix string
-	// Lease is how long a refresh lease lasts if its holder never releases it (crashed).
+	// Lease is how long a refresh lease outlives its holder: the holder renews it every third
+	// of it while it refreshes, so a crashed holder delays the others by at most this.
 	Lease time.Duration
 	// LockWait bounds the wait for another process's lease; then this one refreshes on its own.
 	LockWait time.Duration
@@ -49,7 +50,7 @@ type RedisOptions struct {
 
 // Defaults for RedisOptions.
 const (
-	DefaultLease    = 30 * time.Second
+	DefaultLease    = 5 * time.Second
 	DefaultLockWait = 10 * time.Second
 )
 
@@ -246,7 +247,15 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 `)
 
-// Lease implements SharedStore: SET NX PX with a random token, polled while another holds it.
+// renewScript extends the lease only if it is still the caller's.
+var renewScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+`)
+
+// Lease implements SharedStore: SET NX PX with a random token, renewed while held, polled while
+// another holds it. After a holder crashes, its lease expires within s.lease and one waiter takes
+// it over.
 func (s *RedisStore) Lease(ctx context.Context, gun string) (func(), bool, error) {
 	var tok [16]byte
 	if _, err := rand.Read(tok[:]); err != nil {
@@ -262,7 +271,11 @@ func (s *RedisStore) Lease(ctx context.Context, gun string) (func(), bool, error
 			return func() {}, waited, s.err("lease", gun, err)
 		}
 		if ok {
+			stop, stopped := make(chan struct{}), make(chan struct{})
+			go s.renew(key, token, stop, stopped)
 			return func() {
+				close(stop)
+				<-stopped
 				ctx, cancel := context.WithTimeout(context.Background(), sharedTimeout)
 				defer cancel()
 				if err := releaseScript.Run(ctx, s.rdb, []string{key}, token).Err(); err != nil {
@@ -278,6 +291,26 @@ func (s *RedisStore) Lease(ctx context.Context, gun string) (func(), bool, error
 		case <-ctx.Done():
 			return func() {}, true, fmt.Errorf("%w: waiting for the refresh of %s by another trustgate: %w", ErrUnavailable, gun, ctx.Err())
 		case <-time.After(delay):
+		}
+	}
+}
+
+// renew keeps the lease key (ours while it holds token) alive until stop is closed.
+func (s *RedisStore) renew(key, token string, stop <-chan struct{}, stopped chan<- struct{}) {
+	defer close(stopped)
+	t := time.NewTicker(s.lease / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), s.lease/3)
+			err := renewScript.Run(ctx, s.rdb, []string{key}, token, s.lease.Milliseconds()).Err()
+			cancel()
+			if err != nil {
+				inc(s.metrics.Errors) // the lease may lapse: at worst a second refresh runs
+			}
 		}
 	}
 }

@@ -99,8 +99,9 @@ type RedisConfig struct {
 	} `mapstructure:"tls"`
 	// KeyPrefix starts every key; each upstream's keys follow under <key_prefix><upstream name>/.
 	KeyPrefix string `mapstructure:"key_prefix"`
-	// Lease is how long one replica's refresh of a repository keeps the others waiting at most
-	// if it never finishes (crashed); LockWait is how long another replica waits for it before
+	// Lease is how long one replica's refresh lease on a repository outlives the replica (it is
+	// renewed while the refresh runs): a crashed replica delays the others by at most this, then
+	// one of them takes over. LockWait is how long a replica waits for another's refresh before
 	// refreshing on its own.
 	Lease    time.Duration `mapstructure:"lease"`
 	LockWait time.Duration `mapstructure:"lock_wait"`
@@ -259,7 +260,7 @@ func configDefaults() map[string]any {
 		"state.redis.tls.ca_file":              "",
 		"state.redis.tls.insecure_skip_verify": false,
 		"state.redis.key_prefix":               "trustgate:",
-		"state.redis.lease":                    "30s",
+		"state.redis.lease":                    "5s",
 		"state.redis.lock_wait":                "10s",
 		"state.redis.timeout":                  "2s",
 

@@ -289,7 +289,7 @@ func TestParseConfigState(t *testing.T) {
 	if r.Addr != "redis.internal:6380" || r.DB != 2 || !r.TLS.Enabled || r.TLS.ServerName != "redis.internal" || r.Password != "s3cret" {
 		t.Errorf("state.redis = %+v", r)
 	}
-	if r.KeyPrefix != "trustgate:" || r.Lease != 30*time.Second || r.LockWait != 10*time.Second || r.Timeout != 2*time.Second {
+	if r.KeyPrefix != "trustgate:" || r.Lease != 5*time.Second || r.LockWait != 10*time.Second || r.Timeout != 2*time.Second {
 		t.Errorf("state.redis defaults = %+v", r)
 	}
 }
