@@ -26,6 +26,11 @@
 // naming its key, a new policy applied, a 1 GiB layer streaming across both); TestImageRunsUnderDockerd
 // (the image `make image` builds, run by the real dockerd as uid 65532: health, a signed pull, the demo).
 //
+// Replicas (issue #10, replicas_test.go): three trustgate processes sharing one redis-server —
+// TestReplicasOneNotaryChain (100 cold pulls, one Notary chain), TestReplicasRollbackRefused (a
+// replay to B after A saw the newer publish), TestReplicasRevocation (B and C within trust_ttl),
+// TestReplicasKillMidRefresh (SIGKILL of the lease holder), TestReplicasRedisDown.
+//
 // The fault and attack suite (issue #8) puts a recording, fault-injecting front
 // (faultfront_test.go) before the registry and the notary-server: TestFaults (down, slow,
 // trickling, reset, garbage, oversized, altered bytes → 503 naming the repository, never 404,
