@@ -112,6 +112,8 @@ func TestParseConfigErrorsNameTheKey(t *testing.T) {
 		{"bad redis addr", base + "state: {redis: {addr: nowhere}}\n", "state.redis.addr"},
 		{"empty redis key prefix", base + "state: {redis: {addr: \"127.0.0.1:6379\", key_prefix: \"\"}}\n", "state.redis.key_prefix"},
 		{"redis lock_wait", base + "state: {redis: {addr: \"127.0.0.1:6379\", lock_wait: 0s}}\n", "state.redis.lock_wait"},
+		{"redis ca_file", base + "state: {redis: {addr: \"127.0.0.1:6379\", tls: {enabled: true, ca_file: /nonexistent/ca.pem}}}\n", "state.redis.tls.ca_file"},
+		{"redis unknown key", base + "state: {redis: {adress: \"127.0.0.1:6379\"}}\n", "adress"},
 		{"missing ca file", strings.Replace(base, "gun_prefix: docker.io", "gun_prefix: docker.io\n    tls: {ca_file: /nonexistent/ca.pem}", 1), "upstreams[0].tls.ca_file"},
 		{"no upstreams", "listen: 127.0.0.1:1\n", "upstreams: none configured"},
 		{"pprof without listener", base + "metrics: {pprof: true}\n", "metrics.pprof: needs metrics.listen"},
