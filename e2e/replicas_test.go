@@ -295,10 +295,10 @@ func TestReplicasKillMidRefresh(t *testing.T) {
 	}
 }
 
-// TestReplicasRedisDown: with Redis stopped, replicas keep serving repositories they have read
-// from it — refreshing from the notary-server against their own floors, which never fall — and
-// answer 503 for a repository they have never read (they cannot know its shared floors). Redis
-// restarted empty gets the floors back from the replicas.
+// TestReplicasRedisDown: with Redis stopped, replicas keep serving repositories they have seen —
+// refreshing from the notary-server against their own floors, which never fall, also after a
+// restart from their trust_dir — and answer 503 for a repository they have never seen (they
+// cannot know its shared floors). Redis restarted empty gets the floors back from the replicas.
 func TestReplicasRedisDown(t *testing.T) {
 	w := newWorld(t)
 	red := peers.StartRedis(t)
@@ -346,6 +346,17 @@ func TestReplicasRedisDown(t *testing.T) {
 	}
 	if !strings.Contains(strings.Join(a.Log.Lines(), "\n"), "shared trust store unreachable") {
 		t.Errorf("A's log does not say why: %s", a.Log.Tail(10))
+	}
+	// B restarted while Redis is down: what its trust_dir holds it still serves, at its floors.
+	if err := b.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	b = w.replica(t, red, w.notary.URL, peers.GateConfig{TrustTTL: ttl, TrustDir: b.TrustDir})
+	if got := getManifest(t, b, repo, "v1"); got.code != http.StatusOK || got.digest() != p2.Digest {
+		t.Errorf("B restarted with Redis down: %d %s", got.code, got.body)
+	}
+	if got := getManifest(t, b, never, "v1"); got.code != http.StatusServiceUnavailable {
+		t.Errorf("B restarted with Redis down, never-seen repository: %d, want 503", got.code)
 	}
 
 	red.Restart(t)

@@ -222,9 +222,9 @@ func TestSharedOneChain(t *testing.T) {
 	}
 }
 
-// TestSharedStoreDown: with Redis stopped, a replica keeps resolving a repository it has read
-// from the store (from its own state, asking the trust server), and refuses one it never read
-// (503: it cannot know the floors others recorded). Restarted empty, the store gets the floors
+// TestSharedStoreDown: with Redis stopped, a replica keeps resolving a repository it has seen
+// (from its own state, asking the trust server; also after a restart, from its trust dir), and
+// refuses one it never saw (503: it cannot know the floors others recorded). Restarted empty, the store gets the floors
 // back from the replica, which never lowers its own.
 func TestSharedStoreDown(t *testing.T) {
 	red, rdb := startRedis(t)
@@ -248,6 +248,13 @@ func TestSharedStoreDown(t *testing.T) {
 		t.Fatalf("known repository with the store down: %v", err)
 	}
 	_, err := lookup(t, a, "example.com/other", "v1")
+	wantErr(t, err, resolver.ErrUnavailable)
+	// Restarted while the store is down, the replica still has the repository in its trust dir.
+	restarted := replica(t, srv.URL, rdb, nil, func(c *resolver.Config) { c.SharedFresh = 0; c.TrustDir = dir })
+	if _, err := lookup(t, restarted, advGUN, "v2"); err != nil {
+		t.Fatalf("restarted with the store down, repository in the trust dir: %v", err)
+	}
+	_, err = lookup(t, restarted, "example.com/other", "v1")
 	wantErr(t, err, resolver.ErrUnavailable)
 
 	red.Restart(t)

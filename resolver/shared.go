@@ -98,9 +98,10 @@ const sharedTimeout = 5 * time.Second
 // asking the server. Otherwise it takes gun's refresh lease (waiting for another holder, then
 // reading again); release ends it.
 //
-// A store that cannot be read is an outage of this Update only if g has never read it: a
-// repository this process has never seen could have floors there it does not know (503); one it
-// has keeps going from its own verified state and floors, which never fall.
+// A store that cannot be read is an outage of this Update only for a repository this replica has
+// never seen — neither read from the store nor holding a trusted root in its trust dir: it could
+// have floors there this replica does not know (503). One it has seen keeps going from its own
+// verified state and floors (in memory, or in the trust dir after a restart), which never fall.
 func (c *Client) syncShared(ctx context.Context, g *gunState) (release func(), err error) {
 	release = func() {}
 	g.sharedChecked, g.sharedDown = time.Time{}, false
@@ -110,8 +111,8 @@ func (c *Client) syncShared(ctx context.Context, g *gunState) (release func(), e
 	gun := g.remote.gun
 	down := func(err error) (func(), error) {
 		inc(c.metrics.Errors)
-		if !g.sharedSeen {
-			return release, fmt.Errorf("%w: %s: shared trust store unreachable and this repository has not been read from it: %v", ErrUnavailable, gun, err)
+		if !g.sharedSeen && g.files[roleRoot] == nil {
+			return release, fmt.Errorf("%w: %s: shared trust store unreachable and this replica has never seen this repository: %v", ErrUnavailable, gun, err)
 		}
 		c.log.Warn("shared trust store unreachable, going on from this process's verified state", "gun", gun, "err", err)
 		g.sharedDirty, g.sharedDown = true, true
