@@ -615,15 +615,16 @@ func (c *Client) forgetRoles(g *gunState, roles []string) error {
 	return nil
 }
 
-// persist writes roles' files and every floor of g to the trust dir, then to the shared store.
+// persist writes roles' files and every floor of g to the shared store, then to the trust dir:
+// what the shared store refuses (an older file, a root another replica trusted first) never
+// reaches the trust dir, where it could stand in for the shared state later.
 func (c *Client) persist(g *gunState, roles []string) error {
-	if err := c.persistLocal(g, roles); err != nil {
-		return err
-	}
 	if c.shared != nil {
-		return c.persistShared(g, roles)
+		if err := c.persistShared(g, roles); err != nil {
+			return err
+		}
 	}
-	return nil
+	return c.persistLocal(g, roles)
 }
 
 func (c *Client) persistLocal(g *gunState, roles []string) error {

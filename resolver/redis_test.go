@@ -3,6 +3,8 @@ package resolver_test
 import (
 	"context"
 	"errors"
+	"net/http"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -347,4 +349,48 @@ func TestRedisStoreLoadSendsOnlyWhatChanged(t *testing.T) {
 	if st.Hashes["timestamp"] != have["timestamp"] || st.Hashes["targets"] != tuftest.SHA256Hex([]byte("tg")) {
 		t.Errorf("hashes: %v", st.Hashes)
 	}
+}
+
+// TestSharedRootConflict: two replicas trust a repository on first use at the same moment (the
+// lease is held elsewhere, so neither waits for the other) and get different roots: the one whose
+// root reaches the store second is refused (a pin mismatch, 503), and on its next request takes
+// the stored root as its anchor — which then refuses its forged trust data.
+func TestSharedRootConflict(t *testing.T) {
+	_, rdb := startRedis(t)
+	genuine := tuftest.NewRepo(t, advGUN)
+	genuine.AddTarget("targets", "v1", []byte("genuine"))
+	forged := tuftest.NewRepo(t, advGUN)
+	forged.AddTarget("targets", "v1", []byte("forged"))
+	good := tuftest.Serve(t, advGUN, genuine.Publish())
+	evil := tuftest.Serve(t, advGUN, forged.Publish())
+	// A lease nobody releases: both replicas give up waiting for it and refresh on their own.
+	if err := rdb.Set(context.Background(), "t:lock/"+advGUN, "elsewhere", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	short := func(c *resolver.Config) {
+		c.SharedFresh = 0
+		c.Shared = resolver.NewRedisStore(rdb, resolver.RedisOptions{Prefix: "t:", LockWait: 50 * time.Millisecond})
+	}
+	dirB := t.TempDir()
+	a := replica(t, good.URL, rdb, nil, short)
+	b := replica(t, evil.URL, rdb, nil, short, func(c *resolver.Config) { c.TrustDir = dirB })
+	forgedRoot := evil.Files(advGUN)["root.json"]
+	evil.Override(advGUN, "root.json", tuftest.Response{Handler: func(w http.ResponseWriter, r *http.Request) {
+		// B has read the empty store and asked for its root; A trusts the genuine one first.
+		if _, err := lookup(t, a, advGUN, "v1"); err != nil {
+			t.Errorf("A: %v", err)
+		}
+		_, _ = w.Write(forgedRoot)
+	}})
+	_, err := lookup(t, b, advGUN, "v1")
+	wantErr(t, err, resolver.ErrPinMismatch)
+	if !errors.Is(err, resolver.ErrRootConflict) {
+		t.Errorf("error %v does not name the conflict", err)
+	}
+	if roots, _ := filepath.Glob(filepath.Join(dirB, "tuf", "*", "metadata", "root.json")); len(roots) != 0 {
+		t.Errorf("the refused root reached B's trust dir: %v", roots)
+	}
+	evil.ClearOverride(advGUN, "root.json")
+	_, err = lookup(t, b, advGUN, "v1")
+	wantErr(t, err, resolver.ErrThreshold, resolver.ErrInvalid)
 }
