@@ -16,6 +16,7 @@ import (
 	"github.com/trustgate/trustgate/internal/peers"
 	"github.com/trustgate/trustgate/internal/tuftest"
 	"github.com/trustgate/trustgate/resolver"
+	"github.com/trustgate/trustgate/resolver/redisstore"
 )
 
 // startRedis runs a real redis-server for one test and returns a client of it.
@@ -27,129 +28,12 @@ func startRedis(t *testing.T) (*peers.Redis, *redis.Client) {
 	return r, rdb
 }
 
-// TestRedisStoreRules: the store's own rules, each one Lua script on a real redis-server: files
-// never replaced by a lower version, floors only rise, roots first-writer-wins (replaced only by
-// a higher version verified against the stored one), the check time is Redis's.
-func TestRedisStoreRules(t *testing.T) {
-	_, rdb := startRedis(t)
-	s := resolver.NewRedisStore(rdb, resolver.RedisOptions{Prefix: "t:"})
-	ctx := context.Background()
-	const gun = "example.com/app"
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	var ne *resolver.NewerError
-
-	must(s.SaveFile(ctx, gun, "timestamp", []byte("ts5"), 5, ""))
-	if err := s.SaveFile(ctx, gun, "timestamp", []byte("ts4"), 4, ""); !errors.As(err, &ne) || ne.Version != 5 {
-		t.Errorf("older timestamp over a newer one: %v, want NewerError 5", err)
-	}
-	must(s.SaveFile(ctx, gun, "timestamp", []byte("ts6"), 6, ""))
-
-	must(s.SaveVersions(ctx, gun, map[string]int{"snapshot": 7, "targets": 3}))
-	must(s.SaveVersions(ctx, gun, map[string]int{"snapshot": 2, "targets": 4}))
-
-	must(s.SaveFile(ctx, gun, "root", []byte("rootA1"), 1, ""))
-	must(s.SaveFile(ctx, gun, "root", []byte("rootA1"), 1, "")) // the same root again
-	if err := s.SaveFile(ctx, gun, "root", []byte("rootB1"), 1, ""); !errors.Is(err, resolver.ErrRootConflict) {
-		t.Errorf("second first-use root: %v, want ErrRootConflict", err)
-	}
-	if err := s.SaveFile(ctx, gun, "root", []byte("rootB2"), 2, tuftest.SHA256Hex([]byte("rootB1"))); !errors.Is(err, resolver.ErrRootConflict) {
-		t.Errorf("rotation from a root the store does not hold: %v, want ErrRootConflict", err)
-	}
-	must(s.SaveFile(ctx, gun, "root", []byte("rootA2"), 2, tuftest.SHA256Hex([]byte("rootA1"))))
-	if err := s.SaveFile(ctx, gun, "root", []byte("rootA1"), 1, ""); !errors.As(err, &ne) || ne.Version != 2 {
-		t.Errorf("older root: %v, want NewerError 2", err)
-	}
-
-	st, err := s.Load(ctx, gun, nil)
-	must(err)
-	want := map[string]int{"timestamp": 6, "snapshot": 7, "targets": 4, "root": 2}
-	for role, v := range want {
-		if st.Versions[role] != v {
-			t.Errorf("floor of %s = %d, want %d (all %v)", role, st.Versions[role], v, st.Versions)
-		}
-	}
-	if string(st.Files["timestamp"]) != "ts6" || string(st.Files["root"]) != "rootA2" {
-		t.Errorf("files: %q", st.Files)
-	}
-	if !st.Checked.IsZero() {
-		t.Errorf("checked %v before MarkChecked", st.Checked)
-	}
-	must(s.MarkChecked(ctx, gun))
-	st, err = s.Load(ctx, gun, nil)
-	must(err)
-	if age := time.Since(st.Checked); age < 0 || age > 5*time.Second {
-		t.Errorf("checked %v ago", age)
-	}
-
-	must(s.Forget(ctx, gun, []string{"targets", "root"}))
-	st, err = s.Load(ctx, gun, nil)
-	must(err)
-	if _, ok := st.Versions["targets"]; ok || st.Versions["root"] != 2 {
-		t.Errorf("after forgetting targets (root is never forgotten): %v", st.Versions)
-	}
-}
-
-// TestRedisStoreLease: one holder at a time; a waiter gets in when the holder releases; the
-// holder renews its lease past its length while it holds it; a holder whose lease was lost (here
-// deleted, as if its renewals had failed) and taken by another does not end the other's.
-func TestRedisStoreLease(t *testing.T) {
-	_, rdb := startRedis(t)
-	const lease = 300 * time.Millisecond
-	s := resolver.NewRedisStore(rdb, resolver.RedisOptions{Prefix: "t:", Lease: lease, LockWait: 5 * time.Second})
-	ctx := context.Background()
-	rel, waited, err := s.Lease(ctx, "g")
-	if err != nil || waited {
-		t.Fatalf("first lease: waited %v, %v", waited, err)
-	}
-	got := make(chan func(), 1)
-	go func() {
-		rel2, waited, err := s.Lease(ctx, "g")
-		if err != nil || !waited {
-			t.Errorf("second lease: waited %v, %v", waited, err)
-		}
-		got <- rel2
-	}()
-	time.Sleep(3 * lease) // renewed meanwhile: the second must still be waiting
-	select {
-	case <-got:
-		t.Fatal("second lease granted while the first was held (not renewed?)")
-	default:
-	}
-	rel()
-	var rel2 func()
-	select {
-	case rel2 = <-got:
-	case <-time.After(5 * time.Second):
-		t.Fatal("second lease not granted after the first was released")
-	}
-	if err := rdb.Del(ctx, "t:lock/g").Err(); err != nil { // the second loses its lease
-		t.Fatal(err)
-	}
-	rel3, waited3, err := s.Lease(ctx, "g")
-	if err != nil || waited3 {
-		t.Fatalf("third lease: waited %v, %v", waited3, err)
-	}
-	rel2()
-	if n, _ := rdb.Exists(ctx, "t:lock/g").Result(); n != 1 {
-		t.Errorf("a holder that had lost its lease deleted the current one")
-	}
-	rel3()
-	if n, _ := rdb.Exists(ctx, "t:lock/g").Result(); n != 0 {
-		t.Errorf("lease still held after release")
-	}
-}
-
 // replica is one trustgate's resolver: its own trust dir, the shared store.
 func replica(t *testing.T, url string, rdb *redis.Client, m *resolver.StoreMetrics, mod ...func(*resolver.Config)) *resolver.Client {
 	t.Helper()
 	return advClient(t, url, append([]func(*resolver.Config){func(c *resolver.Config) {
 		c.TrustDir = t.TempDir()
-		c.Shared = resolver.NewRedisStore(rdb, resolver.RedisOptions{Prefix: "t:", LockWait: 5 * time.Second, Metrics: m})
+		c.Shared = redisstore.New(rdb, redisstore.Options{Prefix: "t:", LockWait: 5 * time.Second, Metrics: m})
 		c.SharedFresh = time.Minute
 		c.StoreMetrics = m
 	}}, mod...)...)
@@ -194,7 +78,8 @@ func TestSharedOneChain(t *testing.T) {
 	r := tuftest.NewRepo(t, advGUN)
 	r.AddTarget("targets", "v1", []byte("manifest v1"))
 	srv := tuftest.Serve(t, advGUN, r.Publish())
-	m := &resolver.StoreMetrics{Hits: newCounter(), Misses: newCounter(), LockWaits: newCounter(), Errors: newCounter()}
+	ch, cm, cw, ce := newCounter(), newCounter(), newCounter(), newCounter()
+	m := &resolver.StoreMetrics{Hits: ch, Misses: cm, LockWaits: cw, Errors: ce}
 	var wg sync.WaitGroup
 	for range 3 {
 		c := replica(t, srv.URL, rdb, m)
@@ -217,7 +102,7 @@ func TestSharedOneChain(t *testing.T) {
 	if n := len(srv.Requests()); n != 4 {
 		t.Errorf("%d metadata requests, want 4 (root, timestamp, snapshot, targets): %v", n, srv.Requests())
 	}
-	hits, misses, waits, errs := testutil.ToFloat64(m.Hits), testutil.ToFloat64(m.Misses), testutil.ToFloat64(m.LockWaits), testutil.ToFloat64(m.Errors)
+	hits, misses, waits, errs := testutil.ToFloat64(ch), testutil.ToFloat64(cm), testutil.ToFloat64(cw), testutil.ToFloat64(ce)
 	t.Logf("hits %v misses %v lock waits %v errors %v", hits, misses, waits, errs)
 	if misses != 1 || hits != 11 || waits < 1 || errs != 0 { // 12 Updates: one asked the server
 		t.Errorf("metrics: hits %v misses %v lock waits %v errors %v; want 11, 1, at least 1, 0", hits, misses, waits, errs)
@@ -263,7 +148,7 @@ func TestSharedStoreDown(t *testing.T) {
 	if _, err := lookup(t, a, advGUN, "v2"); err != nil {
 		t.Fatalf("after the store came back empty: %v", err)
 	}
-	st, err := resolver.NewRedisStore(rdb, resolver.RedisOptions{Prefix: "t:"}).Load(context.Background(), advGUN, nil)
+	st, err := redisstore.New(rdb, redisstore.Options{Prefix: "t:"}).Load(context.Background(), advGUN, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -327,30 +212,6 @@ func TestSharedFloorsWrittenThrough(t *testing.T) {
 	wantErr(t, err, resolver.ErrRollback)
 }
 
-// TestRedisStoreLoadSendsOnlyWhatChanged: files the caller holds (same sha256) are not sent
-// again, only named by hash; a changed one is.
-func TestRedisStoreLoadSendsOnlyWhatChanged(t *testing.T) {
-	_, rdb := startRedis(t)
-	s := resolver.NewRedisStore(rdb, resolver.RedisOptions{Prefix: "t:"})
-	ctx := context.Background()
-	for role, raw := range map[string]string{"timestamp": "ts", "targets": "tg"} {
-		if err := s.SaveFile(ctx, "g", role, []byte(raw), 1, ""); err != nil {
-			t.Fatal(err)
-		}
-	}
-	have := map[string]string{"timestamp": tuftest.SHA256Hex([]byte("ts")), "targets": tuftest.SHA256Hex([]byte("older"))}
-	st, err := s.Load(ctx, "g", have)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, sent := st.Files["timestamp"]; sent || string(st.Files["targets"]) != "tg" {
-		t.Errorf("files sent: %q", st.Files)
-	}
-	if st.Hashes["timestamp"] != have["timestamp"] || st.Hashes["targets"] != tuftest.SHA256Hex([]byte("tg")) {
-		t.Errorf("hashes: %v", st.Hashes)
-	}
-}
-
 // TestSharedRootConflict: two replicas trust a repository on first use at the same moment (the
 // lease is held elsewhere, so neither waits for the other) and get different roots: the one whose
 // root reaches the store second is refused (a pin mismatch, 503), and on its next request takes
@@ -369,7 +230,7 @@ func TestSharedRootConflict(t *testing.T) {
 	}
 	short := func(c *resolver.Config) {
 		c.SharedFresh = 0
-		c.Shared = resolver.NewRedisStore(rdb, resolver.RedisOptions{Prefix: "t:", LockWait: 50 * time.Millisecond})
+		c.Shared = redisstore.New(rdb, redisstore.Options{Prefix: "t:", LockWait: 50 * time.Millisecond})
 	}
 	dirB := t.TempDir()
 	a := replica(t, good.URL, rdb, nil, short)

@@ -7,13 +7,11 @@ import (
 	"maps"
 	"slices"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Store keeps the verified trust data of one trust server's repositories beyond a Client's
 // memory: the file store under TrustDir (the default) and, for several replicas, a shared one
-// (RedisStore). Everything in it was verified by a trustgate before it was written, so what it
+// (package redisstore). Everything in it was verified by a trustgate before it was written, so what it
 // returns is trusted as a trust_dir is: a cached root is the anchor of its GUN and every version
 // is a floor.
 type Store interface {
@@ -74,15 +72,18 @@ func (e *NewerError) Error() string {
 // not rotate from: another trustgate trusted another root first.
 var ErrRootConflict = errors.New("another trustgate trusted a different root first")
 
+// Counter is the part of a Prometheus counter StoreMetrics use.
+type Counter interface{ Inc() }
+
 // StoreMetrics count a shared store's use; nil counters are not counted.
 type StoreMetrics struct {
-	Hits      prometheus.Counter // updates answered from state another process checked within the TTL
-	Misses    prometheus.Counter // updates that asked the trust server
-	LockWaits prometheus.Counter // waits for another process's refresh lease
-	Errors    prometheus.Counter // failed store operations
+	Hits      Counter // updates answered from state another process checked within the TTL
+	Misses    Counter // updates that asked the trust server
+	LockWaits Counter // waits for another process's refresh lease
+	Errors    Counter // failed store operations
 }
 
-func inc(c prometheus.Counter) {
+func inc(c Counter) {
 	if c != nil {
 		c.Inc()
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/trustgate/trustgate/proxy"
 	"github.com/trustgate/trustgate/resolver"
+	"github.com/trustgate/trustgate/resolver/redisstore"
 )
 
 // sharedState is the Redis connection replicas share trust state and manifest edges through, with
@@ -105,7 +106,7 @@ func (s *sharedState) close() {
 
 // prefix is where one upstream's keys live: names cannot contain '/', so no upstream's keys can
 // be another's. Below it each kind of record has its own segment — tuf/<GUN> and lock/<GUN>
-// (resolver.RedisStore), graph/<digest> (proxy.RedisEdges) — and a new kind (tag bindings of
+// (package resolver/redisstore), graph/<digest> (proxy.RedisEdges) — and a new kind (tag bindings of
 // other signature schemes, say) takes a segment of its own on the same connection.
 func (s *sharedState) prefix(upstream string) string {
 	return s.cfg.KeyPrefix + upstream + "/"
@@ -119,7 +120,7 @@ func (s *sharedState) trust(upstream string) (resolver.SharedStore, *resolver.St
 		LockWaits: s.waits.WithLabelValues(upstream),
 		Errors:    s.failures.WithLabelValues(upstream),
 	}
-	return resolver.NewRedisStore(s.rdb, resolver.RedisOptions{
+	return redisstore.New(s.rdb, redisstore.Options{
 		Prefix:   s.prefix(upstream),
 		Lease:    s.cfg.Lease,
 		LockWait: s.cfg.LockWait,

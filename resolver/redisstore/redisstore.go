@@ -1,8 +1,11 @@
-package resolver
+// Package redisstore is resolver.SharedStore on Redis (or Valkey): the trust_dir that several
+// trustgate replicas share.
+package redisstore
 
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -11,9 +14,11 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/trustgate/trustgate/resolver"
 )
 
-// RedisStore is a SharedStore in Redis (or Valkey): the trust_dir of several replicas. Each GUN is
+// Store is a resolver.SharedStore in Redis (or Valkey): the trust_dir of several replicas. Each GUN is
 // one hash, <prefix>tuf/<GUN>, with fields
 //
 //	f:<role>   raw verified metadata      fv:<role>  its signed.version
@@ -24,17 +29,17 @@ import (
 // at once cannot interleave: a file is never replaced by a lower version, floors only rise, and
 // a root is first-writer-wins (replaced only by a higher version verified against it). Times are
 // Redis's own (TIME), so replicas' clocks need not agree.
-type RedisStore struct {
+type Store struct {
 	rdb      redis.UniversalClient
 	prefix   string
 	lease    time.Duration
 	lockWait time.Duration
 	maxBytes int64
-	metrics  *StoreMetrics
+	metrics  *resolver.StoreMetrics
 }
 
-// RedisOptions configure a RedisStore.
-type RedisOptions struct {
+// Options configure a Store.
+type Options struct {
 	// Prefix starts every key, e.g. "trustgate:docker.io/": one namespace per trust server.
 	Prefix string
 	// Lease is how long a refresh lease outlives its holder: the holder renews it every third
@@ -43,19 +48,19 @@ type RedisOptions struct {
 	// LockWait bounds the wait for another process's lease; then this one refreshes on its own.
 	LockWait time.Duration
 	// MaxBytes bounds what one GUN's hash may hold when it is read (default
-	// DefaultMaxMetadataBytes): a store that returns more is an error, not memory spent.
+	// resolver.DefaultMaxMetadataBytes): a store that returns more is an error, not memory spent.
 	MaxBytes int64
-	Metrics  *StoreMetrics // lock waits and errors; nil = not counted
+	Metrics  *resolver.StoreMetrics // lock waits and errors; nil = not counted
 }
 
-// Defaults for RedisOptions.
+// Defaults for Options.
 const (
 	DefaultLease    = 5 * time.Second
 	DefaultLockWait = 10 * time.Second
 )
 
-// NewRedisStore returns a store on rdb. It makes no requests.
-func NewRedisStore(rdb redis.UniversalClient, opts RedisOptions) *RedisStore {
+// New returns a store on rdb. It makes no requests.
+func New(rdb redis.UniversalClient, opts Options) *Store {
 	if opts.Lease <= 0 {
 		opts.Lease = DefaultLease
 	}
@@ -63,21 +68,21 @@ func NewRedisStore(rdb redis.UniversalClient, opts RedisOptions) *RedisStore {
 		opts.LockWait = DefaultLockWait
 	}
 	if opts.MaxBytes <= 0 {
-		opts.MaxBytes = DefaultMaxMetadataBytes
+		opts.MaxBytes = resolver.DefaultMaxMetadataBytes
 	}
 	if opts.Metrics == nil {
-		opts.Metrics = &StoreMetrics{}
+		opts.Metrics = &resolver.StoreMetrics{}
 	}
-	return &RedisStore{rdb: rdb, prefix: opts.Prefix, lease: opts.Lease, lockWait: opts.LockWait, maxBytes: opts.MaxBytes, metrics: opts.Metrics}
+	return &Store{rdb: rdb, prefix: opts.Prefix, lease: opts.Lease, lockWait: opts.LockWait, maxBytes: opts.MaxBytes, metrics: opts.Metrics}
 }
 
-var _ SharedStore = (*RedisStore)(nil)
+var _ resolver.SharedStore = (*Store)(nil)
 
-func (s *RedisStore) key(gun string) string  { return s.prefix + "tuf/" + gun }
-func (s *RedisStore) lock(gun string) string { return s.prefix + "lock/" + gun }
+func (s *Store) key(gun string) string  { return s.prefix + "tuf/" + gun }
+func (s *Store) lock(gun string) string { return s.prefix + "lock/" + gun }
 
 // err counts a failed operation and names the store.
-func (s *RedisStore) err(op, gun string, err error) error {
+func (s *Store) err(op, gun string, err error) error {
 	inc(s.metrics.Errors)
 	return fmt.Errorf("redis %s %s: %w", op, gun, err)
 }
@@ -109,18 +114,18 @@ return {out, age}
 `)
 
 // Load implements Store. Files the caller holds (have) are not sent again.
-func (s *RedisStore) Load(ctx context.Context, gun string, have map[string]string) (Stored, error) {
+func (s *Store) Load(ctx context.Context, gun string, have map[string]string) (resolver.Stored, error) {
 	args := []any{s.maxBytes}
 	for role, sum := range have {
 		args = append(args, role, sum)
 	}
 	res, err := loadScript.Run(ctx, s.rdb, []string{s.key(gun)}, args...).Slice()
 	if err != nil {
-		return Stored{}, s.err("load", gun, err)
+		return resolver.Stored{}, s.err("load", gun, err)
 	}
-	st := Stored{Files: map[string][]byte{}, Versions: map[string]int{}, Hashes: map[string]string{}}
+	st := resolver.Stored{Files: map[string][]byte{}, Versions: map[string]int{}, Hashes: map[string]string{}}
 	if len(res) != 2 {
-		return Stored{}, s.err("load", gun, errors.New("unexpected reply"))
+		return resolver.Stored{}, s.err("load", gun, errors.New("unexpected reply"))
 	}
 	all, _ := res[0].([]any)
 	for i := 0; i+1 < len(all); i += 2 {
@@ -134,7 +139,7 @@ func (s *RedisStore) Load(ctx context.Context, gun string, have map[string]strin
 		case "v":
 			v, err := strconv.Atoi(val)
 			if err != nil || v < 0 {
-				return Stored{}, s.err("load", gun, fmt.Errorf("%w: floor of %s is %q", ErrInvalid, role, val))
+				return resolver.Stored{}, s.err("load", gun, fmt.Errorf("%w: floor of %s is %q", resolver.ErrInvalid, role, val))
 			}
 			st.Versions[role] = v
 		}
@@ -167,7 +172,7 @@ return {'ok'}
 `)
 
 // SaveFile implements Store. The file's version also raises its floor.
-func (s *RedisStore) SaveFile(ctx context.Context, gun, role string, raw []byte, version int, prev string) error {
+func (s *Store) SaveFile(ctx context.Context, gun, role string, raw []byte, version int, prev string) error {
 	res, err := saveFileScript.Run(ctx, s.rdb, []string{s.key(gun)}, role, raw, version, prev, sha256Hex(raw)).Slice()
 	if err != nil {
 		return s.err("save "+role+" of", gun, err)
@@ -177,9 +182,9 @@ func (s *RedisStore) SaveFile(ctx context.Context, gun, role string, raw []byte,
 		return nil
 	case "newer":
 		v, _ := res[1].(int64)
-		return &NewerError{Role: role, Version: int(v), Where: "the shared trust store"}
+		return &resolver.NewerError{Role: role, Version: int(v), Where: "the shared trust store"}
 	case "conflict":
-		return ErrRootConflict
+		return resolver.ErrRootConflict
 	}
 	return s.err("save "+role+" of", gun, fmt.Errorf("unexpected reply %v", res))
 }
@@ -195,7 +200,7 @@ return 1
 `)
 
 // SaveVersions implements Store: compare-and-raise, floors never fall.
-func (s *RedisStore) SaveVersions(ctx context.Context, gun string, versions map[string]int) error {
+func (s *Store) SaveVersions(ctx context.Context, gun string, versions map[string]int) error {
 	if len(versions) == 0 {
 		return nil
 	}
@@ -210,10 +215,10 @@ func (s *RedisStore) SaveVersions(ctx context.Context, gun string, versions map[
 }
 
 // Forget implements Store. The root is never forgotten.
-func (s *RedisStore) Forget(ctx context.Context, gun string, roles []string) error {
+func (s *Store) Forget(ctx context.Context, gun string, roles []string) error {
 	var fields []string
 	for _, role := range roles {
-		if role != roleRoot {
+		if role != "root" {
 			fields = append(fields, "f:"+role, "fv:"+role, "fh:"+role, "v:"+role)
 		}
 	}
@@ -233,7 +238,7 @@ return 1
 `)
 
 // MarkChecked implements SharedStore.
-func (s *RedisStore) MarkChecked(ctx context.Context, gun string) error {
+func (s *Store) MarkChecked(ctx context.Context, gun string) error {
 	if err := markScript.Run(ctx, s.rdb, []string{s.key(gun)}).Err(); err != nil {
 		return s.err("mark checked", gun, err)
 	}
@@ -256,7 +261,7 @@ return 0
 // Lease implements SharedStore: SET NX PX with a random token, renewed while held, polled while
 // another holds it. After a holder crashes, its lease expires within s.lease and one waiter takes
 // it over.
-func (s *RedisStore) Lease(ctx context.Context, gun string) (func(), bool, error) {
+func (s *Store) Lease(ctx context.Context, gun string) (func(), bool, error) {
 	var tok [16]byte
 	if _, err := rand.Read(tok[:]); err != nil {
 		return func() {}, false, err
@@ -276,7 +281,7 @@ func (s *RedisStore) Lease(ctx context.Context, gun string) (func(), bool, error
 			return func() {
 				close(stop)
 				<-stopped
-				ctx, cancel := context.WithTimeout(context.Background(), sharedTimeout)
+				ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 				defer cancel()
 				if err := releaseScript.Run(ctx, s.rdb, []string{key}, token).Err(); err != nil {
 					_ = s.err("release lease", gun, err) // it expires on its own
@@ -289,14 +294,14 @@ func (s *RedisStore) Lease(ctx context.Context, gun string) (func(), bool, error
 		}
 		select {
 		case <-ctx.Done():
-			return func() {}, true, fmt.Errorf("%w: waiting for the refresh of %s by another trustgate: %w", ErrUnavailable, gun, ctx.Err())
+			return func() {}, true, fmt.Errorf("%w: waiting for the refresh of %s by another trustgate: %w", resolver.ErrUnavailable, gun, ctx.Err())
 		case <-time.After(delay):
 		}
 	}
 }
 
 // renew keeps the lease key (ours while it holds token) alive until stop is closed.
-func (s *RedisStore) renew(key, token string, stop <-chan struct{}, stopped chan<- struct{}) {
+func (s *Store) renew(key, token string, stop <-chan struct{}, stopped chan<- struct{}) {
 	defer close(stopped)
 	t := time.NewTicker(s.lease / 3)
 	defer t.Stop()
@@ -312,5 +317,19 @@ func (s *RedisStore) renew(key, token string, stop <-chan struct{}, stopped chan
 				inc(s.metrics.Errors) // the lease may lapse: at worst a second refresh runs
 			}
 		}
+	}
+}
+
+// opTimeout bounds a lease release, which runs detached from any request.
+const opTimeout = 5 * time.Second
+
+func sha256Hex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+func inc(c resolver.Counter) {
+	if c != nil {
+		c.Inc()
 	}
 }
