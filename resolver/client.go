@@ -348,8 +348,7 @@ func (c *Client) Update(ctx context.Context, gun string) (*State, error) {
 	}
 	st, err := c.updatePass(ctx, g, now)
 	if err == nil {
-		c.checkedShared(g, st)
-		return st, nil
+		return c.checkedShared(g, st), nil
 	}
 	if ctx.Err() != nil {
 		return nil, err
@@ -371,8 +370,7 @@ func (c *Client) Update(ctx context.Context, gun string) (*State, error) {
 	if st, err = c.updatePass(ctx, g, now); err != nil {
 		return nil, err
 	}
-	c.checkedShared(g, st)
-	return st, nil
+	return c.checkedShared(g, st), nil
 }
 
 // bootstrap establishes the trusted root: the cached one if present (it is the pin and is

@@ -126,24 +126,41 @@ func (c *Client) syncShared(ctx context.Context, g *gunState) (release func(), e
 		}
 		st, err := c.shared.Load(ctx, gun, have)
 		if err != nil {
-			return false, err
+			return false, storeDown{err}
 		}
 		if err := c.mergeShared(g, st); err != nil {
 			return false, err
 		}
 		g.sharedSeen = true
+		// What the store lacks (it lost data, or missed writes while it was down) goes back up.
+		var behind []string
+		for role, raw := range g.files {
+			if g.onShared[role] != sha256Hex(raw) {
+				behind = append(behind, role)
+			}
+		}
+		if len(behind) > 0 || g.sharedDirty || g.onShared["\x00versions"] != fmt.Sprint(g.versions) {
+			slices.Sort(behind)
+			if err := c.persistShared(g, behind); err != nil {
+				return false, err
+			}
+		}
 		if !st.Checked.IsZero() && c.now().Sub(st.Checked) < c.sharedFresh && g.files[roleTimestamp] != nil {
 			g.sharedChecked = st.Checked
 			return true, nil
 		}
 		return false, nil
 	}
+	failed := func(err error) (func(), error) {
+		var sd storeDown
+		if errors.As(err, &sd) {
+			return down(sd.err)
+		}
+		return release, err
+	}
 	fresh, err := read()
 	if err != nil {
-		if errors.Is(err, ErrRollback) {
-			return release, err
-		}
-		return down(err)
+		return failed(err)
 	}
 	if fresh {
 		return release, nil
@@ -156,10 +173,7 @@ func (c *Client) syncShared(ctx context.Context, g *gunState) (release func(), e
 		inc(c.metrics.LockWaits)
 		if _, err := read(); err != nil {
 			rel()
-			if errors.Is(err, ErrRollback) {
-				return release, err
-			}
-			return down(err)
+			return failed(err)
 		}
 	}
 	return rel, nil
@@ -170,9 +184,7 @@ func (c *Client) syncShared(ctx context.Context, g *gunState) (release func(), e
 // and every higher floor. Taken files are written through to the trust dir, so a restart without
 // the shared store keeps them and their floors.
 func (c *Client) mergeShared(g *gunState, st Stored) error {
-	if g.onShared == nil {
-		g.onShared = map[string]string{}
-	}
+	g.onShared = map[string]string{} // exactly what the store holds now
 	for role, sum := range st.Hashes {
 		g.onShared[role] = sum
 	}
@@ -245,19 +257,18 @@ func (c *Client) sharedPass(ctx context.Context, g *gunState, now time.Time) (*S
 		return nil, false
 	}
 	inc(c.metrics.Hits)
-	st.checked = checked
-	return st, true
+	return st.withChecked(checked), true
 }
 
-// checkedShared records a pass that asked the trust server: the state is as old as that fetch,
-// and the shared store learns that its files were current then.
-func (c *Client) checkedShared(g *gunState, st *State) {
+// checkedShared records a pass that asked the trust server: the state returned is as old as that
+// fetch, and the shared store learns that its files were current then.
+func (c *Client) checkedShared(g *gunState, st *State) *State {
 	if c.shared == nil || g.fetched.IsZero() {
-		return // no one else to tell, or the cached timestamp stood in for an unreachable server
+		return st // no one else to tell, or the cached timestamp stood in for an unreachable server
 	}
-	st.checked = g.fetched
+	st = st.withChecked(g.fetched)
 	if g.sharedDirty {
-		return // the files are not all there; the next successful write marks them
+		return st // the files are not all there; the next successful write marks them
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), sharedTimeout)
 	defer cancel()
@@ -265,6 +276,15 @@ func (c *Client) checkedShared(g *gunState, st *State) {
 		inc(c.metrics.Errors)
 		c.log.Warn("shared trust store: recording the check", "gun", g.remote.gun, "err", err)
 	}
+	return st
+}
+
+// withChecked returns a copy of s checked at t. s itself is not changed: the update pass may
+// return the State of the last Update, which callers may still hold.
+func (s *State) withChecked(t time.Time) *State {
+	cp := *s
+	cp.checked = t
+	return &cp
 }
 
 // persistShared writes roles' files and every floor of g to the shared store. A newer file there
@@ -328,6 +348,11 @@ func (c *Client) persistShared(g *gunState, roles []string) error {
 	g.sharedDirty = false
 	return nil
 }
+
+// storeDown marks a shared store that could not be read, as opposed to what was read being refused.
+type storeDown struct{ err error }
+
+func (e storeDown) Error() string { return e.err.Error() }
 
 // forgetShared drops roles from the shared store; failing, the next Update's staleFloors there
 // finishes it.

@@ -114,6 +114,7 @@ func (s *State) RootKeyIDs() []string { return slices.Clone(s.rootSigners) }
 // Size estimates the heap bytes the state holds: its roles' targets and its default index.
 // States built from the same roles share them, so the sum over several States overstates.
 func (s *State) Size() int64 { return s.size }
+
 // Checked returns when the timestamp this state verified was fetched from the trust server
 // (by this process or, through a shared store, another); zero means during the Update that
 // returned it. Freshness (the trust TTL) counts from then.

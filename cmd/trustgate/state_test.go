@@ -17,7 +17,8 @@ import (
 
 // TestSharedStateWiring: with state.redis, each upstream's edges go to Redis under its own
 // prefix (not trust_dir/<upstream>/graph), the trustgate_state_* metrics register beside the
-// others and count per upstream; an unreachable Redis at start is a warning, not a failure.
+// others (again on a reload) and count per upstream; /readyz reports Redis, as optional; an
+// unreachable Redis at start is a warning, not a failure.
 func TestSharedStateWiring(t *testing.T) {
 	red := peers.StartRedis(t)
 	var logs bytes.Buffer
@@ -26,20 +27,27 @@ func TestSharedStateWiring(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	shared, err := openShared(cfg, log)
+	reg := prometheus.NewRegistry()
+	shared, err := openShared(cfg, log, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer shared.close()
-	ups, err := newUpstreams(cfg, log, shared)
+	again, err := openShared(cfg, log, reg) // a reload's build: the metrics are already registered
+	if err != nil {
+		t.Fatal(err)
+	}
+	again.close()
+	ups, err := newUpstreams(cfg, log, nil, shared)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := ups[0].Edges.(*proxy.RedisEdges); !ok {
 		t.Errorf("edge store %T, want *proxy.RedisEdges", ups[0].Edges)
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(shared.collectors()...)
+	if c := shared.check(context.Background()); !c.OK || !c.Optional {
+		t.Errorf("readyz check with Redis up: %+v", c)
+	}
 	store, m := shared.trust("docker.io")
 	if err := store.MarkChecked(context.Background(), "docker.io/library/alpine"); err != nil {
 		t.Fatal(err)
@@ -59,8 +67,11 @@ trustgate_state_hits_total{upstream="docker.io"} 1
 	if err := red.Stop(); err != nil {
 		t.Fatal(err)
 	}
+	if c := shared.check(context.Background()); c.OK || !c.Optional || c.Detail == "" {
+		t.Errorf("readyz check with Redis down: %+v, want failed, optional, with the reason", c)
+	}
 	logs.Reset()
-	down, err := openShared(cfg, log)
+	down, err := openShared(cfg, log, nil)
 	if err != nil {
 		t.Fatalf("Redis down at start: %v", err)
 	}
