@@ -59,7 +59,8 @@ func newBlobStore(ctx context.Context, cfg BlobStoreConfig, log *slog.Logger, re
 	return st, nil
 }
 
-// storeCheck is the blob store's line of /readyz. It is optional: the store is a cache, and a
+// storeCheck is the blob store's line of /readyz. It is optional unless
+// health.require_blob_store is set: the store is a cache, and a
 // replica whose store fails serves every blob from upstream, so it stays ready; the line says
 // why blobs come from upstream.
 func (b *built) storeCheck() []check {
@@ -67,5 +68,6 @@ func (b *built) storeCheck() []check {
 		return nil
 	}
 	up, detail := b.store.Status()
-	return []check{{Name: "blob_store " + b.store.Driver(), Kind: "blob_store", OK: up, Detail: detail, Optional: true}}
+	return []check{{Name: "blob_store " + b.store.Driver(), Kind: "blob_store", OK: up, Detail: detail,
+		Optional: !b.cfg.Health.RequireBlobStore}}
 }

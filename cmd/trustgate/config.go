@@ -57,6 +57,12 @@ type HealthConfig struct {
 	// the repositories it holds answer 503). false still reports it but keeps the mirror ready,
 	// for a trust server that is gone for good while frozen trust files serve what matters.
 	RequireTrustServers bool `mapstructure:"require_trust_servers"`
+	// RequireSharedState and RequireBlobStore make an unreachable state.redis or blob_store fail
+	// /readyz. Both default to false: replicas keep serving without them (verified local state;
+	// blobs from upstream), and one shared store's outage must not take every replica out of the
+	// load balancer at once. Set them where serving without the store is worse than not serving.
+	RequireSharedState bool `mapstructure:"require_shared_state"`
+	RequireBlobStore   bool `mapstructure:"require_blob_store"`
 }
 
 // BlobStoreConfig is the verified-blob store replicas share (proxy/blobstore). Without a storage
@@ -250,6 +256,8 @@ func configDefaults() map[string]any {
 		"health.main_listener":         false,
 		"health.probe_interval":        "10s",
 		"health.require_trust_servers": true,
+		"health.require_shared_state":  false,
+		"health.require_blob_store":    false,
 
 		"state.redis.addr":                     "",
 		"state.redis.username":                 "",

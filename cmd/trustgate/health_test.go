@@ -157,3 +157,49 @@ upstreams:
 		}
 	}
 }
+
+// TestReadyzRequiredSharedState: an unreachable state.redis is reported on /readyz as optional
+// (replicas keep serving from verified local state) unless health.require_shared_state is set,
+// which makes the mirror unready.
+func TestReadyzRequiredSharedState(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusUnauthorized) // a registry's /v2/ to an anonymous client
+	}))
+	defer up.Close()
+	for _, tc := range []struct {
+		require bool
+		code    int
+	}{{false, http.StatusOK}, {true, http.StatusServiceUnavailable}} {
+		doc := fmt.Sprintf(`listen: 127.0.0.1:0
+trust_dir: %q
+health: {main_listener: true, probe_interval: 1s, require_trust_servers: false, require_shared_state: %t}
+state: {redis: {addr: "127.0.0.1:1", timeout: 200ms}}
+upstreams:
+  - name: docker.io
+    url: %s
+    gun_prefix: docker.io
+    notary: {url: "http://127.0.0.1:1"}
+`, filepath.Join(t.TempDir(), "t"), tc.require, up.URL)
+		cfg, err := parseConfig([]byte(doc), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := startServe(t, cfg)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			code, r := readyz(t, g)
+			rs, found := checkNamed(r, "shared_state redis")
+			u, _ := checkNamed(r, "upstream docker.io")
+			if found && u.LastCheck != nil {
+				if code != tc.code || rs.OK || rs.Optional == tc.require {
+					t.Errorf("require_shared_state %t: /readyz %d, redis %+v; want %d", tc.require, code, rs, tc.code)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no redis line or probe outcome: %+v", r)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}

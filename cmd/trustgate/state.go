@@ -21,6 +21,7 @@ type sharedState struct {
 	rdb      *redis.Client
 	cfg      RedisConfig
 	log      *slog.Logger
+	required bool // health.require_shared_state: an unreachable Redis fails /readyz
 	hits     *prometheus.CounterVec
 	misses   *prometheus.CounterVec
 	waits    *prometheus.CounterVec
@@ -54,7 +55,7 @@ func openShared(cfg *Config, log *slog.Logger, metrics prometheus.Registerer) (*
 		t.ServerName = rc.TLS.ServerName
 		opts.TLSConfig = t
 	}
-	s := &sharedState{rdb: redis.NewClient(opts), cfg: rc, log: log}
+	s := &sharedState{rdb: redis.NewClient(opts), cfg: rc, log: log, required: cfg.Health.RequireSharedState}
 	vec := func(name, help string) *prometheus.CounterVec {
 		v := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "trustgate", Subsystem: "state", Name: name, Help: help}, []string{"upstream"})
 		if metrics == nil {
@@ -85,11 +86,12 @@ func openShared(cfg *Config, log *slog.Logger, metrics prometheus.Registerer) (*
 	return s, nil
 }
 
-// check is /readyz's line for Redis. It is optional: replicas keep serving what they have seen
+// check is /readyz's line for Redis. It is optional unless health.require_shared_state is set:
+// replicas keep serving what they have seen
 // while Redis is down (see README), so an outage of the one Redis all replicas share must not take
 // every replica out of the load balancer at once; it is reported, with the reason.
 func (s *sharedState) check(ctx context.Context) check {
-	c := check{Name: "shared_state redis", Kind: "shared_state", URL: "redis://" + s.cfg.Addr, OK: true, Optional: true}
+	c := check{Name: "shared_state redis", Kind: "shared_state", URL: "redis://" + s.cfg.Addr, OK: true, Optional: !s.required}
 	now := time.Now()
 	c.LastCheck = &now
 	if err := s.rdb.Ping(ctx).Err(); err != nil {
