@@ -69,5 +69,5 @@ func (b *built) storeCheck() []check {
 	}
 	up, detail := b.store.Status()
 	return []check{{Name: "blob_store " + b.store.Driver(), Kind: "blob_store", OK: up, Detail: detail,
-		Optional: !b.cfg.Health.RequireBlobStore}}
+		Optional: b.cfg == nil || !b.cfg.Health.RequireBlobStore}}
 }

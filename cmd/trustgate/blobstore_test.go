@@ -103,4 +103,9 @@ func TestBlobStoreReadiness(t *testing.T) {
 	if (&built{}).storeCheck() != nil {
 		t.Errorf("a check without a store")
 	}
+	// health.require_blob_store makes the same failure a required check.
+	req := &built{store: st, cfg: &Config{Health: HealthConfig{RequireBlobStore: true}}}
+	if cs := req.storeCheck(); len(cs) != 1 || cs[0].OK || cs[0].Optional {
+		t.Fatalf("required store down: %+v", cs)
+	}
 }
