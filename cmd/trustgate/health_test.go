@@ -114,26 +114,37 @@ func TestReadyzUnreachable(t *testing.T) {
 	}
 }
 
-// TestReadyzOptionalTrustServer: an unreachable trust server makes the mirror unready, unless
-// health.require_trust_servers is false: then it is still reported, but only as optional.
-func TestReadyzOptionalTrustServer(t *testing.T) {
+// TestReadyzOptionalDependencies: an unreachable trust server makes the mirror unready unless
+// health.require_trust_servers is false; an unreachable state.redis leaves it ready unless
+// health.require_shared_state is true. Either way the failure is reported, as optional or not.
+func TestReadyzOptionalDependencies(t *testing.T) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusUnauthorized) // a registry's /v2/ to an anonymous client
 	}))
 	defer up.Close()
 	for _, tc := range []struct {
-		require bool
-		code    int
-	}{{true, http.StatusServiceUnavailable}, {false, http.StatusOK}} {
+		health, extra string // health keys, other top-level YAML
+		check         string // the failing check
+		require       bool   // whether that check must be required
+		code          int
+	}{
+		{"require_trust_servers: true", "", "trust_server docker.io", true, http.StatusServiceUnavailable},
+		{"require_trust_servers: false", "", "trust_server docker.io", false, http.StatusOK},
+		{"require_trust_servers: false, require_shared_state: false", `state: {redis: {addr: "127.0.0.1:1", timeout: 200ms}}`,
+			"shared_state redis", false, http.StatusOK},
+		{"require_trust_servers: false, require_shared_state: true", `state: {redis: {addr: "127.0.0.1:1", timeout: 200ms}}`,
+			"shared_state redis", true, http.StatusServiceUnavailable},
+	} {
 		doc := fmt.Sprintf(`listen: 127.0.0.1:0
 trust_dir: %q
-health: {main_listener: true, probe_interval: 1s, require_trust_servers: %t}
+health: {main_listener: true, probe_interval: 1s, %s}
+%s
 upstreams:
   - name: docker.io
     url: %s
     gun_prefix: docker.io
     notary: {url: "http://127.0.0.1:1"}
-`, filepath.Join(t.TempDir(), "t"), tc.require, up.URL)
+`, filepath.Join(t.TempDir(), "t"), tc.health, tc.extra, up.URL)
 		cfg, err := parseConfig([]byte(doc), nil)
 		if err != nil {
 			t.Fatal(err)
@@ -142,62 +153,17 @@ upstreams:
 		deadline := time.Now().Add(10 * time.Second)
 		for {
 			code, r := readyz(t, g)
+			c, found := checkNamed(r, tc.check)
 			ts, _ := checkNamed(r, "trust_server docker.io")
 			u, _ := checkNamed(r, "upstream docker.io")
-			if ts.LastCheck != nil && u.LastCheck != nil {
-				if code != tc.code || ts.OK || ts.Optional == tc.require || !u.OK {
-					t.Errorf("require_trust_servers %t: /readyz %d, trust server %+v, upstream %+v; want %d", tc.require, code, ts, u, tc.code)
+			if found && ts.LastCheck != nil && u.LastCheck != nil {
+				if code != tc.code || c.OK || c.Optional == tc.require || !u.OK {
+					t.Errorf("%s: /readyz %d, %s %+v, upstream %+v; want %d", tc.health, code, tc.check, c, u, tc.code)
 				}
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("no probe outcome: %+v", r)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
-}
-
-// TestReadyzRequiredSharedState: an unreachable state.redis is reported on /readyz as optional
-// (replicas keep serving from verified local state) unless health.require_shared_state is set,
-// which makes the mirror unready.
-func TestReadyzRequiredSharedState(t *testing.T) {
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.WriteHeader(http.StatusUnauthorized) // a registry's /v2/ to an anonymous client
-	}))
-	defer up.Close()
-	for _, tc := range []struct {
-		require bool
-		code    int
-	}{{false, http.StatusOK}, {true, http.StatusServiceUnavailable}} {
-		doc := fmt.Sprintf(`listen: 127.0.0.1:0
-trust_dir: %q
-health: {main_listener: true, probe_interval: 1s, require_trust_servers: false, require_shared_state: %t}
-state: {redis: {addr: "127.0.0.1:1", timeout: 200ms}}
-upstreams:
-  - name: docker.io
-    url: %s
-    gun_prefix: docker.io
-    notary: {url: "http://127.0.0.1:1"}
-`, filepath.Join(t.TempDir(), "t"), tc.require, up.URL)
-		cfg, err := parseConfig([]byte(doc), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		g := startServe(t, cfg)
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			code, r := readyz(t, g)
-			rs, found := checkNamed(r, "shared_state redis")
-			u, _ := checkNamed(r, "upstream docker.io")
-			if found && u.LastCheck != nil {
-				if code != tc.code || rs.OK || rs.Optional == tc.require {
-					t.Errorf("require_shared_state %t: /readyz %d, redis %+v; want %d", tc.require, code, rs, tc.code)
-				}
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("no redis line or probe outcome: %+v", r)
+				t.Fatalf("%s: no probe outcome: %+v", tc.health, r)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
