@@ -12,6 +12,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/trustgate/trustgate/internal/atomicfile"
 )
 
 // store persists verified trust data so a restart neither repeats TOFU nor forgets the
@@ -298,24 +300,7 @@ func (s store) writeAtomic(dir, name string, data []byte) error {
 	if err := s.mkdirAll(dir); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, ".tmp-"+name+"-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after a successful rename
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+	if err := atomicfile.Replace(dir, name, ".tmp-"+name+"-*", data, 0); err != nil {
 		return err
 	}
 	return s.syncDir(dir)
@@ -348,12 +333,7 @@ func (s store) syncDir(dir string) error {
 	if s.sync != nil {
 		return s.sync(dir)
 	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return atomicfile.SyncDir(dir)
 }
 
 // The file store as a Store: what Client does with its trust dir, for other code and tests that

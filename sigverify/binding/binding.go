@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	"github.com/trustgate/trustgate/internal/atomicfile"
 )
 
 // ErrRollback: a tag moved to a digest whose signature is not newer than the one it was bound to.
@@ -105,27 +106,10 @@ func (s *FileStore) Put(_ context.Context, b Binding) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(s.dir, ".tmp-binding-*")
-	if err != nil {
+	if err := atomicfile.Replace(s.dir, filepath.Base(s.path(b.Key)), ".tmp-binding-*", buf, 0); err != nil {
 		return fmt.Errorf("bindings: %w", err)
 	}
-	defer os.Remove(tmp.Name())
-	if _, err = tmp.Write(buf); err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), s.path(b.Key))
-	}
-	if err != nil {
-		return fmt.Errorf("bindings: %w", err)
-	}
-	if d, err := os.Open(s.dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
+	_ = atomicfile.SyncDir(s.dir) // best effort: the binding itself is already in place
 	return nil
 }
 
