@@ -38,9 +38,7 @@ func (s *Server) handleBlob(w http.ResponseWriter, r *http.Request) {
 	rec.digest = d
 	subj := subject{gun: ref.gun, upstream: ref.up.cfg.Name, kind: kindBlob, digest: d}
 	v := s.judge(r.Context(), ref, subj)
-	setVerdictHeaders(w.Header(), v)
-	rec.decision, rec.reason = v.decision, v.reason
-	rec.signedBy(v.sig)
+	announce(w.Header(), rec, v)
 	// Logged however the request ends, an aborted stream (a panic) included.
 	defer func() {
 		p := recover()

@@ -67,9 +67,7 @@ func (s *Server) handleManifest(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	setVerdictHeaders(w.Header(), v)
-	rec.decision, rec.reason = v.decision, v.reason
-	rec.signedBy(v.sig)
+	announce(w.Header(), rec, v)
 	if m != nil {
 		rec.digest = m.digest
 	} else if v.sig.Digest != "" {

@@ -42,9 +42,7 @@ func (s *Server) handleReferrers(w http.ResponseWriter, r *http.Request) {
 	rec.upstream, rec.repo, rec.digest = ref.up.cfg.Name, ref.gun, d
 	subj := subject{gun: ref.gun, upstream: ref.up.cfg.Name, kind: kindReferrers, digest: d}
 	v := s.judge(r.Context(), ref, subj)
-	setVerdictHeaders(w.Header(), v)
-	rec.decision, rec.reason = v.decision, v.reason
-	rec.signedBy(v.sig)
+	announce(w.Header(), rec, v)
 	defer s.logDecision(r.Context(), rec, slog.LevelInfo)
 	if v.err != nil {
 		writeError(w, r, v.err)

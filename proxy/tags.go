@@ -44,9 +44,7 @@ func (s *Server) handleTags(w http.ResponseWriter, r *http.Request) {
 	}
 	subj := subject{gun: ref.gun, upstream: ref.up.cfg.Name, kind: kindTags}
 	v := s.judge(r.Context(), ref, subj)
-	setVerdictHeaders(w.Header(), v)
-	rec.decision, rec.reason = v.decision, v.reason
-	rec.signedBy(v.sig)
+	announce(w.Header(), rec, v)
 	defer s.logDecision(r.Context(), rec, slog.LevelInfo)
 	if v.err != nil {
 		writeError(w, r, v.err)

@@ -214,8 +214,11 @@ func trustReason(err error) string {
 	return "trust could not be established"
 }
 
-// setVerdictHeaders explains the verdict in the response headers.
-func setVerdictHeaders(h http.Header, v verdict) {
+// announce records the verdict in the request's decision record and explains it in the response
+// headers; every judged handler calls it once, before it answers.
+func announce(h http.Header, rec *decisionRecord, v verdict) {
+	rec.decision, rec.reason = v.decision, v.reason
+	rec.signedBy(v.sig)
 	h.Set(HeaderDecision, v.decision)
 	byDigest := v.sig.Verifier != "" && v.sig.Verifier != "notary" // cosign, notation, or several
 	if v.sig.Signer != "" && !byDigest {
