@@ -471,9 +471,6 @@ func (c *Config) validate() error {
 	if c.DefaultUpstream != "" && !names[c.DefaultUpstream] {
 		bad("default_upstream", "%q is not the name of a configured upstream", c.DefaultUpstream)
 	}
-	if _, err := newPolicy(c); err != nil {
-		errs = append(errs, err)
-	}
 	return errors.Join(errs...)
 }
 

@@ -106,7 +106,6 @@ func TestParseConfigErrorsNameTheKey(t *testing.T) {
 		{"bad upstream url", strings.Replace(base, "url: http://127.0.0.1:5001", "url: ftp://x", 1), "upstreams[0].url"},
 		{"bad notary url", strings.Replace(base, "url: http://127.0.0.1:4443", "url: 127.0.0.1:4443", 1), "upstreams[0].notary.url"},
 		{"unknown default upstream", strings.Replace(base, "default_upstream: docker.io", "default_upstream: quay.io", 1), "default_upstream"},
-		{"bad policy mode", strings.Replace(base, "mode: warn", "mode: lenient", 1), "policy.rules[0]"},
 		{"zero timeout", base + "timeouts: {upstream: 0s}\n", "timeouts.upstream: must be positive"},
 		{"bad log level", base + "log: {level: loud}\n", "log.level"},
 		{"bad redis addr", base + "state: {redis: {addr: nowhere}}\n", "state.redis.addr"},
@@ -133,6 +132,34 @@ func TestParseConfigErrorsNameTheKey(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := parseConfig([]byte(tt.yaml), nil)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("got %v, want error containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// buildConfigErr parses doc (which must parse) with trust_dir in memory and returns what build
+// says of it: the policy is compiled there, once per start or reload.
+func buildConfigErr(t *testing.T, doc []byte) error {
+	t.Helper()
+	cfg, err := parseConfig(doc, nil)
+	if err != nil {
+		t.Fatalf("parse: %v", err)
+	}
+	cfg.TrustDir = memoryTrustDir
+	b, err := build(cfg, slog.New(slog.DiscardHandler), nil)
+	if err == nil {
+		b.close()
+	}
+	return err
+}
+
+func TestBuildPolicyErrorsNameTheKey(t *testing.T) {
+	for _, tt := range []struct{ name, yaml, want string }{
+		{"bad policy mode", strings.Replace(validConfig, "mode: warn", "mode: lenient", 1), "policy.rules[0]"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := buildConfigErr(t, []byte(tt.yaml)); err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("got %v, want error containing %q", err, tt.want)
 			}
 		})

@@ -112,6 +112,10 @@ func TestReloadInProcess(t *testing.T) {
 		c.TrustDir, c.Listen = base.TrustDir, base.Listen
 	})
 	moved := mk(func(c *Config) { c.TrustDir = base.TrustDir; c.Listen = "127.0.0.1:1" })
+	badPolicy := mk(func(c *Config) {
+		c.TrustDir, c.Listen = base.TrustDir, base.Listen
+		c.Policy.Rules = []policy.RuleConfig{{Match: demo.GUNPrefix + "/**", Mode: "lenient"}}
+	})
 	for _, tc := range []struct {
 		name    string
 		cfg     *Config
@@ -121,6 +125,7 @@ func TestReloadInProcess(t *testing.T) {
 		{"invalid value", nil, parseErr, "trust_ttl"},
 		{"restart-only key", moved, nil, "listen: changed"},
 		{"TLS switched on", badCert, nil, "tls (serving HTTPS or not)"},
+		{"policy that does not compile", badPolicy, nil, "policy.rules[0]"},
 	} {
 		out := g.reloadWith(t, tc.cfg, tc.err)
 		if !strings.Contains(out, "reload rejected") || !strings.Contains(out, tc.wantKey) {

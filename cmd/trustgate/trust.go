@@ -106,7 +106,7 @@ func runFreeze(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	log := newLogger(cfg.Log, stderr)
-	pol, err := policy.New(cfg.Policy)
+	pol, err := newPolicy(cfg)
 	if err != nil {
 		return err
 	}
@@ -339,7 +339,7 @@ func runShow(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		pol, err := policy.New(cfg.Policy)
+		pol, err := newPolicy(cfg)
 		if err != nil {
 			return err
 		}

@@ -67,7 +67,7 @@ func TestParseConfigVerifiers(t *testing.T) {
 	}
 }
 
-func TestParseConfigVerifiersErrorsNameTheKey(t *testing.T) {
+func TestBuildVerifiersErrorsNameTheKey(t *testing.T) {
 	key, policy, store := writeVerifierFiles(t, "strict")
 	_, auditPolicy, _ := writeVerifierFiles(t, "audit")
 	for _, c := range []struct {
@@ -80,7 +80,7 @@ func TestParseConfigVerifiersErrorsNameTheKey(t *testing.T) {
 		{"trust store not a directory", key, policy, policy, "verifiers.notation: trust_store (" + policy + "): not a directory"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := parseConfig(render(c.key, c.policy, c.store), nil)
+			err := buildConfigErr(t, render(c.key, c.policy, c.store))
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Errorf("err = %v\nwant %q", err, c.want)
 			}
