@@ -53,6 +53,7 @@ type LoadResult struct {
 	Requests  int
 	Errors    int
 	FirstErr  string
+	Start     time.Time // when the run started; Sample.Start counts from it
 	Elapsed   time.Duration
 	Latencies []time.Duration
 	Samples   []Sample // with Load.Timeline, unsorted
@@ -116,7 +117,7 @@ func Run(ctx context.Context, client *http.Client, l Load) LoadResult {
 		}(&ws[i])
 	}
 	wg.Wait()
-	res := LoadResult{Elapsed: time.Since(start)}
+	res := LoadResult{Start: start, Elapsed: time.Since(start)}
 	for _, w := range ws {
 		res.Latencies = append(res.Latencies, w.lat...)
 		res.Samples = append(res.Samples, w.samples...)
