@@ -43,6 +43,9 @@ type config struct {
 	ttlTags      int
 	ttl          time.Duration
 	ttlRepublish time.Duration
+	// ttlNotaryDelay delays the trust server's timestamp answers in the ttl scenario (a
+	// diagnostic: a request that waits for a refresh then takes at least this long).
+	ttlNotaryDelay time.Duration
 }
 
 func main() {
@@ -58,6 +61,7 @@ func main() {
 	flag.IntVar(&cfg.ttlTags, "ttl-tags", 10_000, "signed tags in the repository of the ttl scenario")
 	flag.DurationVar(&cfg.ttl, "ttl", time.Second, "trust_ttl of the ttl scenario's expiring variants (B, B')")
 	flag.DurationVar(&cfg.ttlRepublish, "ttl-republish", 2*time.Second, "how often variant B' of the ttl scenario publishes new trust data")
+	flag.DurationVar(&cfg.ttlNotaryDelay, "ttl-notary-delay", 0, "diagnostic: the ttl scenario's trust server answers timestamp.json after this delay, and each row counts the requests at least as slow")
 	flag.IntVar(&cfg.coldRuns, "cold-runs", 5, "fresh processes per system in scenario 3")
 	flag.IntVar(&cfg.herd, "herd", 100, "concurrent first pulls in scenario 4")
 	flag.IntVar(&cfg.pullRepeats, "pull-repeats", 2, "pulls after the first in scenario 5")
@@ -100,20 +104,21 @@ func run(cfg config) (code int) {
 	}
 
 	rep := &Report{Machine: describeMachine(root), Config: map[string]string{
-		"blob":         fmt.Sprintf("%d MiB", cfg.bigSize>>20),
-		"layer":        fmt.Sprintf("%d MiB", cfg.layerSize>>20),
-		"image":        fmt.Sprintf("%d × %d MiB", cfg.layers, cfg.layerSize>>20),
-		"tagDuration":  cfg.tagDuration.String(),
-		"rounds":       fmt.Sprint(cfg.rounds),
-		"coldRuns":     fmt.Sprint(cfg.coldRuns),
-		"herd":         fmt.Sprint(cfg.herd),
-		"pullRepeats":  fmt.Sprint(cfg.pullRepeats),
-		"linkRounds":   fmt.Sprint(cfg.linkRounds),
-		"ttlDuration":  cfg.ttlDuration.String(),
-		"ttlRounds":    fmt.Sprint(cfg.ttlRounds),
-		"ttlTags":      fmt.Sprint(cfg.ttlTags),
-		"ttl":          cfg.ttl.String(),
-		"ttlRepublish": cfg.ttlRepublish.String(),
+		"blob":           fmt.Sprintf("%d MiB", cfg.bigSize>>20),
+		"layer":          fmt.Sprintf("%d MiB", cfg.layerSize>>20),
+		"image":          fmt.Sprintf("%d × %d MiB", cfg.layers, cfg.layerSize>>20),
+		"tagDuration":    cfg.tagDuration.String(),
+		"rounds":         fmt.Sprint(cfg.rounds),
+		"coldRuns":       fmt.Sprint(cfg.coldRuns),
+		"herd":           fmt.Sprint(cfg.herd),
+		"pullRepeats":    fmt.Sprint(cfg.pullRepeats),
+		"linkRounds":     fmt.Sprint(cfg.linkRounds),
+		"ttlDuration":    cfg.ttlDuration.String(),
+		"ttlRounds":      fmt.Sprint(cfg.ttlRounds),
+		"ttlTags":        fmt.Sprint(cfg.ttlTags),
+		"ttl":            cfg.ttl.String(),
+		"ttlRepublish":   cfg.ttlRepublish.String(),
+		"ttlNotaryDelay": cfg.ttlNotaryDelay.String(),
 	}}
 	w := newWorld(root, cfg)
 	log.Info("world ready", "elapsed", time.Since(start).Round(time.Second))
