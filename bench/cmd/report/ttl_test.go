@@ -42,7 +42,7 @@ func TestMedianTTLRow(t *testing.T) {
 	}
 }
 
-// TestTTLChecks: the target compares B's and B”s slowest request with A's p99 at the same
+// TestTTLChecks: the target compares the slowest request of B and of B' with A's p99 at the same
 // concurrency; a missing or failed row is "n/a", never a verdict.
 func TestTTLChecks(t *testing.T) {
 	rows := []TTLRow{
