@@ -292,7 +292,7 @@ func (r *Report) ttlSection(w io.Writer) {
 	if d := c["ttlNotaryDelay"]; d != "" && d != "0s" {
 		p("**Diagnostic run: the trust server answered every timestamp.json only after %s** (`-ttl-notary-delay`), so each refresh took at least that long; a request that waited for one took at least as long too, and is counted in \"≥ delay\" (A never refreshes: its count is the machine's own stalls).\n\n", d)
 	}
-	p("How to read it: a request that waited for a refresh would show in B's or B''s max (a refresh of %s tags takes tens of ms); p99 and p99.9 show whether refreshes cost the others CPU. ", c["ttlTags"])
+	p("How to read it: a request that waited for a refresh would show in the max of B or of B' (a refresh of %s tags takes tens of ms); p99 and p99.9 show whether refreshes cost the others CPU. ", c["ttlTags"])
 	p("The max of a run on a shared 2-core machine also catches GC pauses and scheduler stalls of any process (the load generator's too), so A's max, measured in the same rounds, is the fair baseline for \"slowest\": max ÷ max(A) near 1 means expiries add nothing beyond that noise.\n\n")
 	p("| variant | trust_ttl | re-publish | clients | req/s | p50 ms | p99 ms | p99.9 ms | max ms | p99 ÷ p99(A) | max ÷ p99(A) | max ÷ max(A) | requests | ≥ delay | timestamp GETs | targets GETs | publishes | errors |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	ratio := func(a, b float64) string {
