@@ -53,6 +53,10 @@ type TTLRow struct {
 	// waited for a refresh is one of them.
 	NotaryDelay string `json:",omitempty"`
 	OverDelay   int    `json:",omitempty"`
+	// StallMs is the longest the load generator itself was held up during the row: the most a
+	// 1 ms sleep in it overslept (the worst round). Every request in flight then was held up as
+	// long, whatever trustgate did.
+	StallMs float64 `json:",omitempty"`
 }
 
 const ttlRepo = "library/many"
@@ -148,6 +152,21 @@ func ttlScenario(root *scope, w *world, cfg config) []TTLRow {
 				}
 			}()
 		}
+		var stall time.Duration
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				t0 := time.Now()
+				time.Sleep(time.Millisecond)
+				stall = max(stall, time.Since(t0)-time.Millisecond)
+			}
+		}()
 		res := bench.Run(ctx, client, bench.Load{
 			Concurrency: c, Duration: d, Want: http.StatusOK, Timeline: true,
 			NewRequest: func(ctx context.Context) (*http.Request, error) {
@@ -161,7 +180,7 @@ func ttlScenario(root *scope, w *world, cfg config) []TTLRow {
 		r := TTLRow{Variant: v.name, TTL: v.ttl.String(), Tags: cfg.ttlTags, Concurrency: c, Rounds: 1,
 			Seconds: res.Elapsed.Seconds(), Requests: res.Requests, Errors: res.Errors, FirstErr: res.FirstErr, RPS: res.RPS(),
 			P50ms: ms(res.Percentile(0.50)), P99ms: ms(res.Percentile(0.99)), P999ms: ms(res.Percentile(0.999)), MaxMs: ms(res.Percentile(1)),
-			TimestampGETs: len(ts), TargetsGETs: len(tg), Publishes: pubs}
+			TimestampGETs: len(ts), TargetsGETs: len(tg), Publishes: pubs, StallMs: ms(stall)}
 		if v.republish > 0 {
 			r.Republish = v.republish.String()
 		}
@@ -174,8 +193,8 @@ func ttlScenario(root *scope, w *world, cfg config) []TTLRow {
 		}
 		r.SecondTimestamps = perSecond(res.Start, ts, len(r.SecondMaxMs))
 		r.SecondTargets = perSecond(res.Start, tg, len(r.SecondMaxMs))
-		root.Logf("ttl: %-2s ttl %-6s c=%-2d %8.0f req/s p50 %.3fms p99 %.3fms p99.9 %.3fms max %.1fms timestamp GETs %d targets GETs %d publishes %d over delay %d errors %d %s",
-			r.Variant, r.TTL, c, r.RPS, r.P50ms, r.P99ms, r.P999ms, r.MaxMs, r.TimestampGETs, r.TargetsGETs, r.Publishes, r.OverDelay, r.Errors, r.FirstErr)
+		root.Logf("ttl: %-2s ttl %-6s c=%-2d %8.0f req/s p50 %.3fms p99 %.3fms p99.9 %.3fms max %.1fms timestamp GETs %d targets GETs %d publishes %d over delay %d driver stall %.1fms errors %d %s",
+			r.Variant, r.TTL, c, r.RPS, r.P50ms, r.P99ms, r.P999ms, r.MaxMs, r.TimestampGETs, r.TargetsGETs, r.Publishes, r.OverDelay, r.StallMs, r.Errors, r.FirstErr)
 		return r
 	}
 
@@ -236,6 +255,7 @@ func medianTTLRow(rs []TTLRow) TTLRow {
 		out.TargetsGETs += r.TargetsGETs
 		out.Publishes += r.Publishes
 		out.OverDelay += r.OverDelay
+		out.StallMs = max(out.StallMs, r.StallMs)
 		if out.FirstErr == "" {
 			out.FirstErr = r.FirstErr
 		}
@@ -293,8 +313,8 @@ func (r *Report) ttlSection(w io.Writer) {
 		p("**Diagnostic run: the trust server answered every timestamp.json only after %s** (`-ttl-notary-delay`), so each refresh took at least that long; a request that waited for one took at least as long too, and is counted in \"≥ delay\" (A never refreshes: its count is the machine's own stalls).\n\n", d)
 	}
 	p("How to read it: a request that waited for a refresh would show in the max of B or of B' (a refresh of %s tags takes tens of ms); p99 and p99.9 show whether refreshes cost the others CPU. ", c["ttlTags"])
-	p("The max of a run on a shared 2-core machine also catches GC pauses and scheduler stalls of any process (the load generator's too), so A's max, measured in the same rounds, is the fair baseline for \"slowest\": max ÷ max(A) near 1 means expiries add nothing beyond that noise.\n\n")
-	p("| variant | trust_ttl | re-publish | clients | req/s | p50 ms | p99 ms | p99.9 ms | max ms | p99 ÷ p99(A) | max ÷ p99(A) | max ÷ max(A) | requests | ≥ delay | timestamp GETs | targets GETs | publishes | errors |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	p("The max of a run on a shared 2-core machine also catches GC pauses and scheduler stalls of any process (the load generator's too), so A's max, measured in the same rounds, is the fair baseline for \"slowest\": max ÷ max(A) near 1 means expiries add nothing beyond that noise. Driver stall is the longest the load generator itself was held up in the row (the most a 1 ms sleep in it overslept): every request in flight then looked that slow, whatever trustgate did.\n\n")
+	p("| variant | trust_ttl | re-publish | clients | req/s | p50 ms | p99 ms | p99.9 ms | max ms | driver stall ms | p99 ÷ p99(A) | max ÷ p99(A) | max ÷ max(A) | requests | ≥ delay | timestamp GETs | targets GETs | publishes | errors |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	ratio := func(a, b float64) string {
 		if b <= 0 {
 			return "–"
@@ -310,8 +330,8 @@ func (r *Report) ttlSection(w io.Writer) {
 		if t.NotaryDelay != "" {
 			over = fmt.Sprint(t.OverDelay)
 		}
-		p("| %s | %s | %s | %d | %.0f | %.3f | %.3f | %.3f | %.1f | %s | %s | %s | %d | %s | %d | %d | %d | %s |\n", t.Variant, t.TTL, dash(t.Republish), t.Concurrency,
-			t.RPS, t.P50ms, t.P99ms, t.P999ms, t.MaxMs, p99, max99, maxMax, t.Requests, over, t.TimestampGETs, t.TargetsGETs, t.Publishes, errs(t.Errors, t.FirstErr))
+		p("| %s | %s | %s | %d | %.0f | %.3f | %.3f | %.3f | %.1f | %.1f | %s | %s | %s | %d | %s | %d | %d | %d | %s |\n", t.Variant, t.TTL, dash(t.Republish), t.Concurrency,
+			t.RPS, t.P50ms, t.P99ms, t.P999ms, t.MaxMs, t.StallMs, p99, max99, maxMax, t.Requests, over, t.TimestampGETs, t.TargetsGETs, t.Publishes, errs(t.Errors, t.FirstErr))
 	}
 	p("\nPer second of each row (rounds one after the other): the slowest request that started in that second, over all seconds, and split by what reached the trust server in that second.\n\n")
 	p("| variant | clients | seconds | per-second max: median ms | worst ms | seconds with a re-verify (targets GET): n, median, worst ms | with only a re-check (timestamp GET): n, median, worst ms | with neither: n, median, worst ms |\n|---|---|---|---|---|---|---|---|\n")
