@@ -193,8 +193,15 @@ func ttlScenario(root *scope, w *world, cfg config) []TTLRow {
 		}
 		r.SecondTimestamps = perSecond(res.Start, ts, len(r.SecondMaxMs))
 		r.SecondTargets = perSecond(res.Start, tg, len(r.SecondMaxMs))
-		root.Logf("ttl: %-2s ttl %-6s c=%-2d %8.0f req/s p50 %.3fms p99 %.3fms p99.9 %.3fms max %.1fms timestamp GETs %d targets GETs %d publishes %d over delay %d driver stall %.1fms errors %d %s",
-			r.Variant, r.TTL, c, r.RPS, r.P50ms, r.P99ms, r.P999ms, r.MaxMs, r.TimestampGETs, r.TargetsGETs, r.Publishes, r.OverDelay, r.StallMs, r.Errors, r.FirstErr)
+		var slowest bench.Sample
+		for _, x := range res.Samples {
+			if x.Latency > slowest.Latency {
+				slowest = x
+			}
+		}
+		root.Logf("ttl: %-2s ttl %-6s c=%-2d %8.0f req/s p50 %.3fms p99 %.3fms p99.9 %.3fms max %.1fms timestamp GETs %d targets GETs %d publishes %d over delay %d driver stall %.1fms (slowest started %s) errors %d %s",
+			r.Variant, r.TTL, c, r.RPS, r.P50ms, r.P99ms, r.P999ms, r.MaxMs, r.TimestampGETs, r.TargetsGETs, r.Publishes, r.OverDelay, r.StallMs,
+			res.Start.Add(slowest.Start).UTC().Format("15:04:05.000"), r.Errors, r.FirstErr)
 		return r
 	}
 
