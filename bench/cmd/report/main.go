@@ -46,6 +46,7 @@ type config struct {
 	// ttlNotaryDelay delays the trust server's timestamp answers in the ttl scenario (a
 	// diagnostic: a request that waits for a refresh then takes at least this long).
 	ttlNotaryDelay time.Duration
+	ttlRoles       string
 }
 
 func main() {
@@ -62,6 +63,7 @@ func main() {
 	flag.DurationVar(&cfg.ttl, "ttl", time.Second, "trust_ttl of the ttl scenario's expiring variants (B, B')")
 	flag.DurationVar(&cfg.ttlRepublish, "ttl-republish", 2*time.Second, "how often variant B' of the ttl scenario publishes new trust data")
 	flag.DurationVar(&cfg.ttlNotaryDelay, "ttl-notary-delay", 0, "diagnostic: the ttl scenario's trust server answers timestamp.json after this delay, and each row counts the requests at least as slow")
+	flag.StringVar(&cfg.ttlRoles, "ttl-roles", "", "comma-separated Notary roles of a policy rule for the ttl scenario's repository (empty: the default, targets/releases,targets)")
 	flag.IntVar(&cfg.coldRuns, "cold-runs", 5, "fresh processes per system in scenario 3")
 	flag.IntVar(&cfg.herd, "herd", 100, "concurrent first pulls in scenario 4")
 	flag.IntVar(&cfg.pullRepeats, "pull-repeats", 2, "pulls after the first in scenario 5")
@@ -119,6 +121,7 @@ func run(cfg config) (code int) {
 		"ttl":            cfg.ttl.String(),
 		"ttlRepublish":   cfg.ttlRepublish.String(),
 		"ttlNotaryDelay": cfg.ttlNotaryDelay.String(),
+		"ttlRoles":       cfg.ttlRoles,
 	}}
 	w := newWorld(root, cfg)
 	log.Info("world ready", "elapsed", time.Since(start).Round(time.Second))

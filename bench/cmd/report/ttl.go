@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -110,7 +111,11 @@ func ttlScenario(root *scope, w *world, cfg config) []TTLRow {
 		v.notary = cp
 		sc := root.sub("ttl-" + v.name)
 		root.Cleanup(sc.close)
-		v.gate = w.gateTTL(sc, w.reg.URL, cp.URL, v.ttl, "")
+		var rules []peers.GateRule
+		if cfg.ttlRoles != "" {
+			rules = []peers.GateRule{{Match: g, Mode: "enforce", Roles: strings.Split(cfg.ttlRoles, ",")}}
+		}
+		v.gate = w.gateTTL(sc, w.reg.URL, cp.URL, v.ttl, rules, "")
 		prime(sc, v.gate.URL, p)
 		if d := cfg.ttlNotaryDelay; d > 0 {
 			srv := v.server
@@ -316,6 +321,9 @@ func (r *Report) ttlSection(w io.Writer) {
 	p("B' the same while a new tag is signed and published every %s (timestamp, snapshot and targets change, so a refresh fetches and verifies the whole targets file again). ", c["ttlRepublish"])
 	p("Each row is %s interleaved rounds of %s at 32 clients (half that at 1 client); req/s and percentiles are the median round's, max is the slowest request of all rounds. ", c["ttlRounds"], c["ttlDuration"])
 	p("The trust server is internal/tuftest's (notary-server's read API, in the driver's process, every version signed before the rows start) behind a counting proxy per variant: timestamp GETs = refreshes started, targets GETs = full re-verifications.\n\n")
+	if roles := c["ttlRoles"]; roles != "" {
+		p("The repository's policy rule names its own Notary roles: `%s` (`-ttl-roles`), and the tag is signed in targets.\n\n", roles)
+	}
 	if d := c["ttlNotaryDelay"]; d != "" && d != "0s" {
 		p("**Diagnostic run: the trust server answered every timestamp.json only after %s** (`-ttl-notary-delay`), so each refresh took at least that long; a request that waited for one took at least as long too, and is counted in \"≥ delay\" (A never refreshes: its count is the machine's own stalls).\n\n", d)
 	}
