@@ -23,9 +23,19 @@ type CountingProxy struct {
 
 	srv *http.Server
 
-	mu     sync.Mutex
-	counts map[string]int
+	mu       sync.Mutex
+	counts   map[string]int
+	arrivals []arrival // the first maxArrivals requests since Reset
 }
+
+type arrival struct {
+	key string
+	at  time.Time
+}
+
+// maxArrivals bounds the arrival times a CountingProxy keeps between Resets (counts are exact
+// past it; Arrivals is not).
+const maxArrivals = 1 << 16
 
 // StartCountingProxy listens on a free loopback port and forwards everything to target.
 func StartCountingProxy(target string) (*CountingProxy, error) {
@@ -64,9 +74,28 @@ func StartCountingProxy(target string) (*CountingProxy, error) {
 }
 
 func (c *CountingProxy) add(key string) {
+	now := time.Now()
 	c.mu.Lock()
 	c.counts[key]++
+	if len(c.arrivals) < maxArrivals {
+		c.arrivals = append(c.arrivals, arrival{key, now})
+	}
 	c.mu.Unlock()
+}
+
+// Arrivals returns when the requests since the last Reset whose key has the given method ("" =
+// any) and kind prefix arrived, in order (as Counts.Match selects them; at most the first 65,536
+// requests of any kind are remembered).
+func (c *CountingProxy) Arrivals(method, kindPrefix string) []time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []time.Time
+	for _, a := range c.arrivals {
+		if keyMatches(a.key, method, kindPrefix) {
+			out = append(out, a.at)
+		}
+	}
+	return out
 }
 
 // Counts returns the counts since the last Reset, keyed "METHOD kind" (see Classify).
@@ -84,6 +113,7 @@ func (c *CountingProxy) Counts() Counts {
 func (c *CountingProxy) Reset() {
 	c.mu.Lock()
 	c.counts = map[string]int{}
+	c.arrivals = nil
 	c.mu.Unlock()
 }
 
@@ -114,12 +144,16 @@ func (c Counts) Total() int {
 func (c Counts) Match(method, kindPrefix string) int {
 	n := 0
 	for k, v := range c {
-		m, kind, _ := strings.Cut(k, " ")
-		if (method == "" || m == method) && strings.HasPrefix(kind, kindPrefix) {
+		if keyMatches(k, method, kindPrefix) {
 			n += v
 		}
 	}
 	return n
+}
+
+func keyMatches(key, method, kindPrefix string) bool {
+	m, kind, _ := strings.Cut(key, " ")
+	return (method == "" || m == method) && strings.HasPrefix(kind, kindPrefix)
 }
 
 // String lists the counts in a stable order, e.g. "GET blob=1, HEAD manifest-tag=2".

@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestClassify(t *testing.T) {
@@ -71,6 +72,7 @@ func TestCountingProxy(t *testing.T) {
 		t.Errorf("backend saw Host %q, want the proxy's %q (registries build Location from it)", gotHost, cp.Host)
 	}
 	do("HEAD", "/v2/r/manifests/v1")
+	mid := time.Now()
 	do("GET", "/v2/r/manifests/v1")
 	do("GET", "/v2/r/blobs/sha256:"+strings.Repeat("0", 64))
 
@@ -82,8 +84,18 @@ func TestCountingProxy(t *testing.T) {
 	if c.Total() != 4 || c.Match("GET", "") != 3 || c.Match("", "manifest") != 3 {
 		t.Errorf("Total/Match wrong for %s", c)
 	}
+	at := cp.Arrivals("GET", "manifest")
+	if len(at) != 2 || at[0].After(mid) || at[1].Before(mid) {
+		t.Errorf("GET manifest arrivals %v, want one before and one after %v", at, mid)
+	}
+	if n := len(cp.Arrivals("", "")); n != 4 {
+		t.Errorf("%d arrivals of any kind, want 4", n)
+	}
 	cp.Reset()
 	if n := cp.Counts().Total(); n != 0 {
 		t.Errorf("after Reset: %d requests counted", n)
+	}
+	if n := len(cp.Arrivals("", "")); n != 0 {
+		t.Errorf("after Reset: %d arrivals remembered", n)
 	}
 }

@@ -36,6 +36,16 @@ type Load struct {
 	NewRequest func(ctx context.Context) (*http.Request, error)
 	// Want is the status a successful response has.
 	Want int
+	// Timeline keeps every request's start and latency in LoadResult.Samples, in start order per
+	// worker, so the latency around a moment of the run (a trust expiry) can be looked at.
+	Timeline bool
+}
+
+// Sample is one request of a Timeline run: when it started (from the start of the run) and how
+// long it took.
+type Sample struct {
+	Start   time.Duration
+	Latency time.Duration
 }
 
 // LoadResult is what a run measured. Latencies are sorted ascending.
@@ -43,8 +53,10 @@ type LoadResult struct {
 	Requests  int
 	Errors    int
 	FirstErr  string
+	Start     time.Time // when the run started; Sample.Start counts from it
 	Elapsed   time.Duration
 	Latencies []time.Duration
+	Samples   []Sample // with Load.Timeline, unsorted
 }
 
 // RPS is successful requests per second.
@@ -75,6 +87,7 @@ func Percentile(sorted []time.Duration, q float64) time.Duration {
 func Run(ctx context.Context, client *http.Client, l Load) LoadResult {
 	type worker struct {
 		lat      []time.Duration
+		samples  []Sample
 		errs     int
 		firstErr string
 	}
@@ -89,7 +102,11 @@ func Run(ctx context.Context, client *http.Client, l Load) LoadResult {
 			for ctx.Err() == nil && time.Now().Before(deadline) {
 				t0 := time.Now()
 				err := once(ctx, client, l)
-				w.lat = append(w.lat, time.Since(t0))
+				el := time.Since(t0)
+				w.lat = append(w.lat, el)
+				if l.Timeline {
+					w.samples = append(w.samples, Sample{Start: t0.Sub(start), Latency: el})
+				}
 				if err != nil {
 					w.errs++
 					if w.firstErr == "" {
@@ -100,9 +117,10 @@ func Run(ctx context.Context, client *http.Client, l Load) LoadResult {
 		}(&ws[i])
 	}
 	wg.Wait()
-	res := LoadResult{Elapsed: time.Since(start)}
+	res := LoadResult{Start: start, Elapsed: time.Since(start)}
 	for _, w := range ws {
 		res.Latencies = append(res.Latencies, w.lat...)
+		res.Samples = append(res.Samples, w.samples...)
 		res.Errors += w.errs
 		if res.FirstErr == "" {
 			res.FirstErr = w.firstErr
@@ -128,4 +146,21 @@ func once(ctx context.Context, client *http.Client, l Load) error {
 		return fmt.Errorf("%s %s: %s", req.Method, req.URL.Path, resp.Status)
 	}
 	return err
+}
+
+// MaxPerInterval returns, for each interval of width from the start of the run, the slowest
+// request that started in it (0 for an interval in which none started).
+func MaxPerInterval(samples []Sample, width time.Duration) []time.Duration {
+	var out []time.Duration
+	for _, s := range samples {
+		i := int(s.Start / width)
+		if i < 0 {
+			continue
+		}
+		for len(out) <= i {
+			out = append(out, 0)
+		}
+		out[i] = max(out[i], s.Latency)
+	}
+	return out
 }

@@ -169,3 +169,47 @@ func TestRunWaitsForSlowRequests(t *testing.T) {
 		t.Errorf("elapsed %v: returned before the slow request finished", res.Elapsed)
 	}
 }
+
+func TestMaxPerInterval(t *testing.T) {
+	ms := func(v int) time.Duration { return time.Duration(v) * time.Millisecond }
+	got := MaxPerInterval([]Sample{
+		{ms(10), ms(1)}, {ms(900), ms(3)}, {ms(999), ms(2)}, // second 0: max 3
+		{ms(2500), ms(7)}, // second 1: none; second 2: 7
+		{ms(1000), 0},     // second 1 starts here, a 0-latency request
+	}, time.Second)
+	want := []time.Duration{ms(3), 0, ms(7)}
+	if len(got) != len(want) {
+		t.Fatalf("MaxPerInterval = %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("interval %d: %v, want %v", i, got[i], want[i])
+		}
+	}
+}
+
+// TestRunTimeline: with Timeline, every request is a sample whose start lies within the run.
+func TestRunTimeline(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	load := Load{
+		Concurrency: 2, Duration: 100 * time.Millisecond, Want: http.StatusOK,
+		NewRequest: func(ctx context.Context) (*http.Request, error) {
+			return http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+		},
+	}
+	client := &http.Client{Transport: NewTransport(2)}
+	if res := Run(context.Background(), client, load); res.Samples != nil {
+		t.Errorf("%d samples kept without Timeline", len(res.Samples))
+	}
+	load.Timeline = true
+	res := Run(context.Background(), client, load)
+	if len(res.Samples) != res.Requests || res.Requests == 0 {
+		t.Fatalf("%d samples for %d requests", len(res.Samples), res.Requests)
+	}
+	for _, s := range res.Samples {
+		if s.Start < 0 || s.Start > load.Duration || s.Latency <= 0 || s.Start+s.Latency > res.Elapsed {
+			t.Fatalf("sample %+v outside the run of %v", s, res.Elapsed)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -104,6 +105,41 @@ func TestRecheckVerifiesOnlyChangedRoles(t *testing.T) {
 	}
 	if st2 == st || st2.index != st.index || !st2.Expires().After(st.Expires()) {
 		t.Errorf("re-signed timestamp: want a new State with a later expiry sharing the index")
+	}
+}
+
+// TestRecheckIndexesRoleSetsInUse: an update that builds a new index (the trust data changed)
+// also indexes every role set the last State was asked about, not only the default roles, so
+// the first request after a refresh under a policy that names its own roles does not index every
+// tag on the request path while the others wait for it.
+func TestRecheckIndexesRoleSetsInUse(t *testing.T) {
+	repo, srv, c, clk := incFixture(t)
+	first := update(t, c)
+	asked := [][]string{{"targets"}, {"targets/d3", "targets"}}
+	for _, roles := range asked {
+		if _, err := first.Lookup("v1", roles); err != nil {
+			t.Fatalf("Lookup under %v: %v", roles, err)
+		}
+	}
+	clk.Add(time.Hour)
+	repo.AddTarget("targets", "v2", []byte("two"))
+	srv.Set(incGUN, repo.Publish())
+	st := update(t, c)
+	if st.index == first.index {
+		t.Fatal("new targets kept the last State's index")
+	}
+	st.index.mu.Lock()
+	for _, roles := range append(asked, DefaultRoles) {
+		ix, ok := st.index.byRoles[strings.Join(roles, "\x00")]
+		if !ok {
+			t.Errorf("role set %v asked of the last State is not indexed by the update", roles)
+		} else if _, signed := ix.owner["v2"]; !signed {
+			t.Errorf("index of %v lacks the new tag", roles)
+		}
+	}
+	st.index.mu.Unlock()
+	if got, err := st.Lookup("v2", []string{"targets"}); err != nil || got.Tag != "v2" {
+		t.Errorf("new tag under [targets]: %+v, %v", got, err)
 	}
 }
 

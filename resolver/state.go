@@ -193,6 +193,17 @@ type tagIndex struct {
 	tags  []string
 }
 
+// roleSets returns the role lists indexed so far.
+func (x *indexes) roleSets() [][]string {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	out := make([][]string, 0, len(x.byRoles))
+	for key := range x.byRoles {
+		out = append(out, strings.Split(key, "\x00"))
+	}
+	return out
+}
+
 func (s *State) indexFor(roles []string) *tagIndex {
 	key := strings.Join(roles, "\x00")
 	s.index.mu.Lock()

@@ -476,6 +476,14 @@ func (c *Client) updatePass(ctx context.Context, g *gunState, now time.Time) (*S
 		st.index = last.index
 	} else {
 		st.index = &indexes{byRoles: map[string]*tagIndex{}}
+		// The role sets the last State was asked about (policies that name their own roles) are
+		// indexed here too, so the first request after a refresh does not index every tag while
+		// the others wait for it.
+		if last != nil {
+			for _, roles := range last.index.roleSets() {
+				st.indexFor(roles)
+			}
+		}
 	}
 	// Built here, off the request path when the cache refreshes.
 	ix := st.indexFor(DefaultRoles)

@@ -21,23 +21,32 @@ import (
 )
 
 type config struct {
-	out         string
-	bigSize     int64
-	layerSize   int64
-	layers      int
-	tagDuration time.Duration
-	rounds      int
-	coldRuns    int
-	herd        int
-	pullRepeats int
-	micro       string
-	microCPU    string
-	scale       string
-	only        string
-	render      string
-	gateYAML    string
-	linkRates   string
-	linkRounds  int
+	out          string
+	bigSize      int64
+	layerSize    int64
+	layers       int
+	tagDuration  time.Duration
+	rounds       int
+	coldRuns     int
+	herd         int
+	pullRepeats  int
+	micro        string
+	microCPU     string
+	scale        string
+	only         string
+	render       string
+	gateYAML     string
+	linkRates    string
+	linkRounds   int
+	ttlDuration  time.Duration
+	ttlRounds    int
+	ttlTags      int
+	ttl          time.Duration
+	ttlRepublish time.Duration
+	// ttlNotaryDelay delays the trust server's timestamp answers in the ttl scenario (a
+	// diagnostic: a request that waits for a refresh then takes at least this long).
+	ttlNotaryDelay time.Duration
+	ttlRoles       string
 }
 
 func main() {
@@ -48,13 +57,20 @@ func main() {
 	flag.IntVar(&cfg.layers, "layers", 5, "layers of the scenario-5 image")
 	flag.DurationVar(&cfg.tagDuration, "tag-duration", 2*time.Second, "duration of one round of a 32-client row of scenario 2 (1-client rows: half)")
 	flag.IntVar(&cfg.rounds, "rounds", 5, "interleaved rounds of scenario 2 and of scenario 1's 1-client rows (the median is reported)")
+	flag.DurationVar(&cfg.ttlDuration, "ttl-duration", 6*time.Second, "duration of one round of a 32-client row of the ttl scenario (1-client rows: half)")
+	flag.IntVar(&cfg.ttlRounds, "ttl-rounds", 5, "interleaved rounds of the ttl scenario (the median is reported)")
+	flag.IntVar(&cfg.ttlTags, "ttl-tags", 10_000, "signed tags in the repository of the ttl scenario")
+	flag.DurationVar(&cfg.ttl, "ttl", time.Second, "trust_ttl of the ttl scenario's expiring variants (B, B')")
+	flag.DurationVar(&cfg.ttlRepublish, "ttl-republish", 2*time.Second, "how often variant B' of the ttl scenario publishes new trust data")
+	flag.DurationVar(&cfg.ttlNotaryDelay, "ttl-notary-delay", 0, "diagnostic: the ttl scenario's trust server answers timestamp.json after this delay, and each row counts the requests at least as slow")
+	flag.StringVar(&cfg.ttlRoles, "ttl-roles", "", "comma-separated Notary roles of a policy rule for the ttl scenario's repository (empty: the default, targets/releases,targets)")
 	flag.IntVar(&cfg.coldRuns, "cold-runs", 5, "fresh processes per system in scenario 3")
 	flag.IntVar(&cfg.herd, "herd", 100, "concurrent first pulls in scenario 4")
 	flag.IntVar(&cfg.pullRepeats, "pull-repeats", 2, "pulls after the first in scenario 5")
 	flag.StringVar(&cfg.micro, "micro", "", "file with `go test -bench` output to include")
 	flag.StringVar(&cfg.scale, "scale", "", "file with the scale section (bench/cmd/scale output) to include")
 	flag.StringVar(&cfg.microCPU, "micro-cpu", "", "comma-separated files with pprof -top output to include")
-	flag.StringVar(&cfg.only, "only", "", "comma-separated scenarios to run (blob,link,tag,cold,herd,pull,store); empty = all")
+	flag.StringVar(&cfg.only, "only", "", "comma-separated scenarios to run (blob,link,tag,ttl,cold,herd,pull,store); empty = all")
 	flag.StringVar(&cfg.linkRates, "link-rates", "1e9,10e9", "comma-separated rates (bit/s) of the rate-limited links of the link scenario")
 	flag.IntVar(&cfg.linkRounds, "link-rounds", 3, "interleaved rounds per link of the link scenario (the median is reported)")
 	flag.StringVar(&cfg.gateYAML, "gate-yaml", "", "extra top-level YAML appended to trustgate's configuration, e.g. 'blob_spool_bytes: 0'")
@@ -90,15 +106,22 @@ func run(cfg config) (code int) {
 	}
 
 	rep := &Report{Machine: describeMachine(root), Config: map[string]string{
-		"blob":        fmt.Sprintf("%d MiB", cfg.bigSize>>20),
-		"layer":       fmt.Sprintf("%d MiB", cfg.layerSize>>20),
-		"image":       fmt.Sprintf("%d × %d MiB", cfg.layers, cfg.layerSize>>20),
-		"tagDuration": cfg.tagDuration.String(),
-		"rounds":      fmt.Sprint(cfg.rounds),
-		"coldRuns":    fmt.Sprint(cfg.coldRuns),
-		"herd":        fmt.Sprint(cfg.herd),
-		"pullRepeats": fmt.Sprint(cfg.pullRepeats),
-		"linkRounds":  fmt.Sprint(cfg.linkRounds),
+		"blob":           fmt.Sprintf("%d MiB", cfg.bigSize>>20),
+		"layer":          fmt.Sprintf("%d MiB", cfg.layerSize>>20),
+		"image":          fmt.Sprintf("%d × %d MiB", cfg.layers, cfg.layerSize>>20),
+		"tagDuration":    cfg.tagDuration.String(),
+		"rounds":         fmt.Sprint(cfg.rounds),
+		"coldRuns":       fmt.Sprint(cfg.coldRuns),
+		"herd":           fmt.Sprint(cfg.herd),
+		"pullRepeats":    fmt.Sprint(cfg.pullRepeats),
+		"linkRounds":     fmt.Sprint(cfg.linkRounds),
+		"ttlDuration":    cfg.ttlDuration.String(),
+		"ttlRounds":      fmt.Sprint(cfg.ttlRounds),
+		"ttlTags":        fmt.Sprint(cfg.ttlTags),
+		"ttl":            cfg.ttl.String(),
+		"ttlRepublish":   cfg.ttlRepublish.String(),
+		"ttlNotaryDelay": cfg.ttlNotaryDelay.String(),
+		"ttlRoles":       cfg.ttlRoles,
 	}}
 	w := newWorld(root, cfg)
 	log.Info("world ready", "elapsed", time.Since(start).Round(time.Second))
@@ -126,6 +149,12 @@ func run(cfg config) (code int) {
 		log.Info("scenario done", "scenario", name, "elapsed", time.Since(t0).Round(time.Second))
 	}
 	try("tag", func(sc *scope) { rep.Tag = tagScenario(sc, w, cfg, cfg.out, &rep.Profiles) })
+	try("ttl", func(sc *scope) {
+		if cfg.ttlTags < 1 || cfg.ttlRounds < 1 || cfg.ttlDuration <= 0 || cfg.ttl <= 0 || cfg.ttlRepublish <= 0 {
+			sc.Fatalf("-ttl-tags, -ttl-rounds, -ttl-duration, -ttl and -ttl-republish must be positive")
+		}
+		rep.TTL = ttlScenario(sc, w, cfg)
+	})
 	try("cold", func(sc *scope) { rep.Cold = coldScenario(sc, w, cfg.coldRuns) })
 	try("herd", func(sc *scope) { rep.Herd = herdScenario(sc, w, cfg.herd) })
 	try("pull", func(sc *scope) { rep.Pull = pullScenario(sc, w, cfg.pullRepeats) })

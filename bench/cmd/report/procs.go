@@ -121,11 +121,19 @@ func (w *world) gate(tb *scope, upstream, notaryURL string) *server {
 
 // gateWith is gate with more top-level YAML in the configuration.
 func (w *world) gateWith(tb *scope, upstream, notaryURL, extraYAML string) *server {
+	return w.gateTTL(tb, upstream, notaryURL, 0, nil, extraYAML)
+}
+
+// gateTTL is gateWith with trust_ttl set (0 = the configuration's default of 30s) and policy
+// rules.
+func (w *world) gateTTL(tb *scope, upstream, notaryURL string, ttl time.Duration, rules []peers.GateRule, extraYAML string) *server {
 	dir := tb.TempDir()
 	cfg := peers.GateConfig{
 		RegistryURL: upstream,
 		NotaryURL:   notaryURL,
 		TrustDir:    filepath.Join(dir, "trust"),
+		TrustTTL:    ttl,
+		Rules:       rules,
 		LogLevel:    "info", // the documented default: one decision record per manifest request
 	}
 	path := filepath.Join(dir, "trustgate.yaml")

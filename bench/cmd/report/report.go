@@ -23,6 +23,7 @@ type Report struct {
 	// scenarios, under the load they ran in; their median is the hashing limit (see sha256Limit).
 	SHA256Rounds []float64 `json:",omitempty"`
 	Tag          []TagRow
+	TTL          []TTLRow `json:",omitempty"` // scenario 2b, issue #13
 	Cold         []ColdRow
 	Herd         []HerdRow
 	Pull         []PullRow
@@ -58,7 +59,11 @@ func (r *Report) markdown(w io.Writer) {
 		p("\n")
 	}
 
-	p("## Targets (issues #4 and #12)\n\n| target | measured | met |\n|---|---|---|\n")
+	issues := "#4 and #12"
+	if len(r.TTL) > 0 {
+		issues = "#4, #12 and #13"
+	}
+	p("## Targets (issues %s)\n\n| target | measured | met |\n|---|---|---|\n", issues)
 	for _, c := range r.Checks {
 		p("| %s | %s | %s |\n", c.Target, c.Measured, c.Met)
 	}
@@ -104,6 +109,10 @@ func (r *Report) markdown(w io.Writer) {
 	for _, t := range r.Tag {
 		p("| %s | %s | %d | %.0f | %.3f | %.3f | %.1f | %d | %.2f | %d | %s |\n", t.System, t.Method, t.Concurrency, t.RPS, t.P50ms, t.P99ms,
 			t.MaxMs, t.Requests, t.UpstreamPerRequest, t.NotaryRequests, errs(t.Errors, t.FirstErr))
+	}
+
+	if len(r.TTL) > 0 {
+		r.ttlSection(w)
 	}
 
 	p("\n## 3. Cold tag resolution\n\n")

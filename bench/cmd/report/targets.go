@@ -133,6 +133,9 @@ func checkTargets(rep *Report) []Check {
 			}
 		}
 	}
+	if len(rep.TTL) > 0 {
+		cs = append(cs, ttlChecks(rep.TTL)...)
+	}
 	for _, h := range rep.Herd {
 		if h.System != "trustgate" {
 			continue
