@@ -1,6 +1,7 @@
 package resolver
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"os"
 	"testing"
@@ -27,6 +28,9 @@ func FuzzCanonicalSigned(f *testing.F) {
 		`{"n":1.5}`, `{"n":-0}`, `{"n":9223372036854775807}`, `{"n":9223372036854775808}`,
 		`{"n":1e21}`, `{"n":1e20}`, `{"n":1e-7}`, `{"a":{"z":1,"y":{"b":2,"a":1}}}`, `{"a":1,"a":2}`,
 		"{\"\xff\":\"\xfe\"}", `[]`, `"x"`, `null`, `not json`,
+		`{"\u0061":1,"a":2,"b\"":3,"b":4}`, ` { "a" : [ 1 , {"c":2,"b":[{"y":1,"x":"\ud800"}]} ] , "\/":0 } `,
+		`{"n":123456789012345,"m":1234567890123456,"o":-123456789012345,"p":0,"q":-0.0}`,
+		`[[[[{"b":[],"a":{}}]]]]`, `{"a":"x\u0000y","b":"\ud83d\ude00"}`, `{"a":1}x`, `{"a":1e400}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -42,6 +46,10 @@ func FuzzCanonicalSigned(f *testing.F) {
 		want, werr := cjsonCanonical(raw)
 		if (err != nil) != (werr != nil) || string(got) != string(want) {
 			t.Fatalf("canonicalSigned(%q) = %q, %v; cjson gives %q, %v", raw, got, err, want, werr)
+		}
+		sum, err := canonicalDigest(raw)
+		if (err != nil) != (werr != nil) || werr == nil && sum != sha256.Sum256(want) {
+			t.Fatalf("canonicalDigest(%q) = %x, %v; cjson's form hashes to %x, %v", raw, sum, err, sha256.Sum256(want), werr)
 		}
 	})
 }
