@@ -2,7 +2,6 @@ package resolver
 
 import (
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -77,24 +76,6 @@ type target struct {
 	sum  [32]byte
 	size int64
 	ok   bool
-}
-
-// UnmarshalJSON reads notary's FileMeta ({"length": n, "hashes": {alg: base64}}) keeping only
-// the sha256; hash names are matched exactly, as notary's map does.
-func (t *target) UnmarshalJSON(b []byte) error {
-	var m struct {
-		Length int64             `json:"length"`
-		Hashes map[string][]byte `json:"hashes"`
-	}
-	if err := json.Unmarshal(b, &m); err != nil {
-		return err
-	}
-	*t = target{size: m.Length}
-	if s := m.Hashes["sha256"]; len(s) == len(t.sum) {
-		copy(t.sum[:], s)
-		t.ok = true
-	}
-	return nil
 }
 
 // walkRole is a delegation as seen from its parent: its paths are intersected with the
