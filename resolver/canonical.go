@@ -11,7 +11,6 @@ import (
 	"slices"
 	"sort"
 	"strconv"
-	"strings"
 	"unicode/utf8"
 )
 
@@ -104,9 +103,11 @@ func writeCanonical(raw []byte, w *canonWriter) error {
 type canonicalizer struct {
 	raw []byte
 	w   *canonWriter
-	// starts and ends are the offsets of every '[' or '{' in raw, in order, and of the byte
-	// after its closing bracket.
-	starts, ends []int32
+	// spans are the arrays and objects of at least minSpan bytes that are the value of an
+	// object member (the only values skipped: arrays are written element by element), in the
+	// order they open: where each starts and the offset after it. Smaller ones are scanned when
+	// skipped.
+	spans []span
 	// gathered is a stack of the members of objects whose keys are out of order: each such
 	// object being written holds the segment it appended, its values' above it; keys holds
 	// their decoded keys.
@@ -120,25 +121,46 @@ type member struct {
 	ks, ke, vs, ve int32
 }
 
-// indexContainers fills starts and ends (raw is valid JSON).
+// span is where an array or object starts in raw and the offset after it.
+type span struct{ start, end int32 }
+
+// minSpan is the smallest array or object indexed. Skipping a smaller one rescans it: an
+// object holds at most minSpan/5 levels of objects, so each byte is rescanned a bounded number
+// of times whatever the nesting.
+const minSpan = 32
+
+// indexContainers fills spans (raw is valid JSON, so brackets pair up outside strings). It takes
+// 8 bytes per indexed value: at most one per member (one per ':'), at most one per bracket.
 func (c *canonicalizer) indexContainers() {
 	raw := c.raw
-	// Sized once: brackets inside strings only make it larger than needed.
-	n := bytes.Count(raw, []byte("{")) + bytes.Count(raw, []byte("["))
-	c.starts, c.ends = make([]int32, 0, n), make([]int32, 0, n)
-	var open []int
+	n := min(bytes.Count(raw, []byte(":")), bytes.Count(raw, []byte("{"))+bytes.Count(raw, []byte("[")))
+	c.spans = make([]span, 0, n)
+	type frame struct {
+		span int // index into spans; -1: not indexed
+		obj  bool
+	}
+	var open []frame
 	for i := 0; i < len(raw); i++ {
 		switch raw[i] {
 		case '"':
 			i = stringEnd(raw, i) - 1
 		case '{', '[':
-			open = append(open, len(c.starts))
-			c.starts = append(c.starts, int32(i))
-			c.ends = append(c.ends, 0)
+			f := frame{span: -1, obj: raw[i] == '{'}
+			if len(open) > 0 && open[len(open)-1].obj {
+				f.span = len(c.spans)
+				c.spans = append(c.spans, span{start: int32(i)})
+			}
+			open = append(open, f)
 		case '}', ']':
-			n := len(open) - 1
-			c.ends[open[n]] = int32(i + 1)
-			open = open[:n]
+			f := open[len(open)-1]
+			open = open[:len(open)-1]
+			switch {
+			case f.span < 0:
+			case int(c.spans[f.span].start)+minSpan > i+1:
+				c.spans = c.spans[:f.span] // small, and so is everything in it
+			default:
+				c.spans[f.span].end = int32(i + 1)
+			}
 		}
 	}
 }
@@ -164,18 +186,13 @@ func skipSpace(raw []byte, i int) int {
 
 // end returns the offset after the value starting at raw[i].
 func (c *canonicalizer) end(i int) int {
-	switch c.raw[i] {
-	case '"':
-		return stringEnd(c.raw, i)
-	case '{', '[':
-		n := sort.Search(len(c.starts), func(k int) bool { return c.starts[k] >= int32(i) })
-		return int(c.ends[n])
+	if b := c.raw[i]; b == '{' || b == '[' {
+		n := sort.Search(len(c.spans), func(k int) bool { return c.spans[k].start >= int32(i) })
+		if n < len(c.spans) && c.spans[n].start == int32(i) {
+			return int(c.spans[n].end)
+		}
 	}
-	j := i
-	for j < len(c.raw) && !strings.ContainsRune(",]} \t\n\r", rune(c.raw[j])) {
-		j++
-	}
-	return j
+	return skipValue(c.raw, i)
 }
 
 // value writes the value at raw[i] and returns the offset after it.

@@ -1,7 +1,6 @@
 package resolver
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -185,8 +184,11 @@ func skipValue(raw []byte, i int) int {
 			}
 		}
 	}
-	for i < len(raw) && !bytes.ContainsRune([]byte(",]} \t\n\r"), rune(raw[i])) {
-		i++
+	for ; i < len(raw); i++ {
+		switch raw[i] {
+		case ',', ']', '}', ' ', '\t', '\n', '\r':
+			return i
+		}
 	}
 	return i
 }
