@@ -165,13 +165,34 @@ type indexes struct {
 // maxIndexes bounds the role sets indexed per State (policies name a handful).
 const maxIndexes = 16
 
-// tagIndex answers Lookup and Tags under one list of accepted roles without walking: owner is
-// the role that owns each name (the first role, in priority order and then breadth first
-// within the paths it may sign, to list it: what notary's GetTargetByName finds), and tags
-// is the sorted names owned by an accepted role with a valid sha256.
+// tagIndex answers Lookup and Tags under one list of accepted roles without walking: the owner
+// of each name is the role that owns it (the first role, in priority order and then breadth
+// first within the paths it may sign, to list it: what notary's GetTargetByName finds), and
+// tags is the sorted names owned by an accepted role with a valid sha256. When a single role
+// is reached and may sign every name (a repository without delegations), it owns exactly the
+// names it lists: only it is kept, not a map of every name to it.
 type tagIndex struct {
-	owner map[string]*roleState
-	tags  []string
+	single *roleState
+	owners map[string]*roleState
+	tags   []string
+}
+
+// owner returns the role that owns name.
+func (ix *tagIndex) owner(name string) (*roleState, bool) {
+	if ix.single != nil {
+		_, ok := ix.single.targets[name]
+		return ix.single, ok
+	}
+	r, ok := ix.owners[name]
+	return r, ok
+}
+
+// size is the number of names indexed.
+func (ix *tagIndex) size() int {
+	if ix.single != nil {
+		return len(ix.single.targets)
+	}
+	return len(ix.owners)
 }
 
 func (s *State) indexFor(roles []string) *tagIndex {
@@ -191,21 +212,41 @@ func (s *State) indexFor(roles []string) *tagIndex {
 
 // buildIndex is notary's ListTargets priority applied to every name at once.
 func (s *State) buildIndex(roles []string) *tagIndex {
-	ix := &tagIndex{owner: map[string]*roleState{}}
+	type visit struct {
+		w walkRole
+		r *roleState
+	}
+	var visits []visit
 	for _, role := range roles {
 		s.walk("", role, without(roles, role), func(w walkRole, r *roleState) bool {
-			for name := range r.targets {
-				if _, seen := ix.owner[name]; seen || !w.allows(name) {
-					continue
-				}
-				ix.owner[name] = r
-			}
+			visits = append(visits, visit{w, r})
 			return false
 		})
 	}
-	for name, r := range ix.owner {
-		if slices.Contains(roles, r.name) && r.targets[name].ok {
-			ix.tags = append(ix.tags, name)
+	ix := &tagIndex{}
+	if len(visits) == 1 && slices.Contains(visits[0].w.paths, "") {
+		ix.single = visits[0].r
+		if r := ix.single; slices.Contains(roles, r.name) {
+			for name, t := range r.targets {
+				if t.ok {
+					ix.tags = append(ix.tags, name)
+				}
+			}
+		}
+	} else {
+		ix.owners = map[string]*roleState{}
+		for _, v := range visits {
+			for name := range v.r.targets {
+				if _, seen := ix.owners[name]; seen || !v.w.allows(name) {
+					continue
+				}
+				ix.owners[name] = v.r
+			}
+		}
+		for name, r := range ix.owners {
+			if slices.Contains(roles, r.name) && r.targets[name].ok {
+				ix.tags = append(ix.tags, name)
+			}
 		}
 	}
 	slices.Sort(ix.tags)
@@ -220,7 +261,7 @@ func (s *State) Lookup(tag string, roles []string) (Target, error) {
 	if len(roles) == 0 {
 		roles = DefaultRoles
 	}
-	r, found := s.indexFor(roles).owner[tag]
+	r, found := s.indexFor(roles).owner(tag)
 	if !found {
 		return Target{}, fmt.Errorf("%w: %s:%s (roles %s)", ErrTagNotSigned, s.gun, tag, strings.Join(roles, ", "))
 	}
