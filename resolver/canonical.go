@@ -32,7 +32,7 @@ func canonicalSigned(raw []byte) ([]byte, error) {
 // form: what ECDSA and RSA signatures are checked against.
 func canonicalDigest(raw []byte) ([32]byte, error) {
 	var sum [32]byte
-	w := canonWriter{buf: make([]byte, 0, canonFlush), h: sha256.New()}
+	w := canonWriter{buf: make([]byte, 0, min(canonFlush, len(raw)+1)), h: sha256.New()}
 	if err := writeCanonical(raw, &w); err != nil {
 		return sum, err
 	}
