@@ -106,7 +106,7 @@ type delegationRole struct {
 
 type targetsSigned struct {
 	signedCommon
-	Targets     map[string]target `json:"targets"`
+	Targets     targetMap `json:"targets"`
 	Delegations struct {
 		Keys  map[string]tufKey `json:"keys"`
 		Roles []delegationRole  `json:"roles"`

@@ -246,3 +246,37 @@ func foldRune(r rune) rune {
 		r = r2
 	}
 }
+
+// targetMap is a targets role's "targets", decoded exactly as encoding/json decodes a
+// map[string]target (null clears it, a second "targets" adds to the first, a later duplicate
+// name replaces an earlier one; FuzzTargetMeta holds the two together), but made at its final
+// size after counting the names, rather than grown (and rehashed) entry by entry.
+type targetMap map[string]target
+
+func (m *targetMap) UnmarshalJSON(b []byte) error {
+	i := skipSpace(b, 0)
+	switch b[i] {
+	case 'n':
+		*m = nil
+		return nil
+	case '{':
+	default:
+		return errors.New("targets is not an object")
+	}
+	d := metaDecoder{raw: b}
+	if *m == nil {
+		n := 0
+		if err := d.members(i, func([]byte, int) error { n++; return nil }); err != nil {
+			return err
+		}
+		*m = make(targetMap, n)
+	}
+	return d.members(i, func(name []byte, v int) error {
+		var t target
+		if err := t.UnmarshalJSON(b[v:skipValue(b, v)]); err != nil {
+			return err
+		}
+		(*m)[string(name)] = t
+		return nil
+	})
+}
