@@ -48,12 +48,14 @@ type roleState struct {
 
 // Estimated heap bytes (State.Size) per entry of a targets role (swiss-table slot of a string key
 // and a target, control byte and load factor, the name's allocation), per index entry (owner
-// slot, sorted slice element), per role, and per repository whatever its targets (the trusted
-// root raw and parsed, timestamp, snapshot, floors, HTTP client). Calibrated against
-// BenchmarkScaleMemory and BenchmarkScaleRepos (cache/).
+// slot, sorted slice element; only the latter, bytesPerSortedName, for an index of a single
+// role), per role, and per repository whatever its targets (the trusted root raw and parsed,
+// timestamp, snapshot, floors, HTTP client). Calibrated against BenchmarkScaleMemory and
+// BenchmarkScaleRepos (cache/).
 const (
 	bytesPerTarget     = 96
 	bytesPerIndexEntry = 48
+	bytesPerSortedName = 16
 	bytesPerRole       = 512
 	bytesPerRepository = 16 << 10
 )
@@ -187,12 +189,12 @@ func (ix *tagIndex) owner(name string) (*roleState, bool) {
 	return r, ok
 }
 
-// size is the number of names indexed.
-func (ix *tagIndex) size() int {
+// size estimates the heap bytes ix holds besides the roles.
+func (ix *tagIndex) size() int64 {
 	if ix.single != nil {
-		return len(ix.single.targets)
+		return int64(len(ix.tags)) * bytesPerSortedName
 	}
-	return len(ix.owners)
+	return int64(len(ix.owners)) * bytesPerIndexEntry
 }
 
 func (s *State) indexFor(roles []string) *tagIndex {
