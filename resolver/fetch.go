@@ -85,7 +85,7 @@ func (r *remote) get(ctx context.Context, name string, limit int64, overLimit er
 	if resp.ContentLength > limit {
 		return nil, fmt.Errorf("%w: GET %s: Content-Length %d exceeds the %d bytes allowed", overLimit, u, resp.ContentLength, limit)
 	}
-	b, err := r.limits.read(resp.Body, limit)
+	b, err := r.limits.read(resp.Body, limit, resp.ContentLength)
 	if errors.Is(err, ErrUnavailable) {
 		return nil, fmt.Errorf("GET %s: %w", u, err)
 	}

@@ -120,21 +120,39 @@ func (l *Limiter) errBudget() error {
 
 // read returns r's bytes up to limit (a longer body is cut off there, like notary's GetSized).
 // The buffer grows by doubling as bytes arrive, and each buffer is reserved from the budget
-// before it is allocated; the reservation ends when read returns.
-func (l *Limiter) read(r io.Reader, limit int64) ([]byte, error) {
+// before it is allocated; the reservation ends when read returns. declared is the length the
+// sender announced (negative: none): it reserves nothing, but the doubling stops at it, so
+// that a body of the announced length ends in a buffer of exactly its size rather than one of
+// up to twice it (and a copy to trim it).
+func (l *Limiter) read(r io.Reader, limit, declared int64) ([]byte, error) {
 	var buf []byte
 	var held int64
 	defer func() { l.bytes.Release(held) }()
 	for int64(len(buf)) < limit {
 		if len(buf) == cap(buf) {
+			var probe [1]byte
+			var extra int
+			if len(buf) > 0 && int64(len(buf)) == declared {
+				// Full at the announced length: grow only if there is more.
+				var err error
+				if extra, err = readSome(r, probe[:]); err == io.EOF {
+					break
+				} else if err != nil {
+					return nil, err
+				}
+			}
 			n := min(max(2*int64(cap(buf)), readChunk), limit)
+			if declared > int64(len(buf)) {
+				n = min(n, declared)
+			}
 			if !l.bytes.TryAcquire(n) {
 				return nil, l.errBudget()
 			}
 			nb := make([]byte, len(buf), n)
 			copy(nb, buf)
 			l.bytes.Release(held)
-			buf, held = nb, n
+			buf, held = append(nb, probe[:extra]...), n
+			continue
 		}
 		m, err := r.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+m]
@@ -152,4 +170,16 @@ func (l *Limiter) read(r io.Reader, limit int64) ([]byte, error) {
 		return append([]byte(nil), buf...), nil
 	}
 	return buf, nil
+}
+
+// readSome reads into p until at least one byte or an error arrives.
+func readSome(r io.Reader, p []byte) (int, error) {
+	for {
+		if n, err := r.Read(p); n > 0 || err != nil {
+			if n > 0 {
+				err = nil // the next read reports it again
+			}
+			return n, err
+		}
+	}
 }

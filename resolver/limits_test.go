@@ -30,19 +30,26 @@ func (endless) Read(p []byte) (int, error) {
 func TestLimiterRead(t *testing.T) {
 	body := bytes.Repeat([]byte("x"), 100<<10)
 	tests := []struct {
-		name   string
-		r      io.Reader
-		limit  int64
-		held   int64 // taken from the budget by "other fetches" during the read
-		want   []byte
-		budget bool // fails on the budget
+		name     string
+		r        io.Reader
+		limit    int64
+		declared int64 // the announced length; -1: none
+		held     int64 // taken from the budget by "other fetches" during the read
+		want     []byte
+		budget   bool // fails on the budget
 	}{
-		{"short body", bytes.NewReader(body), 1 << 20, 0, body, false},
-		{"cut at the limit", bytes.NewReader(body), 1000, 0, body[:1000], false},
-		{"empty", bytes.NewReader(nil), 1 << 20, 0, []byte{}, false},
-		{"endless body within the limit's reach", endless{}, 256 << 10, 0, bytes.Repeat([]byte(" "), 256<<10), false},
-		{"endless body past the budget", endless{}, 4 << 20, 0, nil, true},
-		{"budget taken by other fetches", bytes.NewReader(body), 1 << 20, 1<<20 - 50<<10, nil, true},
+		{"short body", bytes.NewReader(body), 1 << 20, -1, 0, body, false},
+		{"cut at the limit", bytes.NewReader(body), 1000, -1, 0, body[:1000], false},
+		{"empty", bytes.NewReader(nil), 1 << 20, -1, 0, []byte{}, false},
+		{"endless body within the limit's reach", endless{}, 256 << 10, -1, 0, bytes.Repeat([]byte(" "), 256<<10), false},
+		{"endless body past the budget", endless{}, 4 << 20, -1, 0, nil, true},
+		{"budget taken by other fetches", bytes.NewReader(body), 1 << 20, -1, 1<<20 - 50<<10, nil, true},
+		{"announced length", bytes.NewReader(body), 1 << 20, int64(len(body)), 0, body, false},
+		{"longer than announced", bytes.NewReader(body), 1 << 20, 5000, 0, body, false},
+		{"longer than announced, cut at the limit", bytes.NewReader(body), 6000, 5000, 0, body[:6000], false},
+		{"shorter than announced", bytes.NewReader(body), 1 << 20, 1 << 20, 0, body, false},
+		{"endless body announced short, past the budget", endless{}, 4 << 20, 1000, 0, nil, true},
+		{"announced length past the budget", bytes.NewReader(body), 1 << 20, 1 << 20, 1<<20 - 50<<10, nil, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -53,7 +60,7 @@ func TestLimiterRead(t *testing.T) {
 			if tc.held > 0 && !l.bytes.TryAcquire(tc.held) {
 				t.Fatal("cannot hold")
 			}
-			got, err := l.read(tc.r, tc.limit)
+			got, err := l.read(tc.r, tc.limit, tc.declared)
 			if tc.budget {
 				if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "max_metadata_bytes") {
 					t.Fatalf("err = %v, want the budget's ErrUnavailable", err)
@@ -62,6 +69,8 @@ func TestLimiterRead(t *testing.T) {
 				t.Fatalf("read %d bytes, err %v; want %d bytes", len(got), err, len(tc.want))
 			} else if c := cap(got); c > len(got)+len(got)/8 && c > readChunk {
 				t.Errorf("%d bytes kept in a buffer of %d", len(got), c)
+			} else if int64(len(got)) == tc.declared && c != len(got) {
+				t.Errorf("%d bytes as announced, kept in a buffer of %d", len(got), c)
 			}
 			// Whatever happened, the read's reservation is gone.
 			l.bytes.Release(tc.held)

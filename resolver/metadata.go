@@ -33,9 +33,21 @@ var tufTypes = map[string]string{
 // because signatures are over the canonical form of exactly these bytes, never over a
 // re-marshalled struct.
 type envelope struct {
-	Signed     json.RawMessage `json:"signed"`
-	Signatures []signature     `json:"signatures"`
+	Signed     signedBytes `json:"signed"`
+	Signatures []signature `json:"signatures"`
 }
+
+// signedBytes is the signed section as it sits in the file: parseEnvelope's json.Unmarshal
+// hands UnmarshalJSON a slice of the caller's bytes, which are kept as they are (never
+// written to) rather than copied, so a large file is not held twice.
+type signedBytes []byte
+
+func (s *signedBytes) UnmarshalJSON(b []byte) error {
+	*s = b[:len(b):len(b)]
+	return nil
+}
+
+func (s signedBytes) MarshalJSON() ([]byte, error) { return json.RawMessage(s).MarshalJSON() }
 
 type signature struct {
 	KeyID  string `json:"keyid"`
@@ -94,7 +106,7 @@ type delegationRole struct {
 
 type targetsSigned struct {
 	signedCommon
-	Targets     map[string]target `json:"targets"`
+	Targets     targetMap `json:"targets"`
 	Delegations struct {
 		Keys  map[string]tufKey `json:"keys"`
 		Roles []delegationRole  `json:"roles"`

@@ -2,7 +2,6 @@ package resolver
 
 import (
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -49,12 +48,14 @@ type roleState struct {
 
 // Estimated heap bytes (State.Size) per entry of a targets role (swiss-table slot of a string key
 // and a target, control byte and load factor, the name's allocation), per index entry (owner
-// slot, sorted slice element), per role, and per repository whatever its targets (the trusted
-// root raw and parsed, timestamp, snapshot, floors, HTTP client). Calibrated against
-// BenchmarkScaleMemory and BenchmarkScaleRepos (cache/).
+// slot, sorted slice element; only the latter, bytesPerSortedName, for an index of a single
+// role), per role, and per repository whatever its targets (the trusted root raw and parsed,
+// timestamp, snapshot, floors, HTTP client). Calibrated against BenchmarkScaleMemory and
+// BenchmarkScaleRepos (cache/).
 const (
 	bytesPerTarget     = 96
 	bytesPerIndexEntry = 48
+	bytesPerSortedName = 16
 	bytesPerRole       = 512
 	bytesPerRepository = 16 << 10
 )
@@ -77,24 +78,6 @@ type target struct {
 	sum  [32]byte
 	size int64
 	ok   bool
-}
-
-// UnmarshalJSON reads notary's FileMeta ({"length": n, "hashes": {alg: base64}}) keeping only
-// the sha256; hash names are matched exactly, as notary's map does.
-func (t *target) UnmarshalJSON(b []byte) error {
-	var m struct {
-		Length int64             `json:"length"`
-		Hashes map[string][]byte `json:"hashes"`
-	}
-	if err := json.Unmarshal(b, &m); err != nil {
-		return err
-	}
-	*t = target{size: m.Length}
-	if s := m.Hashes["sha256"]; len(s) == len(t.sum) {
-		copy(t.sum[:], s)
-		t.ok = true
-	}
-	return nil
 }
 
 // walkRole is a delegation as seen from its parent: its paths are intersected with the
@@ -184,13 +167,34 @@ type indexes struct {
 // maxIndexes bounds the role sets indexed per State (policies name a handful).
 const maxIndexes = 16
 
-// tagIndex answers Lookup and Tags under one list of accepted roles without walking: owner is
-// the role that owns each name (the first role, in priority order and then breadth first
-// within the paths it may sign, to list it: what notary's GetTargetByName finds), and tags
-// is the sorted names owned by an accepted role with a valid sha256.
+// tagIndex answers Lookup and Tags under one list of accepted roles without walking: the owner
+// of each name is the role that owns it (the first role, in priority order and then breadth
+// first within the paths it may sign, to list it: what notary's GetTargetByName finds), and
+// tags is the sorted names owned by an accepted role with a valid sha256. When a single role
+// is reached and may sign every name (a repository without delegations), it owns exactly the
+// names it lists: only it is kept, not a map of every name to it.
 type tagIndex struct {
-	owner map[string]*roleState
-	tags  []string
+	single *roleState
+	owners map[string]*roleState
+	tags   []string
+}
+
+// owner returns the role that owns name.
+func (ix *tagIndex) owner(name string) (*roleState, bool) {
+	if ix.single != nil {
+		_, ok := ix.single.targets[name]
+		return ix.single, ok
+	}
+	r, ok := ix.owners[name]
+	return r, ok
+}
+
+// size estimates the heap bytes ix holds besides the roles.
+func (ix *tagIndex) size() int64 {
+	if ix.single != nil {
+		return int64(len(ix.tags)) * bytesPerSortedName
+	}
+	return int64(len(ix.owners)) * bytesPerIndexEntry
 }
 
 // roleSets returns the role lists indexed so far.
@@ -221,21 +225,41 @@ func (s *State) indexFor(roles []string) *tagIndex {
 
 // buildIndex is notary's ListTargets priority applied to every name at once.
 func (s *State) buildIndex(roles []string) *tagIndex {
-	ix := &tagIndex{owner: map[string]*roleState{}}
+	type visit struct {
+		w walkRole
+		r *roleState
+	}
+	var visits []visit
 	for _, role := range roles {
 		s.walk("", role, without(roles, role), func(w walkRole, r *roleState) bool {
-			for name := range r.targets {
-				if _, seen := ix.owner[name]; seen || !w.allows(name) {
-					continue
-				}
-				ix.owner[name] = r
-			}
+			visits = append(visits, visit{w, r})
 			return false
 		})
 	}
-	for name, r := range ix.owner {
-		if slices.Contains(roles, r.name) && r.targets[name].ok {
-			ix.tags = append(ix.tags, name)
+	ix := &tagIndex{}
+	if len(visits) == 1 && slices.Contains(visits[0].w.paths, "") {
+		ix.single = visits[0].r
+		if r := ix.single; slices.Contains(roles, r.name) {
+			for name, t := range r.targets {
+				if t.ok {
+					ix.tags = append(ix.tags, name)
+				}
+			}
+		}
+	} else {
+		ix.owners = map[string]*roleState{}
+		for _, v := range visits {
+			for name := range v.r.targets {
+				if _, seen := ix.owners[name]; seen || !v.w.allows(name) {
+					continue
+				}
+				ix.owners[name] = v.r
+			}
+		}
+		for name, r := range ix.owners {
+			if slices.Contains(roles, r.name) && r.targets[name].ok {
+				ix.tags = append(ix.tags, name)
+			}
 		}
 	}
 	slices.Sort(ix.tags)
@@ -250,7 +274,7 @@ func (s *State) Lookup(tag string, roles []string) (Target, error) {
 	if len(roles) == 0 {
 		roles = DefaultRoles
 	}
-	r, found := s.indexFor(roles).owner[tag]
+	r, found := s.indexFor(roles).owner(tag)
 	if !found {
 		return Target{}, fmt.Errorf("%w: %s:%s (roles %s)", ErrTagNotSigned, s.gun, tag, strings.Join(roles, ", "))
 	}

@@ -487,7 +487,7 @@ func (c *Client) updatePass(ctx context.Context, g *gunState, now time.Time) (*S
 	}
 	// Built here, off the request path when the cache refreshes.
 	ix := st.indexFor(DefaultRoles)
-	st.size = bytesPerRepository + int64(len(ix.owner))*bytesPerIndexEntry
+	st.size = bytesPerRepository + ix.size()
 	for _, rs := range st.roles {
 		st.size += rs.size
 	}

@@ -63,7 +63,7 @@ func verifySignatures(env *envelope, ks keySet) ([]string, error) {
 	if ks.threshold < 1 {
 		return nil, fmt.Errorf("%w: %s: threshold %d", ErrThreshold, ks.name, ks.threshold)
 	}
-	msg, err := canonicalSigned(env.Signed)
+	msg, err := canonicalMessage(env, ks)
 	if err != nil {
 		return nil, err
 	}
@@ -76,7 +76,7 @@ func verifySignatures(env *envelope, ks keySet) ([]string, error) {
 		if k.id() != sig.KeyID {
 			return nil, fmt.Errorf("%w: %s: signature key ID %s does not match its key", ErrInvalid, ks.name, sig.KeyID)
 		}
-		if verifySignature(k, sig.Method, sig.Sig, msg) != nil {
+		if verifyMessage(k, sig.Method, sig.Sig, msg) != nil {
 			continue
 		}
 		valid[sig.KeyID] = struct{}{}
@@ -92,9 +92,38 @@ func verifySignatures(env *envelope, ks keySet) ([]string, error) {
 	return ids, nil
 }
 
-// verifySignature dispatches on the signature's method, then checks the key type fits it,
-// like Notary's Verifiers map. The legacy "pycrypto-pkcs#1 pss" method is not supported.
+// message is what signatures over a signed section are checked against: its canonical form
+// (only when an Ed25519 signature needs it whole: the largest files are held once, not twice)
+// and that form's sha256 (what ECDSA and RSA sign).
+type message struct {
+	full   []byte // nil unless an eddsa signature is to be checked
+	digest [32]byte
+}
+
+// canonicalMessage canonicalises env's signed section, as notary does before it looks at any
+// signature (a section that does not canonicalise fails whatever the signatures).
+func canonicalMessage(env *envelope, ks keySet) (message, error) {
+	for _, sig := range env.Signatures {
+		if _, ok := ks.keys[sig.KeyID]; ok && sig.Method == "eddsa" {
+			full, err := canonicalSigned(env.Signed)
+			if err != nil {
+				return message{}, err
+			}
+			return message{full: full, digest: sha256.Sum256(full)}, nil
+		}
+	}
+	d, err := canonicalDigest(env.Signed)
+	return message{digest: d}, err
+}
+
+// verifySignature checks sig over msg (see verifyMessage).
 func verifySignature(k tufKey, method string, sig, msg []byte) error {
+	return verifyMessage(k, method, sig, message{full: msg, digest: sha256.Sum256(msg)})
+}
+
+// verifyMessage dispatches on the signature's method, then checks the key type fits it,
+// like Notary's Verifiers map. The legacy "pycrypto-pkcs#1 pss" method is not supported.
+func verifyMessage(k tufKey, method string, sig []byte, msg message) error {
 	switch method {
 	case "eddsa":
 		if k.Type != keyED25519 {
@@ -103,7 +132,10 @@ func verifySignature(k tufKey, method string, sig, msg []byte) error {
 		if len(sig) != ed25519.SignatureSize || len(k.Value.Public) != ed25519.PublicKeySize {
 			return errors.New("bad ed25519 signature or key length")
 		}
-		if !ed25519.Verify(ed25519.PublicKey(k.Value.Public), msg, sig) {
+		if msg.full == nil {
+			return errors.New("eddsa signature over a message not held whole")
+		}
+		if !ed25519.Verify(ed25519.PublicKey(k.Value.Public), msg.full, sig) {
 			return errors.New("invalid ed25519 signature")
 		}
 		return nil
@@ -115,7 +147,7 @@ func verifySignature(k tufKey, method string, sig, msg []byte) error {
 		if err != nil {
 			return err
 		}
-		return verifyECDSA(pub, sig, msg)
+		return verifyECDSA(pub, sig, msg.digest[:])
 	case "rsapss", "rsapkcs1v15":
 		if k.Type != keyRSA && k.Type != keyRSAx509 {
 			return errors.New("rsa method needs an rsa key")
@@ -124,7 +156,7 @@ func verifySignature(k tufKey, method string, sig, msg []byte) error {
 		if err != nil {
 			return err
 		}
-		return verifyRSA(pub, method, sig, msg)
+		return verifyRSA(pub, method, sig, msg.digest[:])
 	default:
 		return fmt.Errorf("unsupported signature method %q", method)
 	}
@@ -132,7 +164,8 @@ func verifySignature(k tufKey, method string, sig, msg []byte) error {
 
 // verifyECDSA expects Notary's raw r‖s encoding of exactly twice the curve size; ASN.1 DER
 // signatures are refused because Notary refuses them.
-func verifyECDSA(pub crypto.PublicKey, sig, msg []byte) error {
+// digest is the message's sha256.
+func verifyECDSA(pub crypto.PublicKey, sig, digest []byte) error {
 	k, ok := pub.(*ecdsa.PublicKey)
 	if !ok {
 		return errors.New("not an ecdsa key")
@@ -143,14 +176,14 @@ func verifyECDSA(pub crypto.PublicKey, sig, msg []byte) error {
 	}
 	r := new(big.Int).SetBytes(sig[:size])
 	s := new(big.Int).SetBytes(sig[size:])
-	d := sha256.Sum256(msg)
-	if !ecdsa.Verify(k, d[:], r, s) {
+	if !ecdsa.Verify(k, digest, r, s) {
 		return errors.New("invalid ecdsa signature")
 	}
 	return nil
 }
 
-func verifyRSA(pub crypto.PublicKey, method string, sig, msg []byte) error {
+// verifyRSA checks an RSA signature over the message whose sha256 is digest.
+func verifyRSA(pub crypto.PublicKey, method string, sig, digest []byte) error {
 	k, ok := pub.(*rsa.PublicKey)
 	if !ok {
 		return errors.New("not an rsa key")
@@ -158,9 +191,8 @@ func verifyRSA(pub crypto.PublicKey, method string, sig, msg []byte) error {
 	if k.N.BitLen() < minRSABits || len(sig) < minRSABits/8 {
 		return errors.New("rsa key or signature shorter than 2048 bits")
 	}
-	d := sha256.Sum256(msg)
 	if method == "rsapss" {
-		return rsa.VerifyPSS(k, crypto.SHA256, d[:], sig, &rsa.PSSOptions{SaltLength: sha256.Size, Hash: crypto.SHA256})
+		return rsa.VerifyPSS(k, crypto.SHA256, digest, sig, &rsa.PSSOptions{SaltLength: sha256.Size, Hash: crypto.SHA256})
 	}
-	return rsa.VerifyPKCS1v15(k, crypto.SHA256, d[:], sig)
+	return rsa.VerifyPKCS1v15(k, crypto.SHA256, digest, sig)
 }

@@ -11,8 +11,10 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/big"
 	"os"
+	"runtime"
 	"testing"
 
 	"github.com/secure-systems-lab/go-securesystemslib/cjson"
@@ -222,17 +224,64 @@ func TestVerifyECDSAWrongLength(t *testing.T) {
 	k := newECDSA(t, elliptic.P256(), false)
 	pub, _ := cryptoKey(k.pub)
 	sig := k.sign([]byte("m"))
-	if verifyECDSA(pub, sig, []byte("m")) != nil {
+	d := sha256.Sum256([]byte("m"))
+	if verifyECDSA(pub, sig, d[:]) != nil {
 		t.Fatal("good signature refused")
 	}
 	for _, s := range [][]byte{sig[:63], append(sig, 0), append([]byte{0}, sig...)} {
-		if verifyECDSA(pub, s, []byte("m")) == nil {
+		if verifyECDSA(pub, s, d[:]) == nil {
 			t.Fatalf("signature of length %d accepted", len(s))
 		}
 	}
 	zero := make([]byte, 64)
-	if verifyECDSA(pub, zero, []byte("m")) == nil {
+	if verifyECDSA(pub, zero, d[:]) == nil {
 		t.Fatal("zero signature accepted")
 	}
 	_ = big.NewInt
+}
+
+// TestVerifySignaturesMemory pins what checking an ECDSA signature over a large signed section
+// holds besides the section itself: the canonical form is hashed as it is produced, never held
+// whole (nor the section copied), so a targets file of many tags is in memory once.
+func TestVerifySignaturesMemory(t *testing.T) {
+	targets := map[string]any{}
+	for i := range 20_000 {
+		targets[fmt.Sprintf("tag-%d", i)] = map[string]any{
+			"hashes": map[string]any{"sha256": "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="}, "length": i,
+		}
+	}
+	body := map[string]any{"_type": "Targets", "version": 1, "expires": "2030-01-01T00:00:00Z", "targets": targets}
+	for _, tc := range []struct {
+		name  string
+		key   testKey
+		sigOK string
+	}{
+		{"ecdsa", newECDSA(t, elliptic.P256(), false), "ecdsa"},
+		{"rsapss", newRSA(t, 2048, true), "rsapss"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := signEnvelope(t, body, tc.sigOK, tc.key)
+			wire, err := json.Marshal(env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			env, err = parseEnvelope(wire)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := verifySignatures(env, ks(1, tc.key)); err != nil {
+				t.Fatal(err)
+			}
+			runtime.ReadMemStats(&after)
+			// The bracket index (8 bytes per object) and a hashing buffer; a copy of the section
+			// or its canonical form would each be len(wire) on their own.
+			t.Logf("%d bytes: %d allocated", len(wire), after.TotalAlloc-before.TotalAlloc)
+			if got := after.TotalAlloc - before.TotalAlloc; got > uint64(len(wire))/2 {
+				t.Errorf("parsing and verifying %d bytes allocated %d", len(wire), got)
+			}
+		})
+	}
 }
