@@ -133,7 +133,7 @@ func TestRecheckIndexesRoleSetsInUse(t *testing.T) {
 		ix, ok := st.index.byRoles[strings.Join(roles, "\x00")]
 		if !ok {
 			t.Errorf("role set %v asked of the last State is not indexed by the update", roles)
-		} else if _, signed := ix.owner["v2"]; !signed {
+		} else if _, signed := ix.owner("v2"); !signed {
 			t.Errorf("index of %v lacks the new tag", roles)
 		}
 	}
