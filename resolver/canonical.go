@@ -16,10 +16,12 @@ import (
 
 // canonicalSigned returns the bytes signatures are made over: what notary's
 // signed.VerifySignatures produces by decoding the signed object into generic values (numbers
-// as float64) and re-encoding it as canonical JSON. The result is byte-for-byte what
-// cjson.EncodeCanonical gives for the decoded value (FuzzCanonicalSigned holds the two
-// together): keys sorted, the last of duplicate keys winning as in a decoded map, no
-// whitespace, strings raw except for '\' and '"', numbers only as integers that fit an int64.
+// as float64) and re-encoding it with github.com/docker/go/canonical/json (FuzzCanonicalSigned
+// holds the two together): keys sorted, no whitespace, strings raw except for '\' and '"',
+// numbers as the int64 their float64 is. It refuses more than notary does, and only input
+// whose canonical form does not say what decoding it gives: a key twice in one object
+// (errDuplicateKey), an integer a float64 does not hold exactly (2^53+1 reads as 2^53+1 into
+// a length but is signed as 2^53), a number of 2^63 or more, or under -2^63.
 func canonicalSigned(raw []byte) ([]byte, error) {
 	w := canonWriter{buf: make([]byte, 0, len(raw))}
 	if err := writeCanonical(raw, &w); err != nil {
@@ -240,12 +242,15 @@ func (c *canonicalizer) value(i int) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	if lit := raw[i:e]; integer(lit) && !bytes.Equal(b, lit) && string(lit) != "-0" {
+		return 0, fmt.Errorf("%w: integer %s is %s as a float64", errFloat, lit, b)
+	}
 	c.w.write(b)
 	return e, nil
 }
 
-// object writes the object at raw[i] with its members sorted by decoded key, the last of equal
-// keys kept, and returns the offset after it. Members already in strictly increasing order (as
+// object writes the object at raw[i] with its members sorted by decoded key, refusing a key
+// given twice, and returns the offset after it. Members already in strictly increasing order (as
 // notary writes them) are written as they come; only others are gathered and sorted.
 func (c *canonicalizer) object(i int) (int, error) {
 	sorted, n := true, 0
@@ -286,7 +291,7 @@ func (c *canonicalizer) object(i int) (int, error) {
 	n = 0
 	for k, m := range ms {
 		if k+1 < len(ms) && cmp(ms[k+1], m) == 0 {
-			continue // a later duplicate replaces this one
+			return 0, fmt.Errorf("%w %q", errDuplicateKey, c.keys[m.ks:m.ke])
 		}
 		if err := c.member(&n, c.keys[m.ks:m.ke], int(m.vs)); err != nil {
 			return 0, err
@@ -341,6 +346,15 @@ func digits(b []byte) bool {
 	return true
 }
 
+// integer reports whether the JSON number b is written as an integer (no fraction or
+// exponent), whose exact decimal form it then is, "-0" aside.
+func integer(b []byte) bool {
+	if len(b) > 0 && b[0] == '-' {
+		b = b[1:]
+	}
+	return len(b) > 0 && digits(b)
+}
+
 // plainString reports whether the quoted string q decodes to exactly its raw bytes: no escapes,
 // valid UTF-8 (encoding/json turns each invalid byte into U+FFFD).
 func plainString(q []byte) bool {
@@ -378,15 +392,20 @@ func (c *canonicalizer) quoted(s []byte) {
 
 var errFloat = errors.New("floating point number")
 
-// appendCanonicalNumber writes f as encoding/json would marshal a float64, refusing (as cjson
-// does) anything that is not then an int64: exponent forms, fractions, out of range.
+// errDuplicateKey refuses an object that names a member twice. Notary keeps the last one in the
+// canonical form its signatures cover, but decoding into its structs merges an earlier
+// duplicate of a map field into the later one: `{"targets":{"evil":…},…,"targets":{…signed…}}`
+// verifies and lists "evil". Notary itself never writes a duplicate key (its signed sections are
+// canonical JSON of maps and structs), so refusing them refuses nothing it signs.
+var errDuplicateKey = errors.New("duplicate object key")
+
+// appendCanonicalNumber writes f as notary's canonical encoder writes a float64
+// (github.com/docker/go/canonical/json floatEncoder): a whole number as the decimal digits of
+// int64(f), so -0 is 0 and 2e16 is 20000000000000000; a fraction is an error. A number out of
+// int64 range, whose conversion is the platform's choice, is refused.
 func appendCanonicalNumber(b []byte, f float64) ([]byte, error) {
-	if a := math.Abs(f); a != 0 && (a < 1e-6 || a >= 1e21) {
+	if math.Floor(f) != f || f >= 1<<63 || f < -(1<<63) {
 		return nil, fmt.Errorf("%w %v", errFloat, f)
 	}
-	s := strconv.FormatFloat(f, 'f', -1, 64)
-	if _, err := strconv.ParseInt(s, 10, 64); err != nil {
-		return nil, fmt.Errorf("%w %s", errFloat, s)
-	}
-	return append(b, s...), nil
+	return strconv.AppendInt(b, int64(f), 10), nil
 }
