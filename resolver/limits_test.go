@@ -50,6 +50,9 @@ func TestLimiterRead(t *testing.T) {
 		{"shorter than announced", bytes.NewReader(body), 1 << 20, 1 << 20, 0, body, false},
 		{"endless body announced short, past the budget", endless{}, 4 << 20, 1000, 0, nil, true},
 		{"announced length past the budget", bytes.NewReader(body), 1 << 20, 1 << 20, 1<<20 - 50<<10, nil, true},
+		// The announcement reserves nothing: a short body announced at the whole budget, while
+		// other fetches hold all but 8 KiB of it, is read.
+		{"announced the whole budget, short body", bytes.NewReader(body[:1000]), 1 << 20, 1 << 20, 1<<20 - 8<<10, body[:1000], false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
