@@ -41,8 +41,12 @@ func TestMain(m *testing.M) {
 }
 
 // coldUpstream serves a file to every GET (with Range, by sendfile, as a
-// registry serving from disk does) and prints its address.
+// registry serving from disk does) and prints its address. With
+// FANOUT_COLD_PIECE=n it plays an upstream slower than the fan-out instead:
+// whole-file GETs get n bytes at a time, each flushed and followed by a
+// 50 µs pause, so the fan-out's reads return about n bytes.
 func coldUpstream(path string) {
+	piece, _ := strconv.Atoi(os.Getenv("FANOUT_COLD_PIECE"))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -57,8 +61,35 @@ func coldUpstream(path string) {
 		}
 		defer f.Close()
 		w.Header().Set("Content-Type", "application/octet-stream")
+		if piece > 0 && r.Header.Get("Range") == "" {
+			slowCopy(w, f, piece)
+			return
+		}
 		http.ServeContent(w, r, "", time.Time{}, f)
 	}))
+}
+
+func slowCopy(w http.ResponseWriter, f *os.File, piece int) {
+	fi, err := f.Stat()
+	if err != nil {
+		http.Error(w, err.Error(), 500)
+		return
+	}
+	w.Header().Set("Content-Length", strconv.FormatInt(fi.Size(), 10))
+	buf := make([]byte, piece)
+	for {
+		n, err := f.Read(buf)
+		if n > 0 {
+			if _, err := w.Write(buf[:n]); err != nil {
+				return
+			}
+			http.NewResponseController(w).Flush()
+			time.Sleep(50 * time.Microsecond)
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 // coldClient reads lines "n url" from stdin, pulls url n times at once to
@@ -168,7 +199,9 @@ func cpuTime(tb testing.TB) time.Duration {
 // process per GB delivered, which on a shared machine moves much less than
 // MB/s. The upstream (serving a file with sendfile) and the client run in
 // processes of their own. FANOUT_COLD_SIZE sets the blob size (default
-// 1 GiB); the blob file is kept in the temp directory for later runs.
+// 1 GiB; the blob file is kept in the temp directory for later runs),
+// FANOUT_COLD_DIR the spool directory, FANOUT_COLD_PIECE a slower upstream
+// (see coldUpstream).
 func BenchmarkColdCPU(b *testing.B) {
 	size := int64(1 << 30)
 	if s := os.Getenv("FANOUT_COLD_SIZE"); s != "" {
