@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -42,14 +43,34 @@ func TestOnDone(t *testing.T) {
 				}
 				done <- o
 			}})
-			up := newUpstream(t, honest(tc.serve))
+			// Upstream holds its last byte until the client has its
+			// headers, so the failure reaches a response under way
+			// (aborted) rather than one still waiting for them (502).
+			release := make(chan struct{})
+			up := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Length", strconv.Itoa(len(tc.serve)))
+				w.Write(tc.serve[:len(tc.serve)-1])
+				w.(http.Flusher).Flush()
+				select {
+				case <-release:
+				case <-r.Context().Done():
+					return
+				}
+				w.Write(tc.serve[len(tc.serve)-1:])
+			})
 			px := httptestServer(t, func(w http.ResponseWriter, r *http.Request) {
 				ctx := context.WithValue(r.Context(), doneKey{}, "first")
 				g.Serve(w, r.WithContext(ctx), dgst, httpOpener(up.URL))
 			})
-			res := get(t, px.URL, nil)
-			if (res.err == nil) != (tc.wantErr == nil) {
-				t.Fatalf("client: status %d err %v", res.status, res.err)
+			resp, err := http.Get(px.URL)
+			close(release)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || (err == nil) != (tc.wantErr == nil) {
+				t.Fatalf("client: status %d err %v", resp.StatusCode, err)
 			}
 			o := <-done
 			if o.tag != "first" || o.dgst != dgst {
