@@ -73,7 +73,7 @@ func (s *State) UnmarshalBinary(data []byte) error {
 	if v := d.byte(); v != stateEncodingVersion {
 		return fmt.Errorf("%w: version %d", errEncoding, v)
 	}
-	st := State{gun: d.str(), index: &indexes{byRoles: map[string]*tagIndex{}}}
+	st := State{gun: d.str(), index: &indexes{byRoles: map[string]*tagIndex{}}, views: newViews()}
 	st.base, st.expires, st.checked = d.time(), d.time(), d.time()
 	st.rootSigners = d.strs()
 	n := d.count(2)
