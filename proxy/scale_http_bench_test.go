@@ -24,8 +24,9 @@ import (
 
 // BenchmarkScaleWarmHTTP: warm GET manifest by tag through the proxy handler over loopback HTTP,
 // round robin over N repositories, from parallel keep-alive clients, with the trust cache at its
-// default 1,024 entries (trust_entries) and a real resolver over a trust dir on disk. A working
-// set of 2,048 repositories is twice the cache: every request finds its repository evicted. The
+// default 1,024 entries (trust_entries), spilling as serve does by default (cache.spill), and a
+// real resolver over a trust dir on disk. A working set of 2,048 repositories is twice the cache:
+// every request finds its repository evicted and reads it back from the spill. The
 // manifests stay in the manifest cache (4,096 entries), so no request reaches the upstream
 // registry; what differs between sizes is the trust state alone.
 func BenchmarkScaleWarmHTTP(b *testing.B) {
@@ -54,10 +55,11 @@ func BenchmarkScaleWarmHTTP(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			tc, err := cache.New(rc, cache.Options{TTL: time.Hour})
+			tc, err := cache.New(rc, cache.Options{TTL: time.Hour, SpillDir: b.TempDir()})
 			if err != nil {
 				b.Fatal(err)
 			}
+			defer tc.Close()
 			s, err := New(Options{
 				Upstreams: []*Upstream{{Name: "bench.example", URL: u, Trust: NotaryStates(tc.State)}},
 				Default:   "bench.example",
