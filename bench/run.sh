@@ -70,6 +70,7 @@ scale() {
 		"./cache ^BenchmarkScaleResolution\$/././^(warm|recheck)\$ $t"
 		"./cache ^BenchmarkScale(Memory|Repos)\$ 1x"
 		"./cache ^BenchmarkScaleWarm\$ $t"
+		"./proxy ^BenchmarkScaleWarmHTTP\$ $t"
 		"./proxy ^BenchmarkScaleTagsList\$ $t"
 	)
 	local r pkg pat bt

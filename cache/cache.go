@@ -14,12 +14,19 @@
 // keeps serving the verified state until its expiry and is retried after another TTL, like
 // notary's fallback to its cached timestamp. A repository with no usable state (never
 // verified, dropped, or expired) waits for its update.
+//
+// With Options.SpillDir, a repository evicted past Size or MaxBytes is not forgotten: its verified
+// state was written to disk, sealed with a key only this Cache holds, when it was stored, and a
+// request that misses reads it back and is answered exactly as if the entry had never been evicted
+// (fresh, or stale and refreshed in the background, or expired and updated). Whatever drops an
+// entry removes its file too, so a state the cache dropped never comes back from disk.
 package cache
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,7 +62,13 @@ type Options struct {
 	// UpdateTimeout bounds one shared update. It is detached from the request that started it,
 	// so one impatient client cannot fail the update for everyone waiting on it.
 	UpdateTimeout time.Duration
-	Now           func() time.Time
+	// SpillDir is where the Cache creates its own directory (debris.SpillDirPrefix + random, mode
+	// 0700) to keep evicted states in, removed by Close; "" keeps nothing on disk. The disk costs
+	// one file per repository seen, about the size of its signed targets.
+	SpillDir string
+	// Logger receives what the spill could not do; nil = slog.Default().
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // Defaults for Options.
@@ -77,6 +90,8 @@ type Cache struct {
 
 	mu         sync.Mutex
 	refreshing map[string]bool // repositories with a background refresh running
+
+	spill *spill // nil: no SpillDir
 }
 
 // entry is either a verified state or a remembered "this repository has no trust data", both
@@ -87,6 +102,7 @@ type entry struct {
 	noTrust error
 	checked time.Time
 	size    int64
+	spilled spilled // what the repository's spill file holds
 }
 
 // New returns a Cache over u.
@@ -103,7 +119,17 @@ func New(u Updater, opts Options) (*Cache, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
 	c := &Cache{updater: u, opts: opts, refreshing: map[string]bool{}}
+	if opts.SpillDir != "" {
+		sp, err := newSpill(opts.SpillDir, opts.Logger)
+		if err != nil {
+			return nil, err
+		}
+		c.spill = sp
+	}
 	ev, _ := u.(Evicter)
 	entries, err := lru.NewWithEvict(opts.Size, func(gun string, e entry) {
 		c.bytes.Add(-e.size)
@@ -112,10 +138,20 @@ func New(u Updater, opts Options) (*Cache, error) {
 		}
 	})
 	if err != nil {
+		c.Close()
 		return nil, fmt.Errorf("cache: %w", err)
 	}
 	c.entries = entries
 	return c, nil
+}
+
+// Close removes the spilled states from disk. The Cache must not be used after; a background
+// refresh still running stores nothing on disk.
+func (c *Cache) Close() error {
+	if c.spill == nil {
+		return nil
+	}
+	return c.spill.close()
 }
 
 // Resolve returns the verified target for gun:tag under roles.
@@ -154,19 +190,17 @@ func (c *Cache) State(ctx context.Context, gun string) (*resolver.State, error) 
 			return e.state, nil
 		}
 	}
-	ch := c.flight.DoChan(gun, func() (any, error) {
-		// The flight that stored the entry may have ended between the check above and DoChan.
-		if e, ok := c.entries.Get(gun); ok && c.fresh(e, c.opts.Now()) {
-			return e.state, e.noTrust
-		}
-		return c.update(ctx, gun)
-	})
+	ch := c.flight.DoChan(gun, func() (any, error) { return c.get(ctx, gun, true) })
 	select {
 	case r := <-ch:
 		if r.Err != nil {
 			return nil, r.Err
 		}
-		return r.Val.(*resolver.State), nil
+		g := r.Val.(got)
+		if g.reloaded && !c.fresh(g.entry, c.opts.Now()) {
+			c.refresh(ctx, gun) // as for an entry older than TTL found in memory
+		}
+		return g.state, nil
 	case <-ctx.Done():
 		return nil, fmt.Errorf("resolving trust data for %s: %w", gun, ctx.Err())
 	}
@@ -190,13 +224,35 @@ func (c *Cache) refresh(ctx context.Context, gun string) {
 			c.mu.Unlock()
 			c.bg.Done()
 		}()
-		_, _, _ = c.flight.Do(gun, func() (any, error) {
-			if e, ok := c.entries.Get(gun); ok && c.fresh(e, c.opts.Now()) {
-				return e.state, e.noTrust
-			}
-			return c.update(ctx, gun)
-		})
+		_, _, _ = c.flight.Do(gun, func() (any, error) { return c.get(ctx, gun, false) })
 	}()
+}
+
+// get runs in gun's flight: it returns gun's entry if it is fresh (the flight that stored it may
+// have ended between the caller's check and this flight), else, if spilled and there is no entry
+// at all, the spilled state if it is usable now (fresh, or stale but not expired: the caller then
+// refreshes it), else what an update finds. The entry's noTrust is returned as the error.
+func (c *Cache) get(ctx context.Context, gun string, spilled bool) (got, error) {
+	now := c.opts.Now()
+	e, ok := c.entries.Get(gun)
+	if ok && c.fresh(e, now) {
+		return got{entry: e}, e.noTrust
+	}
+	if !ok && spilled && c.spill != nil {
+		if st, checked, sp, ok := c.spill.load(gun); ok && now.Before(st.Expires()) {
+			e := entry{state: st, checked: checked, size: st.Size(), spilled: sp}
+			c.add(gun, e)
+			return got{entry: e, reloaded: true}, nil
+		}
+	}
+	e, err := c.update(ctx, gun)
+	return got{entry: e}, err
+}
+
+// got is what a flight returns: the entry, and whether it was read back from the spill.
+type got struct {
+	entry
+	reloaded bool
 }
 
 // Wait blocks until every background refresh started so far has ended (for shutdown and tests).
@@ -214,24 +270,26 @@ func (c *Cache) fresh(e entry, now time.Time) bool {
 }
 
 // update runs one update of gun, detached from the request that started it, and stores what it
-// finds.
-func (c *Cache) update(ctx context.Context, gun string) (*resolver.State, error) {
+// finds. It runs in gun's flight, and so does everything that reads or writes gun's spill file.
+func (c *Cache) update(ctx context.Context, gun string) (entry, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.UpdateTimeout)
 	defer cancel()
 	s, err := c.updater.Update(ctx, gun)
 	now := c.opts.Now()
 	switch {
 	case errors.Is(err, resolver.ErrNoTrustData):
-		c.add(gun, entry{noTrust: err, checked: now})
-		return nil, err
+		c.unspill(gun)
+		e := entry{noTrust: err, checked: now}
+		c.add(gun, e)
+		return e, err
 	case err != nil:
 		// Keep no entry that could outlive this failure: a stale state is only served by the
 		// resolver itself, which knows whether its cached timestamp is still valid.
-		c.entries.Remove(gun)
-		return nil, err
+		c.drop(gun)
+		return entry{}, err
 	case !now.Before(s.Expires()):
-		c.entries.Remove(gun)
-		return nil, fmt.Errorf("trust data for %s expired at %s: %w", gun, s.Expires().UTC().Format(time.RFC3339), resolver.ErrExpired)
+		c.drop(gun)
+		return entry{}, fmt.Errorf("trust data for %s expired at %s: %w", gun, s.Expires().UTC().Format(time.RFC3339), resolver.ErrExpired)
 	}
 	// A state checked earlier (by another replica, through a shared store) is as fresh as that
 	// check, not as this update.
@@ -239,8 +297,28 @@ func (c *Cache) update(ctx context.Context, gun string) (*resolver.State, error)
 	if t := s.Checked(); !t.IsZero() && t.Before(now) {
 		checked = t
 	}
-	c.add(gun, entry{state: s, checked: checked, size: s.Size()})
-	return s, nil
+	e := entry{state: s, checked: checked, size: s.Size()}
+	if c.spill != nil {
+		var prev spilled
+		if old, ok := c.entries.Peek(gun); ok {
+			prev = old.spilled
+		}
+		e.spilled = c.spill.store(gun, s, checked, prev)
+	}
+	c.add(gun, e)
+	return e, nil
+}
+
+// drop forgets gun, on disk first.
+func (c *Cache) drop(gun string) {
+	c.unspill(gun)
+	c.entries.Remove(gun)
+}
+
+func (c *Cache) unspill(gun string) {
+	if c.spill != nil {
+		c.spill.remove(gun)
+	}
 }
 
 // add stores e for gun, then evicts the least recently used entries while the states kept are

@@ -224,9 +224,7 @@ func New(opts Options) (*Server, error) {
 			return nil, fmt.Errorf("proxy: upstream %q: %w", u.Name, err)
 		}
 		s.upstreams[u.Name] = up
-		if s.notary[u.Name], err = newNotaryVerifier(u.Trust, s.now, min(size, maxVerifiedRepos)); err != nil {
-			return nil, err
-		}
+		s.notary[u.Name] = newNotaryVerifier(u.Trust, s.now)
 		if s.graph[u.Name], err = newEdgeCache(size, u.Edges, s.log.With("upstream", u.Name)); err != nil {
 			return nil, err
 		}

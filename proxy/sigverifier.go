@@ -81,6 +81,10 @@ func (v *verifiedDigests) live(now time.Time) []Signature {
 	return out
 }
 
+// maxVerifiedRepos bounds the repositories whose verified digests a digest verifier remembers,
+// at the trust cache's default size rather than the manifest cache's.
+const maxVerifiedRepos = 1024
+
 func newDigestVerifier(kind string, rule func(policy.Decision) *policy.DigestRule, s *Server, up *upstream, ttl time.Duration, bind *binding.Binder, size int) (*digestVerifier, error) {
 	v := &digestVerifier{kind: kind, rule: rule, srv: s, up: up, ttl: ttl, bind: bind}
 	var err error

@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/opencontainers/go-digest"
 	"github.com/trustgate/trustgate/policy"
 	"github.com/trustgate/trustgate/resolver"
@@ -104,24 +103,27 @@ func (f NotaryStates) State(ctx context.Context, gun string) (TrustState, error)
 	return st, nil
 }
 
-// notaryVerifier is the Verifier for Docker Content Trust. It remembers the Signatures it built
-// for each trust state, so a state unchanged since the last request costs a pointer comparison.
+// notaryVerifier is the Verifier for Docker Content Trust. The Signatures it builds for a trust
+// state are kept on the state itself (resolver.State.Memo), so a state unchanged since the last
+// request costs a lookup, and a view lives no longer than its state: once the trust cache evicts
+// a state and the last request using it returns, both can be collected (a memo of its own,
+// keyed by repository, would pin up to its size of states beyond cache.trust_bytes).
 type notaryVerifier struct {
 	trust TrustSource
 	now   func() time.Time
-	memo  *lru.Cache[string, *notarySignatures]
+	key   string // prefix of this verifier's keys in a state's memo
 }
 
-// maxVerifiedRepos bounds the Signatures a verifier remembers; each pins a trust state in memory,
-// so this stays at the trust cache's default size rather than the manifest cache's.
-const maxVerifiedRepos = 1024
+// memoizer is a TrustState that can keep values derived from it (*resolver.State); others get
+// a new view on every request.
+type memoizer interface {
+	Memo(key string, build func() any) any
+}
 
-func newNotaryVerifier(trust TrustSource, now func() time.Time, size int) (*notaryVerifier, error) {
-	memo, err := lru.New[string, *notarySignatures](size)
-	if err != nil {
-		return nil, err
-	}
-	return &notaryVerifier{trust: trust, now: now, memo: memo}, nil
+func newNotaryVerifier(trust TrustSource, now func() time.Time) *notaryVerifier {
+	v := &notaryVerifier{trust: trust, now: now}
+	v.key = fmt.Sprintf("proxy.notaryVerifier %p\x00", v)
+	return v
 }
 
 // notaryRoles is the roles a Decision accepts.
@@ -146,13 +148,12 @@ func (v *notaryVerifier) Signatures(ctx context.Context, gun string, dec policy.
 	if err != nil {
 		return nil, err
 	}
-	key := gun + "\x00" + strings.Join(roles, "\x00")
-	if s, ok := v.memo.Get(key); ok && s.state == st && !s.lapsed(v.now()) {
-		return s, nil
+	build := func() any { return &notarySignatures{gun: gun, state: st, roles: roles, now: v.now} }
+	m, ok := st.(memoizer)
+	if !ok {
+		return build().(*notarySignatures), nil
 	}
-	s := &notarySignatures{gun: gun, state: st, roles: roles, now: v.now}
-	v.memo.Add(key, s)
-	return s, nil
+	return m.Memo(v.key+strings.Join(roles, "\x00"), build).(*notarySignatures), nil
 }
 
 // notarySignatures is a TrustState read under one policy's roles.
@@ -162,21 +163,24 @@ type notarySignatures struct {
 	roles []string
 	now   func() time.Time
 
-	once     sync.Once
-	all      []Signature
-	allErr   error                       // the first tag that did not verify
-	byDigest map[digest.Digest]Signature // the first (in tag order) signature of each digest
-	// earliest is the first expiry among all; done is set once all, allErr, byDigest and
-	// earliest are. A delegation can expire before the state that holds it does, so a value
-	// whose All has an expired signature is not reused for the same state (see lapsed).
-	earliest time.Time
-	done     atomic.Bool
+	mu  sync.Mutex                // serialises computing all
+	all atomic.Pointer[signedSet] // nil until All is first asked
 }
 
-// lapsed reports whether a signature that All returned has expired by now: the value no longer
-// says what verifies, and a new one must be read from the state.
-func (s *notarySignatures) lapsed(now time.Time) bool {
-	return s.done.Load() && !s.earliest.IsZero() && !now.Before(s.earliest)
+// signedSet is every signature of a state under one policy's roles, as of when it was computed.
+// A delegation can expire before the state that holds it does, so a set with an expired
+// signature is computed again (see lapsed).
+type signedSet struct {
+	all      []Signature
+	err      error                       // the first tag that did not verify
+	byDigest map[digest.Digest]Signature // the first (in tag order) signature of each digest
+	earliest time.Time                   // the first expiry among all
+}
+
+// lapsed reports whether a signature of the set has expired by now: the set no longer says what
+// verifies.
+func (set *signedSet) lapsed(now time.Time) bool {
+	return !set.earliest.IsZero() && !now.Before(set.earliest)
 }
 
 func (s *notarySignatures) Tag(tag string) (Signature, error) {
@@ -197,31 +201,42 @@ func (s *notarySignatures) Tag(tag string) (Signature, error) {
 func (s *notarySignatures) Tags() []string { return s.state.Tags(s.roles) }
 
 func (s *notarySignatures) All() ([]Signature, error) {
-	s.once.Do(func() {
-		s.byDigest = map[digest.Digest]Signature{}
-		for _, tag := range s.Tags() {
-			sig, err := s.Tag(tag)
-			if err != nil {
-				if s.allErr == nil && !resolver.IsNotSigned(err) {
-					s.allErr = fmt.Errorf("tag %s: %w", tag, err)
-				}
-				continue
+	set := s.signed()
+	return set.all, set.err
+}
+
+// signed returns the signature set, computing it if there is none yet or the last has lapsed.
+func (s *notarySignatures) signed() *signedSet {
+	if set := s.all.Load(); set != nil && !set.lapsed(s.now()) {
+		return set
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if set := s.all.Load(); set != nil && !set.lapsed(s.now()) {
+		return set
+	}
+	set := &signedSet{byDigest: map[digest.Digest]Signature{}}
+	for _, tag := range s.Tags() {
+		sig, err := s.Tag(tag)
+		if err != nil {
+			if set.err == nil && !resolver.IsNotSigned(err) {
+				set.err = fmt.Errorf("tag %s: %w", tag, err)
 			}
-			s.all = append(s.all, sig)
-			if _, dup := s.byDigest[sig.Digest]; !dup {
-				s.byDigest[sig.Digest] = sig
-			}
-			if !sig.Expires.IsZero() && (s.earliest.IsZero() || sig.Expires.Before(s.earliest)) {
-				s.earliest = sig.Expires
-			}
+			continue
 		}
-		s.done.Store(true)
-	})
-	return s.all, s.allErr
+		set.all = append(set.all, sig)
+		if _, dup := set.byDigest[sig.Digest]; !dup {
+			set.byDigest[sig.Digest] = sig
+		}
+		if !sig.Expires.IsZero() && (set.earliest.IsZero() || sig.Expires.Before(set.earliest)) {
+			set.earliest = sig.Expires
+		}
+	}
+	s.all.Store(set)
+	return set
 }
 
 func (s *notarySignatures) Signed(d digest.Digest) (Signature, bool) {
-	_, _ = s.All()
-	sig, ok := s.byDigest[d]
+	sig, ok := s.signed().byDigest[d]
 	return sig, ok
 }

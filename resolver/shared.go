@@ -284,6 +284,7 @@ func (c *Client) checkedShared(g *gunState, st *State) *State {
 func (s *State) withChecked(t time.Time) *State {
 	cp := *s
 	cp.checked = t
+	cp.views = newViews() // views of s refer to s
 	return &cp
 }
 

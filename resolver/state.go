@@ -33,6 +33,37 @@ type State struct {
 	// checked is when the trust server was asked for the timestamp this state verified; zero
 	// = during the Update that returned it.
 	checked time.Time
+	// views holds what users derived from this State (Memo); nil = nothing is kept.
+	views *views
+}
+
+// views are the values Memo keeps for one State.
+type views struct {
+	mu sync.Mutex
+	m  map[string]any
+}
+
+func newViews() *views { return &views{m: map[string]any{}} }
+
+// Memo returns the value kept on s under key, calling build to make it if there is none. A value
+// lives exactly as long as s: it may refer to s (a view of s under some policy) without keeping s
+// reachable after everyone else has let go of it, as a cache keyed by State would. At most
+// maxIndexes keys are kept (all are dropped to make room).
+func (s *State) Memo(key string, build func() any) any {
+	if s.views == nil {
+		return build()
+	}
+	s.views.mu.Lock()
+	defer s.views.mu.Unlock()
+	if v, ok := s.views.m[key]; ok {
+		return v
+	}
+	v := build()
+	if len(s.views.m) >= maxIndexes {
+		clear(s.views.m)
+	}
+	s.views.m[key] = v
+	return v
 }
 
 // roleState is one verified targets role. It is immutable and shared by every State in which

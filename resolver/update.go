@@ -405,7 +405,7 @@ func (c *Client) updatePass(ctx context.Context, g *gunState, now time.Time) (*S
 	if last != nil {
 		prevRoles = last.roles
 	}
-	st := &State{gun: gun, base: base, roles: map[string]*roleState{}, rootSigners: root.signers}
+	st := &State{gun: gun, base: base, roles: map[string]*roleState{}, rootSigners: root.signers, views: newViews()}
 	until := base
 	type item struct {
 		w         walkRole

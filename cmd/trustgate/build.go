@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -23,6 +24,7 @@ type built struct {
 	pol    *policy.Policy
 	srv    *proxy.Server
 	ups    []*proxy.Upstream
+	caches caches // the upstreams' trust caches
 	health *health
 	store  *blobstore.Store // the shared blob store; nil = none
 	shared *sharedState     // state.redis; nil = none
@@ -66,11 +68,12 @@ func build(cfg *Config, log *slog.Logger, metrics prometheus.Registerer) (*built
 	if b.shared != nil {
 		b.health.extra = append(b.health.extra, b.shared.check)
 	}
-	if b.ups, err = newUpstreams(cfg, log, b.health, b.shared); err != nil {
+	if b.ups, b.caches, err = newUpstreams(cfg, log, b.health, b.shared); err != nil {
 		b.shared.close()
 		return nil, err
 	}
 	if b.store, err = newBlobStore(context.Background(), cfg.BlobStore, log, metrics); err != nil {
+		_ = b.caches.close()
 		b.shared.close()
 		return nil, err
 	}
@@ -90,6 +93,7 @@ func build(cfg *Config, log *slog.Logger, metrics prometheus.Registerer) (*built
 		BlobStore:         b.store,
 	})
 	if err != nil {
+		_ = b.caches.close()
 		b.shared.close()
 		return nil, err
 	}
@@ -107,11 +111,12 @@ func (b *built) start() {
 	}
 }
 
-// close stops the probe, the blob downloads still running and removes their spools. Call it only
-// once no request uses b.
+// close stops the probe, the blob downloads still running and removes their spools and the
+// trust states spilled to disk. Call it only once no request uses b.
 func (b *built) close() error {
 	b.stop()
 	err := b.srv.Close()
+	err = errors.Join(err, b.caches.close())
 	b.shared.close()
 	return err
 }

@@ -170,6 +170,10 @@ type CacheConfig struct {
 	ManifestEntries int `mapstructure:"manifest_entries"`
 	// TrustBytes bounds the estimated memory of the verified trust states kept (0: entries only).
 	TrustBytes int64 `mapstructure:"trust_bytes"`
+	// Spill keeps the verified states evicted past TrustEntries or TrustBytes in a directory of
+	// the process's own under temp_dir, sealed with a key held only in memory (see package
+	// cache), so reading one back costs a file read instead of re-verifying trust_dir.
+	Spill bool `mapstructure:"spill"`
 }
 
 // ClientTLS configures trust in a server we dial.
@@ -242,6 +246,7 @@ func configDefaults() map[string]any {
 		"cache.trust_entries":    1024,
 		"cache.manifest_entries": 4096,
 		"cache.trust_bytes":      int64(256 << 20),
+		"cache.spill":            true,
 		"temp_dir":               "",
 		"blob_spool_bytes":       int64(1 << 30),
 		// blob_store.storage has no default: no shared blob store unless configured.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"log/slog"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -10,8 +9,8 @@ import (
 )
 
 // sweepDebris removes what a killed trustgate left behind (see package debris): blob spools not
-// yet unlinked, directly in temp_dir, and half-written trust state under each upstream's tuf/ in
-// trust_dir. Each upstream's graph/ is swept by proxy.OpenFileEdges, which walks it anyway.
+// yet unlinked and directories of spilled trust states no running process holds, directly in
+// temp_dir, and half-written trust state under each upstream's tuf/ in trust_dir. Each upstream's graph/ is swept by proxy.OpenFileEdges, which walks it anyway.
 // Failing to remove debris is logged, not fatal: it costs disk, not correctness.
 func sweepDebris(cfg *Config, log *slog.Logger) {
 	now := time.Now()
@@ -24,11 +23,15 @@ func sweepDebris(cfg *Config, log *slog.Logger) {
 			log.Warn("removing temporary files left by a crash", "dir", dir, "err", err)
 		}
 	}
-	tmp := cfg.TempDir
-	if tmp == "" {
-		tmp = os.TempDir()
-	}
+	tmp := tempDir(cfg)
 	sweep(tmp, false, debris.Spool)
+	removed, err := debris.SweepDirs(tmp, debris.SpillDir, now)
+	if len(removed) > 0 {
+		log.Info("removed spilled trust states left by a crash", "dir", tmp, "directories", len(removed))
+	}
+	if err != nil {
+		log.Warn("removing spilled trust states left by a crash", "dir", tmp, "err", err)
+	}
 	for _, u := range cfg.Upstreams {
 		if dir := upstreamDir(cfg, u.Name); dir != "" {
 			sweep(filepath.Join(dir, "tuf"), true, debris.Temp)

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	idebris "github.com/trustgate/trustgate/internal/debris"
 )
 
 // TestStartRemovesCrashDebris: the temporary files a kill -9 can leave (blob spools in temp_dir,
@@ -85,6 +87,26 @@ func TestStartRemovesCrashDebris(t *testing.T) {
 		debris = append(debris, foreign)
 	}
 
+	// Spilled trust states: a crashed process's directory (no lock held) goes, a live one's
+	// (locked, here by this test) stays, however old.
+	spillDir := func(name string) string {
+		t.Helper()
+		dir := filepath.Join(spool, name)
+		plant(filepath.Join(dir, "0123abcd"), old)
+		if err := os.Chtimes(dir, old, old); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	debris = append(debris, spillDir("trustgate-verified-123"))
+	live := spillDir("trustgate-verified-456")
+	lock, err := idebris.LockDir(live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	kept = append(kept, live)
+
 	listen := freePort(t)
 	file := filepath.Join(root, "c.yaml")
 	cfg := fmt.Sprintf("listen: %s\nlog: {format: text}\ntrust_dir: %s\ntemp_dir: %s\n%s", listen, trust, spool, minimalConfig)
@@ -96,9 +118,16 @@ func TestStartRemovesCrashDebris(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- runServe(ctx, []string{"--config", file}, &logs) }()
 	waitServing(t, "http://"+listen+"/v2/", &logs)
+	spills, _ := filepath.Glob(filepath.Join(spool, "trustgate-verified-*"))
+	if len(spills) != 2 {
+		t.Errorf("spill directories while serving: %v, want the live one and the server's own", spills)
+	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("serve: %v", err)
+	}
+	if spills, _ := filepath.Glob(filepath.Join(spool, "trustgate-verified-*")); len(spills) != 1 || spills[0] != live {
+		t.Errorf("spill directories after a clean shutdown: %v, want only %s", spills, live)
 	}
 
 	for _, p := range debris {

@@ -38,10 +38,11 @@ func TestSharedStateWiring(t *testing.T) {
 		t.Fatal(err)
 	}
 	again.close()
-	ups, err := newUpstreams(cfg, log, nil, shared)
+	ups, cs, err := newUpstreams(cfg, log, nil, shared)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer cs.close()
 	if _, ok := ups[0].Edges.(*proxy.RedisEdges); !ok {
 		t.Errorf("edge store %T, want *proxy.RedisEdges", ups[0].Edges)
 	}

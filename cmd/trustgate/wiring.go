@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -121,37 +122,68 @@ func upstreamDir(cfg *Config, name string) string {
 	return filepath.Join(cfg.TrustDir, url.PathEscape(name))
 }
 
-// newUpstreams builds every configured upstream with its cached trust source. h, if not nil,
-// watches the reachability of every upstream and trust server. With shared state (state.redis),
-// trust state is shared through it and the manifest graph lives there instead of
-// trust_dir/<upstream>/graph.
-func newUpstreams(cfg *Config, log *slog.Logger, h *health, shared *sharedState) ([]*proxy.Upstream, error) {
+// tempDir is temp_dir, "" meaning the system's.
+func tempDir(cfg *Config) string {
+	if cfg.TempDir == "" {
+		return os.TempDir()
+	}
+	return cfg.TempDir
+}
+
+// caches are the trust caches of one build's upstreams.
+type caches []*cache.Cache
+
+// close removes what the caches spilled to disk; background refreshes still running store
+// nothing more there.
+func (cs caches) close() error {
+	var errs []error
+	for _, c := range cs {
+		errs = append(errs, c.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// newUpstreams builds every configured upstream with its cached trust source, and returns the
+// caches for the caller to close once no request uses them. h, if not nil, watches the
+// reachability of every upstream and trust server. With shared state (state.redis), trust state
+// is shared through it and the manifest graph lives there instead of trust_dir/<upstream>/graph.
+func newUpstreams(cfg *Config, log *slog.Logger, h *health, shared *sharedState) (ups []*proxy.Upstream, cs caches, err error) {
+	defer func() {
+		if err != nil {
+			_ = cs.close()
+		}
+	}()
 	lim, err := newLimiter(cfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var ups []*proxy.Upstream
 	for _, u := range cfg.Upstreams {
 		rc, err := newResolver(cfg, u, lim, log, h, shared)
 		if err != nil {
-			return nil, err
+			return nil, cs, err
 		}
-		c, err := cache.New(rc, cache.Options{TTL: cfg.TrustTTL, Size: cfg.Cache.TrustEntries, MaxBytes: cfg.Cache.TrustBytes, UpdateTimeout: cfg.Timeouts.Trust})
+		opts := cache.Options{TTL: cfg.TrustTTL, Size: cfg.Cache.TrustEntries, MaxBytes: cfg.Cache.TrustBytes,
+			UpdateTimeout: cfg.Timeouts.Trust, Logger: log.With("upstream", u.Name)}
+		if cfg.Cache.Spill {
+			opts.SpillDir = tempDir(cfg)
+		}
+		c, err := cache.New(rc, opts)
 		if err != nil {
-			return nil, err
+			return nil, cs, fmt.Errorf("upstreams[%s]: %w", u.Name, err)
 		}
+		cs = append(cs, c)
 		rt, err := u.TLS.transport()
 		if err != nil {
-			return nil, fmt.Errorf("upstreams[%s].tls: %w", u.Name, err)
+			return nil, cs, fmt.Errorf("upstreams[%s].tls: %w", u.Name, err)
 		}
 		if h != nil {
 			if rt, err = h.watch("upstream", u.Name, u.URL, "/v2/", rt); err != nil {
-				return nil, fmt.Errorf("upstreams[%s].url: %w", u.Name, err)
+				return nil, cs, fmt.Errorf("upstreams[%s].url: %w", u.Name, err)
 			}
 		}
 		uu, err := url.Parse(u.URL)
 		if err != nil {
-			return nil, fmt.Errorf("upstreams[%s].url: %w", u.Name, err)
+			return nil, cs, fmt.Errorf("upstreams[%s].url: %w", u.Name, err)
 		}
 		// The manifest graph learned from this upstream sits next to its trust state, so a
 		// restart derives what is signed without fetching manifests again.
@@ -160,7 +192,7 @@ func newUpstreams(cfg *Config, log *slog.Logger, h *health, shared *sharedState)
 			edges = shared.edges(u.Name)
 		} else if dir := upstreamDir(cfg, u.Name); dir != "" {
 			if edges, err = proxy.OpenFileEdges(filepath.Join(dir, "graph"), 0); err != nil {
-				return nil, fmt.Errorf("upstreams[%s]: %w", u.Name, err)
+				return nil, cs, fmt.Errorf("upstreams[%s]: %w", u.Name, err)
 			}
 		}
 		ups = append(ups, &proxy.Upstream{
@@ -176,5 +208,5 @@ func newUpstreams(cfg *Config, log *slog.Logger, h *health, shared *sharedState)
 			Edges:       edges,
 		})
 	}
-	return ups, nil
+	return ups, cs, nil
 }

@@ -21,10 +21,11 @@ func TestEdgeStoreFollowsTrustDir(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ups, err := newUpstreams(cfg, log, nil, nil)
+		ups, cs, err := newUpstreams(cfg, log, nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(func() { _ = cs.close() })
 		if tc.graph == "" {
 			if ups[0].Edges != nil {
 				t.Errorf("%s: an edge store on disk", tc.trustDir)

@@ -25,6 +25,7 @@ var metrics = map[string][][2]string{
 	"BenchmarkScaleMemory":     {{"heap-MiB", "live heap"}, {"rss-MiB", "resident set after"}, {"peak-rss-MiB", "peak resident set during the cold resolution"}},
 	"BenchmarkScaleRepos":      {{"heap-MiB", "live heap"}, {"KiB/repo", "heap per repository"}, {"rss-MiB", "resident set"}},
 	"BenchmarkScaleWarm":       {{"req/s", "warm resolutions per second (16 goroutines per CPU)"}},
+	"BenchmarkScaleWarmHTTP":   {{"req/s", "warm GET manifest by tag through the proxy handler over loopback HTTP (16 clients per CPU)"}},
 	"BenchmarkScaleTagsList":   {{"ns/op", "GET tags/list"}},
 }
 
@@ -122,7 +123,7 @@ func main() {
 			}
 		}
 		kind := "tags"
-		if bench == "BenchmarkScaleRepos" || bench == "BenchmarkScaleWarm" {
+		if bench == "BenchmarkScaleRepos" || strings.HasPrefix(bench, "BenchmarkScaleWarm") {
 			kind = "repos"
 		}
 		fmt.Printf("\n%s — %s (%s)\n\n| |", strings.TrimPrefix(bench, "Benchmark"), caption, unit)
