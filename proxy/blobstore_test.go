@@ -152,7 +152,7 @@ func TestBlobStoreTamperedSameSize(t *testing.T) {
 	mark := reg.Log.Len()
 	status, body, complete := b.tryGet("/v2/library/app/blobs/" + layer.Digest)
 	if complete && status == http.StatusOK {
-		t.Fatalf("a tampered stored blob was served complete (%d bytes, digest %s)", len(body), sha(body))
+		t.Fatalf("a tampered stored blob was served complete (%d bytes, digest %s, layer %s)", len(body), sha(body), layer.Digest)
 	}
 	if _, err := b.srv.store.Stat(context.Background(), "docker.io", digest.Digest(layer.Digest)); !errors.Is(err, blobstore.ErrNotFound) {
 		t.Errorf("tampered object still stored: %v", err)
