@@ -124,9 +124,11 @@ func New(u Updater, opts Options) (*Cache, error) {
 	}
 	c := &Cache{updater: u, opts: opts, refreshing: map[string]bool{}}
 	if opts.SpillDir != "" {
+		// The spill only saves re-verification: a cache that cannot have one runs without it
+		// rather than refuse to serve.
 		sp, err := newSpill(opts.SpillDir, opts.Logger)
 		if err != nil {
-			return nil, err
+			opts.Logger.Warn("evicted trust states are not spilled to disk: an evicted repository is verified again from trust_dir", "err", err)
 		}
 		c.spill = sp
 	}

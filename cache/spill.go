@@ -65,6 +65,9 @@ func newSpill(parent string, log *slog.Logger) (*spill, error) {
 	if parent == "" {
 		parent = os.TempDir()
 	}
+	if err := os.MkdirAll(parent, 0o700); err != nil {
+		return nil, fmt.Errorf("cache: spill directory: %w", err)
+	}
 	dir, err := os.MkdirTemp(parent, debris.SpillDirPrefix+"*")
 	if err != nil {
 		return nil, fmt.Errorf("cache: spill directory: %w", err)

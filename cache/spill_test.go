@@ -1,14 +1,17 @@
 package cache_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -373,5 +376,37 @@ func TestSpillDirRemovedOnClose(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Fatalf("after Close: %v, want the directory gone", err)
+	}
+}
+
+// TestSpillDirSetUp: a temp_dir that does not exist yet is created (as the blob spool's is); one
+// that cannot be created leaves the cache serving without a spill, not failing to start.
+func TestSpillDirSetUp(t *testing.T) {
+	base := t.TempDir()
+	file := filepath.Join(base, "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, parent string
+		spills       bool
+	}{
+		{"missing", filepath.Join(base, "not", "yet"), true},
+		{"under a file", filepath.Join(file, "tmp"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			c, err := cache.New(&countingUpdater{}, cache.Options{SpillDir: tc.parent, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			if err != nil {
+				t.Fatalf("New: %v", err)
+			}
+			defer c.Close()
+			if got := c.SpillDirForTest() != ""; got != tc.spills {
+				t.Fatalf("spilling: %v, want %v (log: %s)", got, tc.spills, logs.String())
+			}
+			if !tc.spills && !strings.Contains(logs.String(), "not spilled") {
+				t.Errorf("no warning logged: %q", logs.String())
+			}
+		})
 	}
 }
