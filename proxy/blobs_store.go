@@ -53,8 +53,9 @@ func (s *Server) openStored(ctx context.Context, d digest.Digest, offset int64) 
 
 // onBlobDone is the fan-out's OnDone. A blob verified from upstream is written to the store (on
 // the download's goroutine, after its responses completed). A download from the store that
-// failed verification had a stored object that is not the blob: it is deleted, so the next
-// request goes upstream. (A download that merely broke off is left alone.)
+// failed verification had a stored object that is not the blob: it is deleted before the
+// failure reaches any response, so the next request, a client's immediate retry included, goes
+// upstream rather than reading it again. (A download that merely broke off is left alone.)
 func (s *Server) onBlobDone(ctx context.Context, dgst digest.Digest, blob *io.SectionReader, err error) {
 	f := fetchOf(ctx)
 	if s.store == nil || f == nil {

@@ -168,9 +168,13 @@ func TestUnknownSizeReservationCapped(t *testing.T) {
 }
 
 // tryGet is a GET that may legitimately be aborted mid-body: complete says whether the body
-// arrived whole.
+// arrived whole. It is one request on a connection of its own: on a reused connection that
+// closes before the first response byte (an aborted response whose bytes were still
+// buffered), net/http's Transport silently sends a GET again, and the retry's answer would
+// stand for the aborted one.
 func (e *env) tryGet(path string) (status int, body []byte, complete bool) {
-	resp, err := http.Get(e.http.URL + path)
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Get(e.http.URL + path)
 	if err != nil {
 		return 0, nil, false
 	}

@@ -119,19 +119,21 @@ func TestBlobStoreSharedByReplicas(t *testing.T) {
 }
 
 // A stored object altered to the same size is not served complete: the replica hashes what it
-// reads from the store, aborts the response, deletes the object; the next request is served
-// from upstream and stores the blob again.
+// reads from the store, deletes the object and only then aborts the response, so the client's
+// retry is served from upstream and stores the blob again.
 func TestBlobStoreTamperedSameSize(t *testing.T) {
 	dir := t.TempDir()
 	d := filesystem.New(filesystem.DriverParameters{RootDirectory: dir, MaxThreads: 10})
 	reg := peers.StartRegistry(t)
 	img := peers.PushImage(t, reg, "library/app", "1")
-	a := replica(t, reg, d, img, 0)
+	am := prometheus.NewRegistry()
+	a := replicaWith(t, reg, d, blobstore.Options{Metrics: am}, img, 0)
 	layer := img.Layers[0]
 	if r := a.get("/v2/library/app/blobs/" + layer.Digest); r.status != http.StatusOK {
 		t.Fatalf("A: %d", r.status)
 	}
-	waitStored(t, a.srv.store, layer.Digest)
+	// A's Put has returned: the object is in place and nothing writes it again.
+	waitMetric(t, am, "trustgate_blobstore_writes_total", 1)
 	var file string
 	filepath.WalkDir(dir, func(p string, de os.DirEntry, err error) error {
 		if err == nil && !de.IsDir() && de.Name() == digest.Digest(layer.Digest).Encoded() {
@@ -148,23 +150,45 @@ func TestBlobStoreTamperedSameSize(t *testing.T) {
 	}
 	f.Close()
 
-	b := replica(t, reg, d, img, 0)
+	bm := prometheus.NewRegistry()
+	b := replicaWith(t, reg, d, blobstore.Options{Metrics: bm}, img, 0)
 	mark := reg.Log.Len()
 	status, body, complete := b.tryGet("/v2/library/app/blobs/" + layer.Digest)
 	if complete && status == http.StatusOK {
 		t.Fatalf("a tampered stored blob was served complete (%d bytes, digest %s, layer %s)", len(body), sha(body), layer.Digest)
 	}
 	if _, err := b.srv.store.Stat(context.Background(), "docker.io", digest.Digest(layer.Digest)); !errors.Is(err, blobstore.ErrNotFound) {
-		t.Errorf("tampered object still stored: %v", err)
+		t.Errorf("tampered object still stored when the response was aborted: %v", err)
+	}
+	if n := metricValue(t, bm, "trustgate_blobstore_corrupt_total"); n != 1 {
+		t.Errorf("%v stored objects discarded, want 1", n)
 	}
 	if r := b.get("/v2/library/app/blobs/" + layer.Digest); r.status != http.StatusOK || sha(r.body) != layer.Digest {
 		t.Fatalf("retry: %d", r.status)
 	}
-	time.Sleep(100 * time.Millisecond)
-	if n := blobGETs(reg, mark); n != 1 {
-		t.Errorf("retry: %d upstream blob GETs, want 1", n)
+	if hits, misses := metricValue(t, bm, "trustgate_blobstore_hits_total"), metricValue(t, bm, "trustgate_blobstore_misses_total"); hits != 1 || misses != 1 {
+		t.Errorf("store reads: %v hits, %v misses; want the tampered read and the retry's miss", hits, misses)
 	}
-	waitStored(t, b.srv.store, layer.Digest)
+	waitMetric(t, bm, "trustgate_blobstore_writes_total", 1)
+	// Both GETs have answered; the registry's access log may lag its responses.
+	for deadline := time.Now().Add(10 * time.Second); blobGETs(reg, mark) < 1 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	}
+	if n := blobGETs(reg, mark); n != 1 {
+		t.Errorf("%d upstream blob GETs, want 1 (the retry's)", n)
+	}
+}
+
+// waitMetric waits until counter name of g reaches want.
+func waitMetric(t *testing.T, g prometheus.Gatherer, name string, want float64) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if metricValue(t, g, name) >= want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never reached %v", name, want)
+		}
+	}
 }
 
 // downDriver is a store that cannot be reached.

@@ -8,14 +8,15 @@ import (
 	"net/http"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 )
 
 type doneKey struct{}
 
-// OnDone sees every download's outcome once, after its responses: the whole verified blob, or
-// the reason it failed, with the values of the request that started it.
+// OnDone sees every download's outcome once: the whole verified blob, or the reason it failed,
+// with the values of the request that started it.
 func TestOnDone(t *testing.T) {
 	blob, dgst := randomBlob(t, 40, 1<<20+7)
 	bad := bytes.Clone(blob)
@@ -89,4 +90,48 @@ func TestOnDone(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A failed download's OnDone returns before any response ends with the failure, so what it
+// undoes (a corrupt cached copy the download read) is undone before a client that saw the
+// failure can retry, and the retry does not read that copy again.
+func TestOnDoneBeforeFailureIsPublished(t *testing.T) {
+	blob, dgst := randomBlob(t, 41, 64<<10)
+	bad := bytes.Clone(blob)
+	bad[len(bad)/2] ^= 1
+	clientDone := make(chan struct{})
+	type outcome struct {
+		err   error
+		early bool // the client had its answer while OnDone ran
+	}
+	done := make(chan outcome, 2)
+	g := newGroup(t, Options{OnDone: func(_ context.Context, _ digest.Digest, _ *io.SectionReader, err error) {
+		// A response that learned of the failure before OnDone returned would end within
+		// this second; one held until OnDone returns cannot.
+		select {
+		case <-clientDone:
+			done <- outcome{err, true}
+		case <-time.After(time.Second):
+			done <- outcome{err, false}
+		}
+	}})
+	open := func(context.Context, int64) (io.ReadCloser, int64, error) {
+		return io.NopCloser(bytes.NewReader(bad)), int64(len(bad)), nil
+	}
+	px := proxyFor(t, g, dgst, open)
+	go func() {
+		defer close(clientDone)
+		if resp, err := http.Get(px.URL); err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}()
+	o := <-done
+	if !errors.Is(o.err, ErrDigestMismatch) {
+		t.Fatalf("OnDone: err %v, want %v", o.err, ErrDigestMismatch)
+	}
+	if o.early {
+		t.Errorf("a response ended with the failure before OnDone returned")
+	}
+	<-clientDone
 }

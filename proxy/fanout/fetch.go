@@ -41,11 +41,14 @@ func (g *Group) fetch(ctx context.Context, d *download, open Opener) {
 		// Counted before the verdict is published, so a client that
 		// sees the failure also sees it in Stats.
 		g.stats.failures.Add(1)
+		if g.opts.OnDone != nil {
+			g.done(ctx, d, err)
+		}
 	}
 	d.finish(err)
 	g.finished(d, err)
-	if g.opts.OnDone != nil {
-		g.done(ctx, d, err)
+	if err == nil && g.opts.OnDone != nil {
+		g.done(ctx, d, nil)
 	}
 	d.release()
 }

@@ -44,11 +44,14 @@ type Options struct {
 	// about to be aborted (the download failed); it must not write to the
 	// response.
 	OnAbort func(r *http.Request, err error)
-	// OnDone, if set, is called once per download when it has ended and its verdict is out to
-	// every response: blob reads the whole verified blob (nil when err says why the download
-	// failed) and stays readable until OnDone returns. ctx carries the values of the request
-	// that started the download and is cancelled when the Group closes. It runs on the
-	// download's own goroutine, after the responses; while it runs the spool stays open.
+	// OnDone, if set, is called once per download when it has ended: blob reads the whole
+	// verified blob (nil when err says why the download failed) and stays readable until
+	// OnDone returns. ctx carries the values of the request that started the download and is
+	// cancelled when the Group closes. It runs on the download's own goroutine; while it runs
+	// the spool stays open. A verified download's OnDone runs after its verdict is out to every
+	// response. A failed download's runs before: no response ends, and no new request starts
+	// another download of the digest, until OnDone returned, so whatever it undoes (a corrupt
+	// copy the download read) is undone before a client can see the failure and retry.
 	OnDone func(ctx context.Context, dgst digest.Digest, blob *io.SectionReader, err error)
 }
 
