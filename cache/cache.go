@@ -242,6 +242,12 @@ func (c *Cache) get(ctx context.Context, gun string, spilled bool) (got, error) 
 	}
 	if !ok && spilled && c.spill != nil {
 		if st, checked, sp, ok := c.spill.load(gun); ok && now.Before(st.Expires()) {
+			if checked.After(now) {
+				// Read from disk, checked has no monotonic reading: after the wall clock
+				// stepped back it would keep the state fresh for the length of the step.
+				// It is stale instead, refreshed by the caller.
+				checked = time.Time{}
+			}
 			e := entry{state: st, checked: checked, size: st.Size(), spilled: sp}
 			c.add(gun, e)
 			return got{entry: e, reloaded: true}, nil

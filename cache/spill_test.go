@@ -339,6 +339,25 @@ func TestSpillFreshness(t *testing.T) {
 			t.Fatalf("%d updates for a state re-checked 20s ago, want none", n)
 		}
 	})
+	t.Run("checked in the future", func(t *testing.T) {
+		// The wall clock stepped back after the state was spilled: its checked time, read from
+		// disk without a monotonic reading, is ahead of now. The state is not fresh for the length
+		// of the step: it is stale, served and refreshed.
+		f := newSpillFixture(t)
+		if _, err := f.cache.Resolve(ctx, gun, "v1", nil); err != nil {
+			t.Fatal(err)
+		}
+		evict(t, f.cache)
+		f.clock.Add(-time.Hour)
+		updates := f.client.n.Load()
+		if _, err := f.cache.Resolve(ctx, gun, "v1", nil); err != nil {
+			t.Fatal(err)
+		}
+		f.cache.Wait()
+		if n := f.client.n.Load() - updates; n != 1 {
+			t.Fatalf("%d updates for a state checked an hour from now, want one background refresh", n)
+		}
+	})
 	t.Run("expired", func(t *testing.T) {
 		f := newSpillFixture(t)
 		if _, err := f.cache.Resolve(ctx, gun, "v1", nil); err != nil {
