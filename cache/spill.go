@@ -13,11 +13,9 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sync/atomic"
 	"time"
 
-	"github.com/trustgate/trustgate/internal/atomicfile"
 	"github.com/trustgate/trustgate/internal/debris"
 	"github.com/trustgate/trustgate/resolver"
 )
@@ -46,10 +44,16 @@ const maxSpillBytes = 256 << 20
 // is created 0700, so only this process's user, who can as well rewrite trust_dir or read the
 // key from the process's memory, can do that.
 //
+// Every file is opened, replaced and removed through root, the directory newSpill created, never
+// by its path: once that directory is removed or replaced, the spill reads nothing from, and
+// removes nothing in, whatever is at the path instead (a directory someone else made there could
+// hold files this Cache sealed and this Cache has since removed).
+//
 // All reads and writes of one repository's file happen inside that repository's flight (see
 // Cache.State), so they are ordered: an older state never overwrites a newer one.
 type spill struct {
 	dir    string
+	root   *os.Root // dir as created
 	key    [32]byte
 	lock   io.Closer // held while the directory is in use (see debris.SweepDirs)
 	log    *slog.Logger
@@ -72,13 +76,20 @@ func newSpill(parent string, log *slog.Logger) (*spill, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cache: spill directory: %w", err)
 	}
-	lock, err := debris.LockDir(dir)
+	root, err := os.OpenRoot(dir)
 	if err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("cache: spill directory: %w", err)
 	}
-	s := &spill{dir: dir, lock: lock, log: log}
+	lock, err := debris.LockDir(dir)
+	if err != nil {
+		_ = root.Close()
+		_ = os.RemoveAll(dir)
+		return nil, fmt.Errorf("cache: spill directory: %w", err)
+	}
+	s := &spill{dir: dir, root: root, lock: lock, log: log}
 	if _, err := rand.Read(s.key[:]); err != nil {
+		_ = root.Close()
 		_ = lock.Close()
 		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("cache: spill key: %w", err)
@@ -90,7 +101,7 @@ func newSpill(parent string, log *slog.Logger) (*spill, error) {
 func (s *spill) close() error {
 	s.broken.Store(true)
 	err := os.RemoveAll(s.dir)
-	return errors.Join(err, s.lock.Close())
+	return errors.Join(err, s.root.Close(), s.lock.Close())
 }
 
 func (s *spill) name(gun string) string {
@@ -143,7 +154,7 @@ func (s *spill) store(gun string, st *resolver.State, checked time.Time, prev sp
 	if err == nil {
 		mac := s.bodyMAC(body)
 		data := append(s.header(checked, mac), body...)
-		if err = atomicfile.ReplaceUnsynced(s.dir, s.name(gun), ".tmp-*", data, 0); err == nil {
+		if err = s.replace(s.name(gun), data); err == nil {
 			return spilled{state: st, bodyMAC: mac}
 		}
 	}
@@ -155,7 +166,7 @@ func (s *spill) store(gun string, st *resolver.State, checked time.Time, prev sp
 // rewriteHeader updates the checked time of a file whose body is unchanged. The header is
 // written in place: a torn write fails the MAC, which costs an update, nothing more.
 func (s *spill) rewriteHeader(gun string, checked time.Time, bodyMAC [32]byte) error {
-	f, err := os.OpenFile(filepath.Join(s.dir, s.name(gun)), os.O_WRONLY, 0)
+	f, err := s.root.OpenFile(s.name(gun), os.O_WRONLY, 0)
 	if err != nil {
 		return err
 	}
@@ -163,10 +174,32 @@ func (s *spill) rewriteHeader(gun string, checked time.Time, bodyMAC [32]byte) e
 	return errors.Join(err, f.Close())
 }
 
+// replace writes data to name through a temporary file renamed over it, so that a reader sees
+// the old content or the new one (unsynced: see spill). The temporary file is removed on failure.
+func (s *spill) replace(name string, data []byte) error {
+	var r [8]byte
+	if _, err := rand.Read(r[:]); err != nil {
+		return err
+	}
+	tmp := ".tmp-" + hex.EncodeToString(r[:])
+	f, err := s.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err = errors.Join(err, f.Close()); err == nil {
+		err = s.root.Rename(tmp, name)
+	}
+	if err != nil {
+		_ = s.root.Remove(tmp)
+	}
+	return err
+}
+
 // remove deletes gun's file. If it cannot, the spill is given up for good (nothing is read from
 // it any more), since the file could bring back a state the cache has dropped.
 func (s *spill) remove(gun string) {
-	err := os.Remove(filepath.Join(s.dir, s.name(gun)))
+	err := s.root.Remove(s.name(gun))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		s.broken.Store(true)
 		s.log.Error("removing a spilled trust state failed; no longer reading spilled states", "gun", gun, "err", err)
@@ -198,7 +231,7 @@ var errSpillSeal = errors.New("not sealed by this process, or changed since")
 
 func (s *spill) read(gun string) (*resolver.State, time.Time, [32]byte, error) {
 	var mac [32]byte
-	f, err := os.Open(filepath.Join(s.dir, s.name(gun)))
+	f, err := s.root.Open(s.name(gun))
 	if err != nil {
 		return nil, time.Time{}, mac, err
 	}

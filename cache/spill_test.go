@@ -429,3 +429,45 @@ func TestSpillDirSetUp(t *testing.T) {
 		})
 	}
 }
+
+// TestSpillDirReplaced: the spill works in the directory it created, not in whatever is found at
+// its path later. Once the directory is moved away and another put in its place (by anyone who
+// can, e.g. after a cleaner removed it from a shared temp_dir), a file this cache sealed and
+// planted there after the cache dropped the state (here: a rollback found by a refresh) is not
+// read back.
+func TestSpillDirReplaced(t *testing.T) {
+	ctx := context.Background()
+	f := newSpillFixture(t)
+	old := maps.Clone(f.srv.Files(gun))
+	f.repo.AddTarget("targets", "v3", []byte("three"))
+	f.srv.Set(gun, f.repo.Publish())
+	f.clock.Add(time.Minute)
+	if _, err := f.cache.Resolve(ctx, gun, "v1", nil); err != nil {
+		t.Fatal(err)
+	}
+	f.cache.Wait()
+	p := spillFile(t, f.cache, gun)
+	sealed, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Dir(p)
+	if err := os.Rename(dir, dir+".moved"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	f.srv.Set(gun, old) // replay
+	f.clock.Add(time.Minute)
+	if _, err := f.cache.Resolve(ctx, gun, "v1", nil); err != nil {
+		t.Fatalf("the request that starts the refresh: %v", err)
+	}
+	f.cache.Wait()
+	if err := os.WriteFile(p, sealed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.cache.Resolve(ctx, gun, "v1", nil); !errors.Is(err, resolver.ErrRollback) {
+		t.Fatalf("after the refresh found a rollback, with the sealed state planted in the replaced directory: %v, want ErrRollback", err)
+	}
+}
