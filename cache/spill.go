@@ -196,9 +196,13 @@ func (s *spill) replace(name string, data []byte) error {
 	return err
 }
 
-// remove deletes gun's file. If it cannot, the spill is given up for good (nothing is read from
-// it any more), since the file could bring back a state the cache has dropped.
+// remove deletes gun's file, unless the spill is given up already. If it cannot, the spill is
+// given up for good (nothing is read from it any more), since the file could bring back a state
+// the cache has dropped.
 func (s *spill) remove(gun string) {
+	if s.broken.Load() {
+		return // nothing is read any more (and after close there is no directory)
+	}
 	err := s.root.Remove(s.name(gun))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		s.broken.Store(true)

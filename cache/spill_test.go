@@ -471,3 +471,41 @@ func TestSpillDirReplaced(t *testing.T) {
 		t.Fatalf("after the refresh found a rollback, with the sealed state planted in the replaced directory: %v, want ErrRollback", err)
 	}
 }
+
+// TestSpillClosedQuiet: a background refresh that drops its state after Close (a reload closes the
+// old caches while their refreshes run) has nothing on disk to remove and reports no failure.
+func TestSpillClosedQuiet(t *testing.T) {
+	ctx := context.Background()
+	f := newSpillFixture(t)
+	var logged bytes.Buffer
+	rc, err := resolver.NewClient(resolver.Config{ServerURL: f.srv.URL, Now: f.clock.Now, TrustDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := cache.New(rc, cache.Options{TTL: 30 * time.Second, Size: 1, Now: f.clock.Now, SpillDir: f.parent,
+		Logger: slog.New(slog.NewTextHandler(&logged, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := maps.Clone(f.srv.Files(gun))
+	f.repo.AddTarget("targets", "v3", []byte("three"))
+	f.srv.Set(gun, f.repo.Publish())
+	if _, err := c.Resolve(ctx, gun, "v1", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f.srv.Set(gun, old) // replay
+	f.clock.Add(time.Minute)
+	if _, err := c.Resolve(ctx, gun, "v1", nil); err != nil {
+		t.Fatalf("the request that starts the refresh: %v", err)
+	}
+	c.Wait()
+	if _, err := c.Resolve(ctx, gun, "v1", nil); !errors.Is(err, resolver.ErrRollback) {
+		t.Fatalf("after the refresh: %v, want ErrRollback", err)
+	}
+	if strings.Contains(logged.String(), "level=ERROR") || strings.Contains(logged.String(), "level=WARN") {
+		t.Errorf("after Close:\n%s", logged.String())
+	}
+}
