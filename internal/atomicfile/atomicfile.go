@@ -14,17 +14,6 @@ import (
 // removed on any failure. Replace does not sync dir: call SyncDir for the rename itself to survive
 // a power loss.
 func Replace(dir, name, pattern string, data []byte, perm fs.FileMode) error {
-	return replace(dir, name, pattern, data, perm, true)
-}
-
-// ReplaceUnsynced is Replace without the sync of the file: a reader sees the old content or the
-// new one, but after a power loss the file may be empty or hold a part of data. It is for caches
-// whose reader checks what it reads (a checksum or MAC) and can do without a lost entry.
-func ReplaceUnsynced(dir, name, pattern string, data []byte, perm fs.FileMode) error {
-	return replace(dir, name, pattern, data, perm, false)
-}
-
-func replace(dir, name, pattern string, data []byte, perm fs.FileMode, sync bool) error {
 	f, err := os.CreateTemp(dir, pattern)
 	if err != nil {
 		return err
@@ -35,11 +24,9 @@ func replace(dir, name, pattern string, data []byte, perm fs.FileMode, sync bool
 		f.Close()
 		return err
 	}
-	if sync {
-		if err := f.Sync(); err != nil {
-			f.Close()
-			return err
-		}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
 	}
 	if err := f.Close(); err != nil {
 		return err
