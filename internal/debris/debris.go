@@ -31,8 +31,12 @@ const Age = 10 * time.Minute
 
 // Spool reports whether name is a blob spool the fan-out creates: os.CreateTemp(dir,
 // "fanout-spool-*"), whose random part is decimal digits.
-func Spool(name string) bool {
-	rest, ok := strings.CutPrefix(name, "fanout-spool-")
+func Spool(name string) bool { return madeTemp(name, "fanout-spool-") }
+
+// madeTemp reports whether name is one os.CreateTemp or os.MkdirTemp made from prefix+"*": the
+// prefix, then the decimal digits of its random part.
+func madeTemp(name, prefix string) bool {
+	rest, ok := strings.CutPrefix(name, prefix)
 	return ok && rest != "" && strings.Trim(rest, "0123456789") == ""
 }
 

@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 )
 
@@ -18,10 +17,7 @@ const SpillDirPrefix = "trustgate-verified-"
 
 // SpillDir reports whether name is a directory of verified trust states (SpillDirPrefix and
 // os.MkdirTemp's decimal random part).
-func SpillDir(name string) bool {
-	rest, ok := strings.CutPrefix(name, SpillDirPrefix)
-	return ok && rest != "" && strings.Trim(rest, "0123456789") == ""
-}
+func SpillDir(name string) bool { return madeTemp(name, SpillDirPrefix) }
 
 // LockDir takes the lock that marks dir as in use by this process until Close: SweepDirs never
 // removes a directory whose lock is held.
