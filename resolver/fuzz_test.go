@@ -1,6 +1,7 @@
 package resolver
 
 import (
+	"crypto/sha256"
 	"os"
 	"testing"
 )
@@ -107,4 +108,9 @@ func FuzzKeyParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// verifySignature checks sig over the whole message msg (see verifyMessage).
+func verifySignature(k tufKey, method string, sig, msg []byte) error {
+	return verifyMessage(k, method, sig, message{full: msg, digest: sha256.Sum256(msg)})
 }

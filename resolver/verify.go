@@ -116,11 +116,6 @@ func canonicalMessage(env *envelope, ks keySet) (message, error) {
 	return message{digest: d}, err
 }
 
-// verifySignature checks sig over msg (see verifyMessage).
-func verifySignature(k tufKey, method string, sig, msg []byte) error {
-	return verifyMessage(k, method, sig, message{full: msg, digest: sha256.Sum256(msg)})
-}
-
 // verifyMessage dispatches on the signature's method, then checks the key type fits it,
 // like Notary's Verifiers map. The legacy "pycrypto-pkcs#1 pss" method is not supported.
 func verifyMessage(k tufKey, method string, sig []byte, msg message) error {
