@@ -65,10 +65,8 @@ var spillMagic = [8]byte{'t', 'g', 'v', 's', 0, 0, 0, 1}
 
 const spillHeader = 8 + 8 + 32 + 32
 
+// newSpill creates the spill's directory in parent (Options.SpillDir, never "").
 func newSpill(parent string, log *slog.Logger) (*spill, error) {
-	if parent == "" {
-		parent = os.TempDir()
-	}
 	if err := os.MkdirAll(parent, 0o700); err != nil {
 		return nil, fmt.Errorf("cache: spill directory: %w", err)
 	}
