@@ -56,6 +56,21 @@ func blobGETs(reg *peers.Registry, mark int) int {
 	return n
 }
 
+// storedLayer pushes an image to a new upstream and has a replica on d pull its first layer,
+// then waits until the store holds it: what every test of another replica's pulls starts from.
+func storedLayer(t *testing.T, d storagedriver.StorageDriver) (*peers.Registry, peers.Pushed, peers.Blob) {
+	t.Helper()
+	reg := peers.StartRegistry(t)
+	img := peers.PushImage(t, reg, "library/app", "1")
+	a := replica(t, reg, d, img, 0)
+	layer := img.Layers[0]
+	if r := a.get("/v2/library/app/blobs/" + layer.Digest); r.status != http.StatusOK || sha(r.body) != layer.Digest {
+		t.Fatalf("A: %d", r.status)
+	}
+	waitStored(t, a.srv.store, layer.Digest)
+	return reg, img, layer
+}
+
 // waitStored waits until the store holds dgst (a replica writes it after its responses).
 func waitStored(t *testing.T, st *blobstore.Store, dgst string) {
 	t.Helper()
@@ -77,15 +92,8 @@ func TestBlobStoreSharedByReplicas(t *testing.T) {
 		"inmemory":   inmemory.New(),
 	} {
 		t.Run(name, func(t *testing.T) {
-			reg := peers.StartRegistry(t)
-			img := peers.PushImage(t, reg, "library/app", "1")
-			a := replica(t, reg, d, img, 0)
+			reg, img, layer := storedLayer(t, d)
 			b := replica(t, reg, d, img, 0)
-			layer := img.Layers[0]
-			if r := a.get("/v2/library/app/blobs/" + layer.Digest); r.status != http.StatusOK || sha(r.body) != layer.Digest {
-				t.Fatalf("A: %d", r.status)
-			}
-			waitStored(t, a.srv.store, layer.Digest)
 
 			mark := reg.Log.Len()
 			if r := b.get("/v2/library/app/blobs/" + layer.Digest); r.status != http.StatusOK || sha(r.body) != layer.Digest {
@@ -242,14 +250,7 @@ func (g gatedDriver) Reader(ctx context.Context, path string, offset int64) (io.
 // download per digest holds for the store as for upstream.
 func TestBlobStoreOneReadPerReplica(t *testing.T) {
 	d := inmemory.New()
-	reg := peers.StartRegistry(t)
-	img := peers.PushImage(t, reg, "library/app", "1")
-	a := replica(t, reg, d, img, 0)
-	layer := img.Layers[0]
-	if r := a.get("/v2/library/app/blobs/" + layer.Digest); r.status != http.StatusOK {
-		t.Fatalf("A: %d", r.status)
-	}
-	waitStored(t, a.srv.store, layer.Digest)
+	reg, img, layer := storedLayer(t, d)
 
 	metrics := prometheus.NewRegistry()
 	gd := gatedDriver{StorageDriver: d, release: make(chan struct{})}
@@ -303,14 +304,7 @@ func metricValue(t *testing.T, g prometheus.Gatherer, name string) float64 {
 // complete, and the object deleted.
 func TestBlobStoreWrongSize(t *testing.T) {
 	d := inmemory.New()
-	reg := peers.StartRegistry(t)
-	img := peers.PushImage(t, reg, "library/app", "1")
-	a := replica(t, reg, d, img, 0)
-	layer := img.Layers[0]
-	if r := a.get("/v2/library/app/blobs/" + layer.Digest); r.status != http.StatusOK {
-		t.Fatalf("A: %d", r.status)
-	}
-	waitStored(t, a.srv.store, layer.Digest)
+	reg, img, layer := storedLayer(t, d)
 	hx := digest.Digest(layer.Digest).Encoded()
 	path := "/trustgate/v1/docker.io/blobs/sha256/" + hx[:2] + "/" + hx
 	stored, err := d.GetContent(context.Background(), path)
@@ -362,14 +356,7 @@ func (errReader) Read([]byte) (int, error) {
 // again: the pull completes whatever the store does.
 func TestBlobStoreDroppedReadResumesUpstream(t *testing.T) {
 	d := inmemory.New()
-	reg := peers.StartRegistry(t)
-	img := peers.PushImage(t, reg, "library/app", "1")
-	a := replica(t, reg, d, img, 0)
-	layer := img.Layers[0]
-	if r := a.get("/v2/library/app/blobs/" + layer.Digest); r.status != http.StatusOK {
-		t.Fatalf("A: %d", r.status)
-	}
-	waitStored(t, a.srv.store, layer.Digest)
+	reg, img, layer := storedLayer(t, d)
 
 	b := replica(t, reg, droppingDriver{d}, img, 0)
 	mark := reg.Log.Len()
