@@ -41,13 +41,11 @@ func (g *Group) fetch(ctx context.Context, d *download, open Opener) {
 		// Counted before the verdict is published, so a client that
 		// sees the failure also sees it in Stats.
 		g.stats.failures.Add(1)
-		if g.opts.OnDone != nil {
-			g.done(ctx, d, err)
-		}
+		g.done(ctx, d, err) // before the failure is out: see Options.OnDone
 	}
 	d.finish(err)
 	g.finished(d, err)
-	if err == nil && g.opts.OnDone != nil {
+	if err == nil {
 		g.done(ctx, d, nil)
 	}
 	d.release()
@@ -55,6 +53,9 @@ func (g *Group) fetch(ctx context.Context, d *download, open Opener) {
 
 // done hands the download's outcome to Options.OnDone while the fetcher still holds the spool.
 func (g *Group) done(ctx context.Context, d *download, err error) {
+	if g.opts.OnDone == nil {
+		return
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(g.ctx, cancel)
